@@ -1,0 +1,64 @@
+"""Shared test fixtures: the reference data folder and tiny random Hugging Face Llama checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    """Path of a reference file in ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"reference data {path} is absent (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture
+def genmedgpt_path() -> Path:
+    return shared_file("genmedgpt-5k.json")
+
+
+@pytest.fixture
+def llama2_tokenizer_path() -> Path:
+    return shared_file("llama2-tokenizer.model")
+
+
+def make_tiny_hf_llama(out_dir: Path | None = None, *, seed: int = 0, vocab_size: int = 128,
+                       hidden_size: int = 64, intermediate_size: int = 112, num_hidden_layers: int = 2,
+                       num_attention_heads: int = 4, num_key_value_heads: int = 4,
+                       tie_word_embeddings: bool = False, max_shard_size: str | None = None, **extra):
+    """Build a random `transformers.LlamaForCausalLM` (float32) and optionally save it with save_pretrained.
+
+    Returns the model (eval mode). Requires transformers (a test-only reference library).
+    """
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads, tie_word_embeddings=tie_word_embeddings,
+        max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=10000.0,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, **extra)
+    model = transformers.LlamaForCausalLM(config).eval()
+    # Random norms so a wrong RMSNorm weight handling would show up in the logits.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+    if out_dir is not None:
+        kwargs = {"safe_serialization": True}
+        if max_shard_size is not None:
+            kwargs["max_shard_size"] = max_shard_size
+        model.save_pretrained(out_dir, **kwargs)
+    return model
+
+
+@pytest.fixture
+def tiny_hf_llama():
+    """Factory fixture: `tiny_hf_llama(out_dir=None, **config_overrides) -> LlamaForCausalLM`."""
+    return make_tiny_hf_llama
