@@ -1,0 +1,66 @@
+"""Benchmark: 1,000 judgments against the loopback stand-in with 200 ms latency at concurrency 16.
+
+The reference is the ideal bound of a client with zero overhead: requests * latency / concurrency
+(1000 * 0.2 s / 16 = 12.5 s). The printed ratio is wall time / ideal (1.0 is perfect; target: wall < 20 s).
+
+    python bench/bench_judge.py [--judgments 1000] [--latency-ms 200] [--concurrency 16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from judge.cli import main as judge_main  # noqa: E402
+from judge.standin import start_standin  # noqa: E402
+
+
+def write_pairs(folder: Path, n_items: int) -> list[Path]:
+    """Two systems answering the same `n_items` questions (so 2 * n_items judgments)."""
+    paths = []
+    for model in ("baseline", "finetuned"):
+        path = folder / f"{model}.jsonl"
+        with open(path, "w") as f:
+            for i in range(n_items):
+                f.write(json.dumps({"id": str(i), "model": model, "prompt": f"Question {i}: why does my head hurt?",
+                                    "reference": "Rest and fluids.", "response": f"{model} answer {i}: rest."}) + "\n")
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--judgments", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    url, stop = start_standin(latency_ms=args.latency_ms)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            pairs = write_pairs(Path(tmp), args.judgments // 2)
+            argv = ["run", "--out", str(Path(tmp) / "out"), "--base-url", url, "--concurrency",
+                    str(args.concurrency), "--no-progress"]
+            for p in pairs:
+                argv += ["--pairs", str(p)]
+            start = time.perf_counter()
+            import contextlib, io
+            with contextlib.redirect_stdout(io.StringIO()):
+                status = judge_main(argv)
+            wall = time.perf_counter() - start
+            lines = (Path(tmp) / "out" / "journal.jsonl").read_text().count("\n")
+    finally:
+        stop()
+    ideal = args.judgments * args.latency_ms / 1000 / args.concurrency
+    print(f"judge bench: {lines} judgments (exit {status}), latency {args.latency_ms:.0f} ms, "
+          f"concurrency {args.concurrency}")
+    print(f"wall {wall:.2f} s | ideal bound {ideal:.2f} s | ratio wall/ideal {wall / ideal:.3f} "
+          f"| target wall < 20 s: {'met' if wall < 20 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""evalkit: Track A lexical metrics (BLEU, ROUGE, METEOR), written from their formulas, equal to
+sacrebleu / rouge-score / nltk, with explicit exclusions and paired statistics for Table 1.
+
+    >>> import evalkit
+    >>> evalkit.bleu("the cat sat on the mat", "the cat sat on a mat")          # sacrebleu preset
+    >>> evalkit.rouge("the cat sat", "the cat sat down")["rougeL"]
+    >>> evalkit.meteor("the cat sat", "the cat sat down")
+"""
+from evalkit.bleu import BLEU, brevity_penalty, bleu, corpus_bleu
+from evalkit.errors import EvalkitError
+from evalkit.meteor import meteor, synonyms_available
+from evalkit.records import read_pairs, select_items
+from evalkit.rouge import rouge
+from evalkit.score import METRICS, ScoreConfig, Scorer, score_systems
+from evalkit.stats import (approximate_randomization, cohens_dz, mann_whitney_u, matched_pairs_rank_biserial,
+                           paired_bootstrap_ci, rank_biserial, wilcoxon_signed_rank)
+
+__all__ = [
+    "BLEU", "bleu", "corpus_bleu", "brevity_penalty", "rouge", "meteor", "synonyms_available",
+    "EvalkitError", "read_pairs", "select_items", "METRICS", "ScoreConfig", "Scorer", "score_systems",
+    "mann_whitney_u", "wilcoxon_signed_rank", "paired_bootstrap_ci", "approximate_randomization",
+    "rank_biserial", "matched_pairs_rank_biserial", "cohens_dz",
+]

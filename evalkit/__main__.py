@@ -1,0 +1,7 @@
+"""``python -m evalkit score ...``: see ``evalkit/cli.py``."""
+import sys
+
+from evalkit.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

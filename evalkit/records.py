@@ -1,0 +1,204 @@
+"""Read and check JSONL pairs files, and decide explicitly which items are excluded.
+
+One line per item: ``{"id": str, "model": str, "prompt": str, "reference": str, "response": str}``
+plus optional ``"finish_reason": "stop" | "length"`` and ``"meta": {...}``. One file per system.
+
+Exclusions are never silent: an item is excluded when its response is empty, was truncated
+(``finish_reason == "length"``, i.e. it hit ``max_new_tokens``) or is missing for a system. Each
+exclusion is listed with id, system and reason; by default an item excluded for any system is
+excluded for all, so that the systems are compared on the same items (paired).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from evalkit.errors import EvalkitError
+
+REQUIRED = ("id", "model", "prompt", "reference", "response")
+FINISH_REASONS = ("stop", "length")
+REASONS = ("empty", "truncated", "missing")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One system's response to one held-out item, with where it came from."""
+
+    id: str
+    model: str
+    prompt: str
+    reference: str
+    response: str
+    finish_reason: str | None
+    meta: dict
+    path: str
+    line: int
+
+
+@dataclass
+class System:
+    """All records of one ``--pairs`` file, in file order, indexed by id."""
+
+    model: str
+    path: str
+    records: dict[str, Record]
+
+
+def read_pairs(path: str | Path) -> System:
+    """Parse and validate one JSONL pairs file.
+
+    Raises:
+        EvalkitError: ``"<file>:<line>: <problem>"`` for invalid JSON, a non-object line, a missing
+            field, a wrong type, an unknown ``finish_reason``, a duplicate id or a second model name;
+            ``"<file>: <problem>"`` when the file cannot be read or holds no record.
+    """
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalkitError.at(path, None, f"cannot read: {e.strerror or e}") from None
+    records: dict[str, Record] = {}
+    model = None
+    for lineno, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue  # blank lines (e.g. a trailing newline) carry no record
+        rec = _parse_line(path, lineno, text)
+        if rec.id in records:
+            raise EvalkitError.at(path, lineno, f"duplicate id {rec.id!r} (first on line {records[rec.id].line})")
+        if model is None:
+            model = rec.model
+        elif rec.model != model:
+            raise EvalkitError.at(path, lineno, f"model {rec.model!r} differs from {model!r} of the first "
+                                  "record; give each system its own --pairs file")
+        records[rec.id] = rec
+    if model is None:
+        raise EvalkitError.at(path, None, "no records (empty file)")
+    return System(model, path, records)
+
+
+def _parse_line(path: str, lineno: int, text: str) -> Record:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise EvalkitError.at(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise EvalkitError.at(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+    for key in REQUIRED:
+        if key not in obj:
+            raise EvalkitError.at(path, lineno, f"missing field {key!r}")
+        if not isinstance(obj[key], str):
+            raise EvalkitError.at(path, lineno, f"field {key!r} must be a string, got {_json_type(obj[key])}")
+    if not obj["id"]:
+        raise EvalkitError.at(path, lineno, "field 'id' is empty")
+    finish = obj.get("finish_reason")
+    if finish is not None and finish not in FINISH_REASONS:
+        raise EvalkitError.at(path, lineno, f"field 'finish_reason' must be 'stop' or 'length', got {finish!r}")
+    meta = obj.get("meta", {})
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise EvalkitError.at(path, lineno, f"field 'meta' must be an object, got {_json_type(meta)}")
+    return Record(obj["id"], obj["model"], obj["prompt"], obj["reference"], obj["response"], finish, meta,
+                  path, lineno)
+
+
+def _json_type(value: object) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+@dataclass
+class Selection:
+    """The items every system is scored on, and everything left out with its reason.
+
+    Attributes:
+        ids: kept item ids, in the baseline file's order (then the order other files add them).
+        exclusions: one entry per (id, model, reason): ``{"id", "model", "reason", "file", "line"}``
+            (``line`` is null for a missing record).
+        excluded_ids: ids dropped for all systems (paired mode).
+        kept_truncated: entries kept despite truncation (``keep_truncated=True``).
+        n_ids: number of distinct ids over all files.
+    """
+
+    ids: list[str]
+    exclusions: list[dict] = field(default_factory=list)
+    excluded_ids: list[str] = field(default_factory=list)
+    kept_truncated: list[dict] = field(default_factory=list)
+    n_ids: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """Number of (id, model) exclusions per reason."""
+        return {r: sum(1 for e in self.exclusions if e["reason"] == r) for r in REASONS}
+
+    def to_json(self) -> dict:
+        return {"n_ids": self.n_ids, "n_kept": len(self.ids), "n_excluded": len(self.excluded_ids),
+                "excluded_ids": self.excluded_ids, "counts": self.counts(), "exclusions": self.exclusions,
+                "kept_truncated": self.kept_truncated,
+                "rule": "an item excluded for any system is excluded for all (paired comparison)"}
+
+
+def select_items(systems: Sequence[System], keep_truncated: bool = False, strict_ids: bool = False) -> Selection:
+    """Decide the paired item set; check that shared ids name the same item in every file.
+
+    Args:
+        systems: one per ``--pairs`` file; the first is the baseline.
+        keep_truncated: score truncated responses instead of excluding them (still listed).
+        strict_ids: an id absent from some file is an error instead of a "missing" exclusion.
+
+    Raises:
+        EvalkitError: when the same id has a different reference or prompt in two files (the ids do
+            not name the same held-out pair), when ``strict_ids`` and the id sets differ, when two
+            files carry the same model name, or when no item is left.
+    """
+    seen_models: dict[str, str] = {}
+    for s in systems:
+        if s.model in seen_models:
+            raise EvalkitError.at(s.path, None, f"model {s.model!r} is also the model of {seen_models[s.model]}")
+        seen_models[s.model] = s.path
+    order: list[str] = []
+    first: dict[str, Record] = {}
+    for s in systems:
+        for rec in s.records.values():
+            if rec.id not in first:
+                first[rec.id] = rec
+                order.append(rec.id)
+                continue
+            ref = first[rec.id]
+            for key in ("reference", "prompt"):
+                if getattr(rec, key) != getattr(ref, key):
+                    raise EvalkitError.at(rec.path, rec.line, f"id {rec.id!r} has a different {key} than in "
+                                          f"{ref.path}:{ref.line}; the same id must name the same item")
+    sel = Selection(ids=[], n_ids=len(order))
+    dropped = set()
+    for item_id in order:
+        for s in systems:
+            rec = s.records.get(item_id)
+            reason = None
+            if rec is None:
+                if strict_ids:
+                    where = first[item_id]
+                    raise EvalkitError.at(where.path, where.line, f"id {item_id!r} is not in {s.path} "
+                                          "(--strict-ids: every file must hold the same ids)")
+                reason = "missing"
+            elif not rec.response.strip():
+                reason = "empty"
+            elif rec.finish_reason == "length":
+                entry = {"id": item_id, "model": s.model, "reason": "truncated", "file": rec.path, "line": rec.line}
+                if keep_truncated:
+                    sel.kept_truncated.append(entry)
+                    continue
+                reason = "truncated"
+            if reason is not None:
+                sel.exclusions.append({"id": item_id, "model": s.model, "reason": reason,
+                                       "file": s.path if rec is None else rec.path,
+                                       "line": None if rec is None else rec.line})
+                dropped.add(item_id)
+    sel.ids = [i for i in order if i not in dropped]
+    sel.excluded_ids = [i for i in order if i in dropped]
+    if not sel.ids:
+        raise EvalkitError.at(systems[0].path, None, f"no item left to score: all {len(order)} ids are excluded "
+                              f"({sel.counts()}) or the files share no id")
+    return sel

@@ -1,0 +1,143 @@
+"""ROUGE-1, ROUGE-2 and ROUGE-L (Lin 2004), equal to `rouge_score.rouge_scorer.RougeScorer`.
+
+Tokens are rouge_score's default tokenizer: lowercase, every run of characters outside [a-z0-9]
+becomes a space, split; with `stem=True` tokens longer than 3 characters are Porter-stemmed
+(`evalkit.porter`, nltk's default mode, as rouge_score uses).
+
+With the hypothesis's and the reference's token lists:
+
+    ROUGE-N:  P = overlap / hyp n-grams, R = overlap / ref n-grams   (overlap: clipped n-gram counts)
+    ROUGE-L:  P = LCS / hyp tokens,      R = LCS / ref tokens
+    F1      = 2 P R / (P + R)                                        # Eq. 5-6 of the paper
+    F_beta  = (1 + beta^2) P R / (R + beta^2 P)                      # Eq. 7 (beta = 1.2: pycocoevalcap)
+
+rouge_score reports F1 for all three; that is the default here (`beta=1.0`). The paper's Eq. 7 is
+the recall-weighted F_beta for ROUGE-L, so `beta` changes ROUGE-L only; ROUGE-1/2 stay F1 (Eq. 5-6).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from typing import NamedTuple, Sequence
+
+from evalkit.porter import PorterStemmer
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")  # rouge_score.tokenize.NON_ALPHANUM_RE
+_STEMMER = PorterStemmer()  # rouge_score's DefaultTokenizer: nltk's PorterStemmer() (NLTK_EXTENSIONS)
+
+
+class Score(NamedTuple):
+    """Precision, recall and F of one ROUGE type (the fields of rouge_score's `Score`)."""
+
+    precision: float
+    recall: float
+    fmeasure: float
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _tokens(text: str, stem: bool) -> tuple[str, ...]:
+    tokens = _NON_ALNUM.sub(" ", text.lower()).split()
+    if stem:
+        stem_of = _STEMMER.stem
+        tokens = [stem_of(t) if len(t) > 3 else t for t in tokens]  # only words longer than 3 chars
+        tokens = [t for t in tokens if t]
+    return tuple(tokens)
+
+
+def rouge_tokenize(text: str, stem: bool = False) -> list[str]:
+    """rouge_score's default tokenizer: `rouge_score.tokenize.tokenize(text, stemmer)`."""
+    return list(_tokens(text, stem))
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence, bit-parallel (Allison & Dix 1986; Hyyro 2004).
+
+    Bit i of V is 1 while row i of the DP table has no LCS increment yet; each token of `b` costs a
+    few big-integer operations instead of a DP row, and LCS = len(a) - popcount(V).
+    """
+    if len(a) < len(b):
+        a, b = b, a
+    masks: dict[str, int] = {}
+    for i, token in enumerate(a):
+        masks[token] = masks.get(token, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for token in b:
+        match = masks.get(token)
+        if match:
+            u = v & match
+            v = ((v + u) | (v - u)) & full
+    return len(a) - v.bit_count()
+
+
+def f1(precision: float, recall: float) -> float:
+    """Harmonic mean of P and R, rouge_score's `scoring.fmeasure` (Eq. 5-6)."""
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def f_beta(precision: float, recall: float, beta: float = 1.0) -> float:
+    """(1 + beta^2) P R / (R + beta^2 P) (Eq. 7); beta > 1 weighs recall more; beta = 1 is F1."""
+    if beta == 1.0:
+        return f1(precision, recall)
+    b2 = beta * beta
+    denominator = recall + b2 * precision
+    return (1 + b2) * precision * recall / denominator if denominator > 0 else 0.0
+
+
+def _ngram_score(hyp: Sequence[str], ref: Sequence[str], n: int) -> Score:
+    """Clipped n-gram overlap as rouge_score's `_score_ngrams` (denominators at least 1)."""
+    if n == 1:
+        hyp_counts, ref_counts = Counter(hyp), Counter(ref)
+    else:
+        hyp_counts = Counter(zip(*(hyp[k:] for k in range(n))))
+        ref_counts = Counter(zip(*(ref[k:] for k in range(n))))
+    if len(hyp_counts) > len(ref_counts):
+        small, large = ref_counts, hyp_counts
+    else:
+        small, large = hyp_counts, ref_counts
+    overlap = sum(min(count, large[g]) for g, count in small.items() if g in large)
+    precision = overlap / max(len(hyp) - n + 1, 1)
+    recall = overlap / max(len(ref) - n + 1, 1)
+    return Score(precision, recall, f1(precision, recall))
+
+
+def _lcs_score(hyp: Sequence[str], ref: Sequence[str], beta: float) -> Score:
+    if not hyp or not ref:
+        return Score(0.0, 0.0, 0.0)
+    lcs = lcs_length(hyp, ref)
+    precision, recall = lcs / len(hyp), lcs / len(ref)
+    return Score(precision, recall, f_beta(precision, recall, beta))
+
+
+def rouge_scores(hyp: str, ref: str, beta: float = 1.0, stem: bool = False,
+                 rouge_types: Sequence[str] = ROUGE_TYPES) -> dict[str, Score]:
+    """Precision, recall and F of each ROUGE type, as `RougeScorer(rouge_types, use_stemmer=stem).score(ref, hyp)`.
+
+    Args:
+        hyp: the system's response.
+        ref: the reference response.
+        beta: F_beta of ROUGE-L (Eq. 7); 1.0 gives rouge_score's F1, 1.2 pycocoevalcap's.
+        stem: Porter-stem tokens longer than 3 characters (rouge_score's `use_stemmer`).
+        rouge_types: any of "rouge1".."rouge9" and "rougeL".
+    """
+    if not isinstance(hyp, str) or not isinstance(ref, str):
+        raise TypeError(f"rouge takes two strings, got {type(hyp).__name__} and {type(ref).__name__}")
+    if beta <= 0:
+        raise ValueError(f"rouge beta must be positive, got {beta}")
+    hyp_tokens, ref_tokens = _tokens(hyp, stem), _tokens(ref, stem)
+    result = {}
+    for rouge_type in rouge_types:
+        if rouge_type == "rougeL":
+            result[rouge_type] = _lcs_score(hyp_tokens, ref_tokens, beta)
+        elif re.fullmatch(r"rouge[1-9]", rouge_type):
+            result[rouge_type] = _ngram_score(hyp_tokens, ref_tokens, int(rouge_type[5:]))
+        else:
+            raise ValueError(f"unknown ROUGE type {rouge_type!r} (use rouge1..rouge9 or rougeL)")
+    return result
+
+
+def rouge(hyp: str, ref: str, beta: float = 1.0, stem: bool = False) -> dict[str, float]:
+    """F values {"rouge1", "rouge2", "rougeL"} in [0, 1] of `hyp` against `ref` (see `rouge_scores`)."""
+    return {k: s.fmeasure for k, s in rouge_scores(hyp, ref, beta, stem).items()}

@@ -1,0 +1,1 @@
+"""Track B: an LLM-as-judge client (see docs/judge.md)."""

@@ -1,0 +1,97 @@
+"""Read the JSONL pairs files shared with evalkit and check that the systems answer the same items."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from judge.errors import JudgeError
+
+REQUIRED = ("id", "model", "prompt", "response")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One system's response to one held-out question (a line of a pairs file)."""
+
+    id: str
+    model: str
+    prompt: str
+    response: str
+    reference: str | None = None
+
+
+def read_pairs(paths: list[str | Path]) -> list[Item]:
+    """All records of the given files, validated.
+
+    Raises:
+        JudgeError: `<file>: <problem>` for an unreadable file, malformed JSON, a missing or non-string
+            field, a repeated (id, model), systems that cover different ids, or one id whose question
+            differs between records.
+    """
+    items: list[Item] = []
+    seen: dict[tuple[str, str], str] = {}
+    for path in map(Path, paths):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise JudgeError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise JudgeError(f"{path}: line {number}: malformed JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise JudgeError(f"{path}: line {number}: expected a JSON object")
+            for name in REQUIRED:
+                if not isinstance(record.get(name), str):
+                    problem = "missing" if name not in record else "not a string"
+                    raise JudgeError(f"{path}: line {number}: field {name!r} is {problem}")
+            reference = record.get("reference")
+            where = f"{path}: line {number}"
+            key = (record["id"], record["model"])
+            if key in seen:
+                raise JudgeError(f"{where}: id {key[0]!r} of model {key[1]!r} already appeared in {seen[key]}")
+            seen[key] = where
+            items.append(Item(record["id"], record["model"], record["prompt"], record["response"],
+                              reference if isinstance(reference, str) else None))
+    if not items:
+        raise JudgeError(f"{', '.join(map(str, paths))}: no records")
+    _check_paired(items, seen)
+    return items
+
+
+def _check_paired(items: list[Item], seen: dict) -> None:
+    """Every system must answer the same ids, with the same question for the same id."""
+    ids_by_model: dict[str, set[str]] = {}
+    question: dict[str, tuple[str, str]] = {}
+    for item in items:
+        ids_by_model.setdefault(item.model, set()).add(item.id)
+        first = question.setdefault(item.id, (item.prompt, seen[(item.id, item.model)]))
+        if first[0] != item.prompt:
+            raise JudgeError(f"{seen[(item.id, item.model)]}: id {item.id!r} has a different prompt than in {first[1]}")
+    models = list(ids_by_model)
+    for model in models[1:]:
+        missing = ids_by_model[models[0]] ^ ids_by_model[model]
+        if missing:
+            example = sorted(missing)[0]
+            where = seen.get((example, model)) or seen.get((example, models[0]))
+            raise JudgeError(f"{where.split(': line')[0]}: ids differ between models {models[0]!r} and "
+                             f"{model!r} ({len(missing)} unmatched, e.g. {example!r})")
+
+
+def models_in_order(items: list[Item]) -> list[str]:
+    """Model names in order of first appearance (the first is the baseline of Table 2)."""
+    return list(dict.fromkeys(item.model for item in items))
+
+
+def sample_ids(items: list[Item], limit: int | None, seed: int) -> list[Item]:
+    """Keep `limit` ids drawn at random with `seed` (the paper judged a random N = 20), all systems each."""
+    ids = list(dict.fromkeys(item.id for item in items))
+    if limit is None or limit >= len(ids):
+        return items
+    keep = set(random.Random(seed).sample(ids, limit))
+    return [item for item in items if item.id in keep]

@@ -1,0 +1,258 @@
+"""An OpenAI-compatible stand-in server on loopback, to exercise the judge pipeline offline.
+
+IT IS NOT A JUDGE. Its scores come from a transparent word-overlap heuristic (`heuristic_scores`):
+relevance from the share of the question's content words found in the answer, comprehensiveness from
+the answer's length, helpfulness their rounded mean, accuracy fixed at 3 (a heuristic cannot check
+facts). Every justification says so. Its purpose is testing and demos: it can also be scripted, per
+request, to misbehave like real endpoints do.
+
+Behaviour specs (`kind` or `kind:name=value`), by request index:
+    ok                 heuristic JSON answer (the default)
+    slow:ms=N          answer after N extra milliseconds
+    429 | 500 | 503 | 408 | 409 | 502 | 504   that status; add `:retry-after=V` or `:retry-after-ms=V`
+    quota              429 with code insufficient_quota (the client must stop)
+    401                refused key; the body echoes the key it got (the client must redact it)
+    400                invalid request (the client must stop)
+    malformed          HTTP 200 whose body is not JSON
+    truncated          HTTP 200 whose body stops half-way, then the connection closes
+    drop               the connection closes without any response
+    prose              an answer in words, no JSON and no scores
+    marks              scores as `Accuracy: [[4]]` lines
+    json_in_text       the JSON answer wrapped in prose
+    out_of_range       JSON with an impossible score of 7
+    empty              an empty message
+
+Run: `python -m judge.standin --port 8089 [--latency-ms 200] [--fail-plan "429:retry-after=1,2*500,drop"]`
+then `python -m judge run --base-url http://127.0.0.1:8089/v1 ...` (no key needed on loopback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from judge.rubric import DIMENSIONS
+
+STOPWORDS = frozenset("that this with have from your what when there their they them been were will would "
+                      "could should about which also into than then some such very more most much many "
+                      "because after before does doing just only over hello doctor dear thank thanks".split())
+LABEL = "STAND-IN HEURISTIC, NOT A JUDGE"
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 4 and w not in STOPWORDS]
+
+
+def heuristic_scores(question: str, answer: str) -> tuple[dict, str]:
+    """Deterministic 1-5 scores from word overlap and length, and a justification that says so."""
+    q, a = set(_words(question)), _words(answer)
+    overlap = len(q & set(a)) / len(q) if q else 0.0
+    relevance = 1 + round(4 * overlap)
+    comprehensiveness = 1 + min(4, len(answer.split()) // 40)
+    scores = {"accuracy": 3, "comprehensiveness": comprehensiveness,
+              "helpfulness": round((relevance + comprehensiveness) / 2), "relevance": relevance}
+    why = (f"{LABEL}: {len(q & set(a))}/{len(q)} question words appear in the answer, "
+           f"{len(answer.split())} words long; accuracy is fixed at 3.")
+    return scores, why
+
+
+def _section(text: str, title: str) -> str | None:
+    match = re.search(rf"\[{re.escape(title)}\]\n(.*?)\n\[End of {re.escape(title.lower())}\]", text, flags=re.S)
+    return match.group(1) if match else None
+
+
+def _answer(body: dict, behaviour: str, position_bias: bool) -> str:
+    """The assistant message content for an `ok`-like behaviour."""
+    user = next((m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"), "")
+    question = _section(user, "Patient question") or ""
+    if _section(user, "Answer A") is not None:  # pairwise prompt
+        sa, _ = heuristic_scores(question, _section(user, "Answer A") or "")
+        sb, _ = heuristic_scores(question, _section(user, "Answer B") or "")
+        total_a, total_b = sum(sa.values()), sum(sb.values())
+        winner = "A" if position_bias or total_a > total_b else "B" if total_b > total_a else "tie"
+        payload = {"winner": winner, "justification": f"{LABEL}: heuristic totals A={total_a}, B={total_b}."}
+    else:
+        scores, why = heuristic_scores(question, _section(user, "Answer to evaluate") or "")
+        if behaviour == "out_of_range":
+            scores["accuracy"] = 7
+        payload = {**scores, "justification": why}
+    if behaviour == "marks" and "winner" in payload:
+        return f"My verdict: [[{'C' if payload['winner'] == 'tie' else payload['winner']}]]"
+    if behaviour == "marks":
+        return "\n".join(f"{d.capitalize()}: [[{payload[d]}]]" for d in DIMENSIONS) + f"\n{payload['justification']}"
+    if behaviour == "json_in_text":
+        return f"Here is my evaluation:\n{json.dumps(payload)}\nI hope this helps."
+    return json.dumps(payload)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address, latency_ms, script, reject_formats, position_bias, log):
+        super().__init__(address, _Handler)
+        self.latency_ms, self.script = latency_ms, script
+        self.reject_formats, self.position_bias, self.log = set(reject_formats), position_bias, log
+        self._count, self._lock = 0, threading.Lock()
+
+    def behaviour(self, body: dict) -> tuple[int, str]:
+        with self._lock:
+            index, self._count = self._count, self._count + 1
+        script = self.script
+        if callable(script):
+            spec = script(index, body)
+        elif isinstance(script, dict):
+            spec = script.get(index)
+        elif script is not None and index < len(script):
+            spec = script[index]
+        else:
+            spec = None
+        return index, spec or "ok"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like real endpoints
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+        # peer's delayed ACK would add ~40 ms to every answer.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format, *args) -> None:  # quiet: tests and demos read stdout
+        pass
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.path.split("?")[0].endswith("/chat/completions"):
+            return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._send(400, {"error": {"message": "request body is not JSON", "type": "invalid_request_error"}})
+        index, spec = self.server.behaviour(body)
+        if self.server.log is not None:
+            self.server.log.append({"index": index, "path": self.path, "headers": dict(self.headers),
+                                    "body": raw.decode("utf-8"), "behaviour": spec})
+        kind, _, option = spec.partition(":")
+        name, _, value = option.partition("=")
+        delay = self.server.latency_ms + (float(value) if kind == "slow" else 0.0)
+        if delay:
+            time.sleep(delay / 1000.0)
+        fmt = (body.get("response_format") or {}).get("type")
+        if fmt in self.server.reject_formats:
+            return self._send(400, {"error": {"message": f"response_format type {fmt!r} is not supported",
+                                              "type": "invalid_request_error", "param": "response_format"}})
+        if kind.isdigit():
+            headers = {name: value} if name else {}
+            return self._send(int(kind), {"error": {"message": f"stand-in scripted HTTP {kind}",
+                                                    "type": "server_error"}}, headers)
+        if kind == "quota":
+            return self._send(429, {"error": {"message": "You exceeded your current quota, please check your plan "
+                                              "and billing details.", "type": "insufficient_quota",
+                                              "code": "insufficient_quota"}})
+        if kind == "drop":
+            self.close_connection = True
+            return
+        if kind == "malformed":
+            return self._send_raw(200, b'{"choices": [{"message": {"content": "half', complete=True)
+        content = {"prose": "The answer is reasonable and addresses the patient's concern fairly well.",
+                   "empty": ""}.get(kind)
+        content = _answer(body, kind, self.server.position_bias) if content is None else content
+        reply = {"id": f"standin-{index}", "object": "chat.completion", "created": int(time.time()),
+                 "model": body.get("model", "standin"), "system_fingerprint": "standin-heuristic",
+                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                              "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
+                           "completion_tokens": len(content.split())}}
+        if kind == "truncated":
+            data = json.dumps(reply).encode()
+            return self._send_raw(200, data, complete=False)
+        self._send(200, reply)
+
+    def do_GET(self) -> None:
+        self._send(200, {"object": "list", "data": [{"id": "standin", "object": "model"}]}
+                   if self.path.rstrip("/").endswith("/models") else {"status": f"{LABEL}: POST /v1/chat/completions"})
+
+    def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        if status == 401:
+            sent = self.headers.get("Authorization", "") or self.headers.get("api-key", "")
+            payload = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_request_error",
+                                 "code": "invalid_api_key"}}  # worst case: echoes the key it was sent
+        self._send_raw(status, json.dumps(payload).encode(), complete=True, headers=headers)
+
+    def _send_raw(self, status: int, data: bytes, complete: bool, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data if complete else data[: len(data) // 2])
+        self.wfile.flush()
+        if not complete:
+            self.close_connection = True
+
+
+def start_standin(port: int = 0, latency_ms: float = 0, script=None, *, reject_formats=(), position_bias=False,
+                  log: list | None = None, host: str = "127.0.0.1"):
+    """Start the stand-in in a background thread.
+
+    Args:
+        port: TCP port (0 picks a free one).
+        latency_ms: delay before every answer (threaded: concurrent requests wait in parallel).
+        script: behaviour per request index: a list of specs, a dict {index: spec}, or a callable
+            `(index, body) -> spec`; unscripted requests get "ok".
+        reject_formats: response_format types answered with a 400 (e.g. {"json_schema"}).
+        position_bias: in pairwise prompts always prefer the answer shown first (to test bias metrics).
+        log: a list that receives every request (index, path, headers, body, behaviour).
+
+    Returns:
+        (base_url, stop): base_url ends in /v1; stop() shuts the server down.
+    """
+    server = _Server((host, port), latency_ms, script, reject_formats, position_bias, log)
+    thread = threading.Thread(target=server.serve_forever, name="judge-standin", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    return f"http://{host}:{server.server_address[1]}/v1", stop
+
+
+def parse_fail_plan(text: str) -> list[str]:
+    """`"429:retry-after=1,2*500,drop"` -> ["429:retry-after=1", "500", "500", "drop"]."""
+    plan = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        count, star, spec = part.partition("*")
+        plan += [spec] * int(count) if star and count.isdigit() else [part]
+    return plan
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m judge.standin", description=f"{LABEL}: " + __doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--latency-ms", type=float, default=0)
+    parser.add_argument("--fail-plan", default="", help="comma-separated behaviours of the first requests")
+    parser.add_argument("--reject-formats", default="", help="e.g. json_schema,json_object")
+    parser.add_argument("--position-bias", action="store_true")
+    args = parser.parse_args(argv)
+    url, stop = start_standin(args.port, args.latency_ms, parse_fail_plan(args.fail_plan),
+                              reject_formats=[f for f in args.reject_formats.split(",") if f],
+                              position_bias=args.position_bias, host=args.host)
+    print(f"{LABEL}: OpenAI-compatible stand-in at {url} (word-overlap heuristic); Ctrl-C stops", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Save and load LoRA adapters in PEFT's on-disk format, checked so that no bad adapter slips through.
+
+An adapter directory holds `adapter_config.json` (PEFT's `LoraConfig` fields) and
+`adapter_model.safetensors` with, for every adapted module `<name>` (e.g. `model.layers.0.self_attn.q_proj`):
+
+    base_model.model.<name>.lora_A.weight   [r, in_features]
+    base_model.model.<name>.lora_B.weight   [out_features, r]
+
+PEFT wraps the model twice (`PeftModelForCausalLM.base_model` -> `LoraModel.model` -> the Llama), hence the
+`base_model.model.` prefix; it drops the adapter name (`.default`) when saving. Our `LoRALinear` is built
+so that `base_model.model.` + its `state_dict` key *is* the PEFT key: the mapping is a string prefix.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from lora.config import LoraConfig
+from lora.errors import LoraError
+from lora.inject import apply_lora, find_targets, lora_layers
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+LEGACY_WEIGHTS_NAME = "adapter_model.bin"  # older PEFT; read with torch.load(weights_only=True)
+PEFT_PREFIX = "base_model.model."
+
+
+def peft_key(module_name: str, which: str) -> str:
+    """The PEFT file key: `("model.layers.0.self_attn.q_proj", "lora_A")` ->
+    `"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"`."""
+    return f"{PEFT_PREFIX}{module_name}.{which}.weight"
+
+
+def config_from_model(model: nn.Module) -> LoraConfig:
+    """The `LoraConfig` that reproduces the model's LoRA layers (used for `adapter_config.json`)."""
+    layers = lora_layers(model)
+    if not layers:
+        raise LoraError("model has no LoRA layers; call lora.apply_lora(model, config) first")
+    first = layers[0][1]
+    for name, layer in layers:
+        if (layer.r, layer.lora_alpha, layer.use_rslora) != (first.r, first.lora_alpha, first.use_rslora):
+            raise LoraError(f"LoRA layers {layers[0][0]} and {name} differ in r/alpha; one adapter holds one config")
+    dropout = first.lora_dropout.p if isinstance(first.lora_dropout, nn.Dropout) else 0.0
+    wrapped = [name for name, _ in layers]
+    config = LoraConfig(r=first.r, alpha=first.lora_alpha, dropout=dropout, use_rslora=first.use_rslora,
+                        target_modules=tuple(sorted({n.rsplit(".", 1)[-1] for n in wrapped})))
+    if find_targets(model, config) != wrapped:  # only some layers adapted: name them exactly (PEFT regex)
+        config = LoraConfig(r=config.r, alpha=config.alpha, dropout=config.dropout, use_rslora=config.use_rslora,
+                            target_modules="(" + "|".join(re.escape(n) for n in wrapped) + ")")
+    return config
+
+
+def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_or_path: str | None = None) -> Path:
+    """Write the model's LoRA weights and config as a PEFT adapter in `out_dir` (created if needed).
+
+    Each file is written to a temporary name, re-opened and checked (non-empty, every expected key
+    with its shape and values), and only then renamed over the final name, so an existing adapter in
+    `out_dir` is replaced atomically or not at all.
+
+    Returns:
+        `out_dir` as a Path.
+    """
+    config = config_from_model(model)
+    if base_model_name_or_path is None:
+        base_model_name_or_path = getattr(getattr(model, "config", None), "_name_or_path", None) \
+            or getattr(model, "name_or_path", None) or None
+    tensors: dict[str, torch.Tensor] = {}
+    for name, layer in lora_layers(model):
+        for which in ("lora_A", "lora_B"):
+            weight = getattr(layer, which).weight
+            if weight.is_meta:
+                raise LoraError(f"cannot save {name}.{which}: its weight is on the meta device")
+            tensors[peft_key(name, which)] = weight.detach().to("cpu").contiguous()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise LoraError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp_weights, tmp_config = out / f".{ADAPTER_WEIGHTS_NAME}.tmp", out / f".{ADAPTER_CONFIG_NAME}.tmp"
+    try:
+        save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
+        written = load_file(str(tmp_weights))
+        if not written or written.keys() != tensors.keys() or any(
+                written[k].shape != t.shape or not torch.equal(written[k], t) for k, t in tensors.items()):
+            raise LoraError(f"{tmp_weights}: re-read adapter does not hold the {len(tensors)} tensors written")
+        peft_dict = config.to_peft_dict(base_model_name_or_path)
+        tmp_config.write_text(json.dumps(peft_dict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if LoraConfig.from_peft_dict(json.loads(tmp_config.read_text(encoding="utf-8"))) != config:
+            raise LoraError(f"{tmp_config}: re-read config differs from the one written")
+        os.replace(tmp_weights, out / ADAPTER_WEIGHTS_NAME)
+        os.replace(tmp_config, out / ADAPTER_CONFIG_NAME)
+    finally:
+        for tmp in (tmp_weights, tmp_config):
+            tmp.unlink(missing_ok=True)
+    return out
+
+
+def read_adapter_config(adapter_dir: str | os.PathLike) -> LoraConfig:
+    """Parse and validate `adapter_dir/adapter_config.json`; errors name the file."""
+    directory = Path(adapter_dir)
+    if not directory.is_dir():
+        raise LoraError(f"{directory}: adapter directory not found")
+    path = directory / ADAPTER_CONFIG_NAME
+    if not path.is_file():
+        raise LoraError(f"{path}: missing (not a PEFT adapter directory)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise LoraError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise LoraError(f"{path}: unreadable ({e})") from None
+    try:
+        return LoraConfig.from_peft_dict(raw)
+    except LoraError as e:
+        raise LoraError(f"{path}: {e}") from None
+
+
+def read_adapter_tensors(adapter_dir: str | os.PathLike) -> tuple[Path, dict[str, torch.Tensor]]:
+    """Load the adapter's tensors (safetensors, or a legacy `adapter_model.bin`); errors name the file."""
+    directory = Path(adapter_dir)
+    path, legacy = directory / ADAPTER_WEIGHTS_NAME, directory / LEGACY_WEIGHTS_NAME
+    try:
+        if path.is_file():
+            tensors = load_file(str(path))
+        elif legacy.is_file():
+            path, tensors = legacy, torch.load(legacy, map_location="cpu", weights_only=True)
+        else:
+            raise LoraError(f"{path}: missing")
+    except LoraError:
+        raise
+    except Exception as e:  # safetensors / unpickler errors have many types; report them in one line
+        raise LoraError(f"{path}: not a readable adapter weights file ({str(e).splitlines()[0]})") from None
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise LoraError(f"{path}: expected a mapping of names to tensors")
+    if not tensors:
+        raise LoraError(f"{path}: holds no tensors (an empty adapter)")
+    return path, tensors
+
+
+def _check_tensors(path: Path, config_path: Path, tensors: dict[str, torch.Tensor],
+                   expected: dict[str, tuple[int, int]], config: LoraConfig, model: nn.Module) -> None:
+    """Every key expected, none extra, every shape and rank right, all values finite; else LoraError."""
+    module_names = {n for n, _ in model.named_modules()}
+    for key in sorted(set(tensors) - set(expected)):
+        module = key[len(PEFT_PREFIX):].rsplit(".", 2)[0] if key.startswith(PEFT_PREFIX) else ""
+        if module in module_names and key.endswith((".lora_A.weight", ".lora_B.weight")):
+            raise LoraError(f"{path}: tensor {key} adapts {module}, which target_modules in "
+                            f"{config_path.name} does not select")
+        raise LoraError(f"{path}: tensor {key} names no LoRA weight of this {type(model).__name__} "
+                        "(an adapter for another model?)")
+    for key in sorted(set(expected) & set(tensors)):
+        shape, want = tuple(tensors[key].shape), expected[key]
+        rank_dim = 0 if key.endswith(".lora_A.weight") else 1
+        if len(shape) == 2 and shape[rank_dim] != config.r and shape[1 - rank_dim] == want[1 - rank_dim]:
+            raise LoraError(f"{path}: {key} has rank {shape[rank_dim]} but {config_path.name} says r={config.r}")
+        if shape != want:
+            raise LoraError(f"{path}: {key} has shape {list(shape)}, this model needs {list(want)} "
+                            "(an adapter for another model size?)")
+        if not tensors[key].is_floating_point() or not torch.isfinite(tensors[key]).all():
+            raise LoraError(f"{path}: {key} is not a finite floating-point tensor")
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise LoraError(f"{path}: lacks {len(missing)} of the {len(expected)} tensors that "
+                        f"{config_path.name} implies, e.g. {missing[0]}")
+
+
+def load_adapter(model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
+    """Load a PEFT LoRA adapter into `model`; all checks pass before anything is changed.
+
+    If the model has no LoRA layers yet, they are created from the adapter's config (`apply_lora`);
+    if it has some, they must be exactly the adapter's modules with the same r and alpha.
+
+    Raises:
+        LoraError: one line naming the file and the problem; the model is then left untouched.
+    """
+    config = read_adapter_config(adapter_dir)
+    config_path = Path(adapter_dir) / ADAPTER_CONFIG_NAME
+    path, tensors = read_adapter_tensors(adapter_dir)
+    existing = dict(lora_layers(model))
+    try:
+        targets = find_targets(model, config)
+    except LoraError as e:
+        raise LoraError(f"{config_path}: {e}") from None
+    if existing:
+        layer = next(iter(existing.values()))
+        if any(m.merged for m in existing.values()):
+            raise LoraError(f"{config_path}: the model's LoRA layers are merged; unmerge() them before loading")
+        if (layer.r, layer.scaling) != (config.r, config.scaling) or set(targets) != set(existing):
+            raise LoraError(f"{config_path}: adapter (r={config.r}, alpha={config.alpha}, {len(targets)} modules) "
+                            f"does not fit the model's LoRA layers (r={layer.r}, alpha={layer.lora_alpha}, "
+                            f"{len(existing)} modules)")
+    modules = dict(model.named_modules())
+    expected: dict[str, tuple[int, int]] = {}
+    for name in targets:
+        expected[peft_key(name, "lora_A")] = (config.r, modules[name].in_features)   # A: [r, in]
+        expected[peft_key(name, "lora_B")] = (modules[name].out_features, config.r)  # B: [out, r]
+    _check_tensors(path, config_path, tensors, expected, config, model)
+
+    if not existing:
+        apply_lora(model, config)
+    layers = dict(lora_layers(model))
+    with torch.no_grad():
+        for name in targets:
+            layers[name].lora_A.weight.copy_(tensors[peft_key(name, "lora_A")])
+            layers[name].lora_B.weight.copy_(tensors[peft_key(name, "lora_B")])
+    return model

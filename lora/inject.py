@@ -1,0 +1,102 @@
+"""Put `LoRALinear` layers into a model by module name, freeze the rest, and count what trains."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from lora.config import LoraConfig, name_matches
+from lora.errors import LoraError
+from lora.layer import LoRALinear
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
+    """All `(module_name, LoRALinear)` pairs of `model`, in `named_modules()` order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+def find_targets(model: nn.Module, config: LoraConfig) -> list[str]:
+    """Names of the `nn.Linear` (or already `LoRALinear`) modules `config.target_modules` selects; changes nothing.
+
+    Raises:
+        LoraError: a target name matches no module, or matches a module that is not an `nn.Linear`.
+    """
+    modules = dict(model.named_modules())
+    model_name = type(model).__name__
+    linear_names = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, nn.Linear)})
+    regex = isinstance(config.target_modules, str)
+    patterns = [config.target_modules] if regex else config.target_modules
+    selected: set[str] = set()
+    for pattern in patterns:
+        hits = [n for n in modules if n and name_matches(pattern, n, regex=regex)]
+        if not hits:
+            raise LoraError(f"target module {pattern!r} matches no module of {model_name} "
+                            f"(its nn.Linear names are: {', '.join(linear_names)})")
+        wrong = [n for n in hits if not isinstance(modules[n], (nn.Linear, LoRALinear))]
+        if wrong:
+            raise LoraError(f"target module {pattern!r} matches {wrong[0]!r}, a "
+                            f"{type(modules[wrong[0]]).__name__}, not an nn.Linear")
+        selected.update(hits)
+    return [n for n in modules if n in selected]  # model order
+
+
+def apply_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module:
+    """Wrap every targeted `nn.Linear` of `model` in a `LoRALinear`, in place, and freeze all else.
+
+    Works on any model whose module names follow Hugging Face Llama (`minillama.Llama` and
+    `transformers.LlamaForCausalLM` alike): `q_proj` ... `o_proj` of every layer by default, the MLP's
+    `gate_proj` / `up_proj` / `down_proj` when listed in `config.target_modules`.
+
+    Args:
+        model: the model to adapt (modified in place).
+        config: the LoRA hyper-parameters; `LoraConfig()` if None.
+
+    Returns:
+        The same `model`, whose only trainable parameters are now the `lora_A` / `lora_B` weights.
+
+    Raises:
+        LoraError: the model already has LoRA layers, or a target matches nothing (nothing is changed).
+    """
+    config = config or LoraConfig()
+    existing = lora_layers(model)
+    if existing:
+        raise LoraError(f"model already has LoRA layers (e.g. {existing[0][0]}); apply_lora once per model")
+    targets = find_targets(model, config)  # validates everything before the first change
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        base = getattr(parent, child)
+        layer = LoRALinear(base, r=config.r, alpha=config.alpha, dropout=config.dropout,
+                           use_rslora=config.use_rslora)
+        setattr(parent, child, layer.train(base.training))  # an eval-mode model gets eval-mode dropout
+    for pname, p in model.named_parameters():
+        p.requires_grad_(".lora_A." in f".{pname}" or ".lora_B." in f".{pname}")
+    return model
+
+
+@dataclass(frozen=True)
+class TrainableSummary:
+    """Trainable and total parameter counts (each shared parameter counted once)."""
+
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+    @property
+    def line(self) -> str:
+        """PEFT's `print_trainable_parameters` line, e.g. `trainable params: 4,194,304 || ...`."""
+        return (f"trainable params: {self.trainable:,} || all params: {self.total:,} || "
+                f"trainable%: {self.percent:.4f}")
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def trainable_summary(model: nn.Module) -> TrainableSummary:
+    """Count trainable (`requires_grad`) and all parameters of `model`; works on the meta device."""
+    params = list(model.parameters())  # parameters() yields each shared (tied) tensor once
+    return TrainableSummary(trainable=sum(p.numel() for p in params if p.requires_grad),
+                            total=sum(p.numel() for p in params))

@@ -1,0 +1,6 @@
+"""`python -m minillama ...`: see `minillama.cli`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""Command line: `python -m minillama generate --model PATH_OR_ID --prompt TEXT [--chat] ...`.
+
+Bad input (a missing folder, another architecture, a truncated or mis-shaped checkpoint, a pickle-only
+checkpoint, ...) prints one line `error: <file>: <problem>` on stderr and exits with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence, TextIO
+
+import torch
+
+from .checkpoint import resolve_model_dir
+from .errors import MiniLlamaError
+from .model import Llama
+from .tokenizer import Tokenizer, load_tokenizer
+
+
+class TextStreamer:
+    """Turns the token ids of one row into text as they arrive and writes only what is new.
+
+    The whole continuation is decoded again each step (SentencePiece joins pieces and spaces in context),
+    and nothing is written while the text ends in an incomplete UTF-8 sequence (byte-fallback pieces).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, out: TextIO, stop_id: int | None):
+        self.tokenizer, self.out, self.stop_id = tokenizer, out, stop_id
+        self.ids: list[int] = []
+        self.printed = 0
+        self.stopped = False
+
+    def __call__(self, token: torch.Tensor) -> None:
+        t = int(token[0])
+        if self.stopped or t == self.stop_id:
+            self.stopped = True
+            return
+        self.ids.append(t)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return
+        self.out.write(text[self.printed:])
+        self.out.flush()
+        self.printed = len(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m minillama", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="generate a continuation (or a chat answer), streaming it")
+    g.add_argument("--model", required=True, help="model folder or Hugging Face Hub id")
+    g.add_argument("--prompt", required=True, help="the prompt (the user message with --chat)")
+    g.add_argument("--chat", action="store_true", help="wrap the prompt in the Llama-2 chat format")
+    g.add_argument("--system", default=None, help="system message for --chat")
+    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="weights dtype (auto = as stored)")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--tokenizer", default=None, help="tokenizer.model (default: the one in the model folder)")
+    return parser
+
+
+def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    model_dir = resolve_model_dir(args.model)
+    tokenizer = load_tokenizer(args.tokenizer or model_dir)
+    model = Llama.from_pretrained(model_dir, dtype=args.dtype, device=args.device)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise MiniLlamaError(f"{tokenizer.path}: tokenizer has {tokenizer.vocab_size} tokens, the model "
+                             f"only {model.config.vocab_size}")
+    if args.chat:
+        messages = ([{"role": "system", "content": args.system}] if args.system else [])
+        ids = tokenizer.encode_chat(messages + [{"role": "user", "content": args.prompt}])
+    else:
+        ids = tokenizer.encode(args.prompt, bos=True)
+    streamer = TextStreamer(tokenizer, out, tokenizer.eos_id)
+    start = time.perf_counter()
+    result = model.generate(torch.tensor([ids]), max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                            eos_id=tokenizer.eos_id, seed=args.seed, pad_id=tokenizer.pad_id, on_token=streamer)
+    seconds = time.perf_counter() - start
+    out.write("\n")
+    out.flush()
+    n = result.shape[1] - len(ids)
+    reason = "stop" if streamer.stopped else "length"
+    err.write(f"[minillama] {n} tokens in {seconds:.2f}s ({n / max(seconds, 1e-9):.1f} tokens/s), "
+              f"finish_reason={reason}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 bad input, 2 usage error)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return run_generate(args, out, err)
+    except MiniLlamaError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        err.write("error: interrupted\n")
+        return 130

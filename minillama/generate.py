@@ -1,0 +1,110 @@
+"""Autoregressive generation with a preallocated KV cache: one model step per new token."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .errors import MiniLlamaError
+from .kv_cache import make_cache
+from .model import positions_from_mask
+from .sampling import sample_next
+
+
+@torch.no_grad()
+def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+             top_p: float = 1.0, top_k: int = 0, eos_id: int | None = 2,
+             attention_mask: torch.Tensor | None = None, seed: int | None = None, pad_id: int = 0,
+             on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Continue each prompt of a (left-padded) batch by up to `max_new_tokens` tokens.
+
+    The prompt is run once through the model (prefill), filling a cache sized for prompt + new tokens;
+    every following step feeds only the newest token. With padding, each row's positions are counted
+    from its first real token, so a padded row generates exactly what the prompt alone would.
+
+    Args:
+        model: A `minillama.Llama`.
+        input_ids: Prompt ids, left-padded when the prompts differ in length.
+        max_new_tokens: Most tokens to add.
+        temperature: 0 = greedy; > 0 = sampling from softmax(logits / temperature).
+        top_p: Nucleus sampling mass (1.0 = off).
+        top_k: Sample only among the k most likely tokens (0 = off).
+        eos_id: A row stops after producing it (None = never stop early).
+        attention_mask: 1 for real tokens, 0 for (left) padding; None = no padding.
+        seed: Seeds a private `torch.Generator`, so sampling is reproducible and the global RNG untouched.
+        pad_id: Written after a row's EOS while other rows continue.
+        on_token: Called after each step with the new tokens `[B]` (for streaming).
+
+    Returns:
+        Prompt and new tokens, `[B, T + n]` with n <= max_new_tokens (fewer when every row hit EOS).
+
+    Shapes:
+        input_ids, attention_mask: [B, T] -> [B, T + n]
+    """
+    if input_ids.dim() != 2:
+        raise MiniLlamaError(f"input_ids must be [batch, length], got shape {list(input_ids.shape)}")
+    if max_new_tokens < 0 or not 0.0 < top_p <= 1.0 or top_k < 0 or temperature < 0:
+        raise MiniLlamaError(f"bad generation settings: max_new_tokens={max_new_tokens} temperature="
+                             f"{temperature} top_p={top_p} top_k={top_k}")
+    device = model.device
+    input_ids = input_ids.to(device)
+    b, t0 = input_ids.shape
+    if max_new_tokens == 0:
+        return input_ids
+    full_mask = None
+    if attention_mask is not None:
+        if attention_mask.shape != input_ids.shape:
+            raise MiniLlamaError(f"attention_mask shape {list(attention_mask.shape)} != input_ids shape "
+                                 f"{list(input_ids.shape)}")
+        attention_mask = attention_mask.to(device)
+        if not bool(attention_mask[:, -1].all()):
+            raise MiniLlamaError("attention_mask: prompts must be left-padded (last column all ones)")
+        if not bool(attention_mask.all()):
+            full_mask = torch.ones(b, t0 + max_new_tokens, dtype=torch.long, device=device)  # [B, T + N]
+            full_mask[:, :t0] = attention_mask
+    generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
+
+    cache = make_cache(model.config, b, t0 + max_new_tokens, model.dtype, device)
+    out = torch.full((b, t0 + max_new_tokens), pad_id, dtype=torch.long, device=device)  # [B, T + N]
+    out[:, :t0] = input_ids
+    finished = torch.zeros(b, dtype=torch.bool, device=device)
+    prompt_mask = full_mask[:, :t0] if full_mask is not None else None
+    logits = model(input_ids, attention_mask=prompt_mask, cache=cache, logits_to_keep=1)[:, -1]  # [B, V]
+    next_pos = None if full_mask is None else positions_from_mask(prompt_mask, 0, t0, device)[:, -1:] + 1  # [B, 1]
+    n = 0
+    for step in range(max_new_tokens):
+        token = sample_next(logits, temperature, top_p, top_k, generator)  # [B]
+        if eos_id is not None:
+            token = token.masked_fill(finished, pad_id)
+            finished |= token == eos_id
+        out[:, t0 + step] = token
+        n = step + 1
+        if on_token is not None:
+            on_token(token)
+        if step == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
+            break
+        pos = t0 + step
+        if full_mask is None:
+            logits = model(token[:, None], cache=cache, start_pos=pos)[:, -1]
+        else:
+            logits = model(token[:, None], attention_mask=full_mask[:, :pos + 1], position_ids=next_pos,
+                           cache=cache, start_pos=pos)[:, -1]
+            next_pos = next_pos + 1
+    return out[:, :t0 + n]
+
+
+def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack prompts of different lengths, padding on the left.
+
+    Returns:
+        input_ids and attention_mask, both `[B, max_len]`.
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise MiniLlamaError("left_pad: every prompt needs at least one token")
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    return ids, mask

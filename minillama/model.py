@@ -1,0 +1,171 @@
+"""`Llama`: the Llama-2 decoder (Touvron et al. 2023) with Hugging Face's parameter names."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .block import LlamaDecoderLayer
+from .config import LlamaConfig
+from .kv_cache import KVCache
+from .rmsnorm import RMSNorm
+from .rope import RotaryEmbedding
+
+
+class LlamaModel(nn.Module):
+    """Embedding, decoder blocks and final norm (HF's `LlamaModel`, reachable as `Llama.model`).
+
+    Args:
+        config: Model hyper-parameters.
+    """
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta)
+        self.gradient_checkpointing = False
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cache: list[KVCache] | None = None,
+                start_pos: int = 0) -> torch.Tensor:
+        """Final hidden states of the new tokens (see `Llama.forward` for the arguments).
+
+        Shapes:
+            input_ids: [B, T]; attention_mask: [B, start_pos + T]; position_ids: [B, T]
+            returns: [B, T, d]
+        """
+        b, t = input_ids.shape
+        x = self.embed_tokens(input_ids)  # [B, T, d]
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask, start_pos, t, input_ids.device)
+        cos, sin = self.rotary_emb(position_ids, x.dtype, max_position=start_pos + t - 1 if attention_mask is None
+                                   else attention_mask.shape[1] - 1)
+        mask = build_attention_mask(attention_mask, start_pos, t, input_ids.device)
+        for i, layer in enumerate(self.layers):
+            layer_cache = cache[i] if cache is not None else None
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(layer, x, cos, sin, mask, layer_cache, start_pos, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask, layer_cache, start_pos)
+        return self.norm(x)
+
+
+def positions_from_mask(attention_mask: torch.Tensor | None, start_pos: int, t: int,
+                        device: torch.device) -> torch.Tensor:
+    """Position ids of the T new tokens: `start_pos + arange(T)`, or, with a padding mask, the count of real
+    tokens before each one (so a left-padded row gets the same positions as the prompt alone).
+
+    Shapes:
+        attention_mask: [B, S] (1 = real token, 0 = padding), S = start_pos + T -> [B, T]
+    """
+    if attention_mask is None:
+        return torch.arange(start_pos, start_pos + t, device=device).unsqueeze(0)  # [1, T]
+    pos = attention_mask.long().cumsum(-1) - 1  # [B, S]
+    return pos.clamp_(min=0)[:, -t:]  # [B, T]
+
+
+def build_attention_mask(attention_mask: torch.Tensor | None, start_pos: int, t: int,
+                         device: torch.device) -> torch.Tensor | None:
+    """Boolean `[B, 1, T, S]` mask (True = may attend), or None when SDPA's own causal path is exact.
+
+    None is returned without padding when the new tokens start at 0 (plain causal) or are a single token
+    (it may attend to every cached position). Each query may always attend to itself, so a padding query
+    never has an empty softmax row (which would put NaN into later layers' keys and values).
+    """
+    if attention_mask is None and (start_pos == 0 or t == 1):
+        return None
+    s = start_pos + t
+    q_pos = torch.arange(start_pos, s, device=device)[:, None]  # [T, 1]
+    k_pos = torch.arange(s, device=device)[None, :]  # [1, S]
+    mask = (k_pos <= q_pos)[None, None]  # [1, 1, T, S]
+    if attention_mask is not None:
+        keep = attention_mask[:, None, None, :s].bool() | (k_pos == q_pos)[None, None]  # [B, 1, T, S]
+        mask = mask & keep
+    return mask
+
+
+class Llama(nn.Module):
+    """The Llama-2 causal language model (HF's `LlamaForCausalLM` maths and parameter names).
+
+    Parameters: `model.embed_tokens.weight`, `model.layers.{i}.self_attn.{q,k,v,o}_proj.weight`,
+    `model.layers.{i}.mlp.{gate,up,down}_proj.weight`, `model.layers.{i}.input_layernorm.weight`,
+    `model.layers.{i}.post_attention_layernorm.weight`, `model.norm.weight`, `lm_head.weight`
+    (the same tensor as the embedding when `config.tie_word_embeddings`).
+
+    Args:
+        config: Model hyper-parameters.
+    """
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Share the embedding with `lm_head` when the config says so (again after a state-dict assign)."""
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cache: list[KVCache] | None = None,
+                start_pos: int = 0, logits_to_keep: int = 0) -> torch.Tensor:
+        """Next-token logits.
+
+        Args:
+            input_ids: Token ids of the new positions.
+            attention_mask: 1 for real tokens, 0 for padding, covering the cached positions too
+                (left padding for generation, any padding for training). None = no padding.
+            position_ids: Explicit positions; by default derived from `attention_mask` / `start_pos`.
+            cache: Per-layer `KVCache` (see `kv_cache.make_cache`), updated in place.
+            start_pos: Cache slot of the first new token.
+            logits_to_keep: If > 0, only the logits of the last `logits_to_keep` positions are computed.
+
+        Shapes:
+            input_ids: [B, T]; attention_mask: [B, start_pos + T]
+            returns: [B, T, vocab] (or [B, logits_to_keep, vocab]), in the weights' dtype
+        """
+        h = self.model(input_ids, attention_mask, position_ids, cache, start_pos)  # [B, T, d]
+        if logits_to_keep > 0:
+            h = h[:, -logits_to_keep:]  # [B, K, d]
+        return self.lm_head(h)
+
+    def gradient_checkpointing_enable(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward (saves memory when fine-tuning)."""
+        self.model.gradient_checkpointing = enable
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embed_tokens.weight.dtype
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None = None,
+                        device: torch.device | str | None = None) -> "Llama":
+        """Load a Hugging Face Llama checkpoint (local folder or Hub id); see `checkpoint.load_pretrained`."""
+        from .checkpoint import load_pretrained
+        return load_pretrained(path_or_id, dtype=dtype, device=device)
+
+    def save_pretrained(self, out_dir: str | Path, max_shard_size: int | str = "2GB") -> Path:
+        """Write config.json + safetensors in Hugging Face's layout; see `checkpoint.save_pretrained`."""
+        from .checkpoint import save_pretrained
+        return save_pretrained(self, out_dir, max_shard_size=max_shard_size)
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+                 top_p: float = 1.0, top_k: int = 0, eos_id: int | None = 2,
+                 attention_mask: torch.Tensor | None = None, seed: int | None = None, pad_id: int = 0,
+                 on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Prompt + new tokens; see `generate.generate` for the arguments."""
+        from .generate import generate
+        return generate(self, input_ids, max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                        eos_id=eos_id, attention_mask=attention_mask, seed=seed, pad_id=pad_id,
+                        on_token=on_token)

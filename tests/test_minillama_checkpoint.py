@@ -1,0 +1,123 @@
+"""Bad checkpoints are refused with one line naming the file and the problem; loading is copy-free."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import make_tiny_hf_llama
+from minillama import Llama, LlamaConfig, MiniLlamaError
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(MiniLlamaError) as exc:
+        Llama.from_pretrained(tmp_path / "nope")
+    assert "model folder not found" in _one_line(exc)
+
+
+def test_hub_id_offline_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(MiniLlamaError) as exc:
+        Llama.from_pretrained("no-such-owner/no-such-model")
+    assert "Hugging Face Hub" in _one_line(exc)
+
+
+def test_other_architecture(tmp_path):
+    make_tiny_hf_llama(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg.update(model_type="mistral", architectures=["MistralForCausalLM"])
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MiniLlamaError) as exc:
+        Llama.from_pretrained(tmp_path)
+    assert "config.json" in _one_line(exc) and "MistralForCausalLM" in str(exc.value)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope scaling 'linear'"),
+    ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 1e4}}, "rope scaling 'llama3'"),
+    ({"attention_bias": True}, "biases"),
+    ({"hidden_act": "gelu"}, "gelu"),
+])
+def test_unsupported_config(change, words):
+    d = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                    num_attention_heads=2, num_key_value_heads=2, head_dim=4).to_hf_dict()
+    with pytest.raises(MiniLlamaError, match=words):
+        LlamaConfig.from_hf_dict({**d, **change})
+
+
+def test_truncated_safetensors(tmp_path):
+    make_tiny_hf_llama(tmp_path)
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-100])
+    with pytest.raises(MiniLlamaError) as exc:
+        Llama.from_pretrained(tmp_path)
+    assert "model.safetensors: truncated" in _one_line(exc)
+
+
+def test_truncated_shard_and_missing_shard(tmp_path):
+    make_tiny_hf_llama(tmp_path, max_shard_size="30KB")
+    shards = sorted(tmp_path.glob("model-*.safetensors"))
+    shards[-1].write_bytes(shards[-1].read_bytes()[:20])
+    with pytest.raises(MiniLlamaError, match=f"{shards[-1].name}: .*truncated"):
+        Llama.from_pretrained(tmp_path)
+    shards[-1].unlink()
+    with pytest.raises(MiniLlamaError, match="is missing"):
+        Llama.from_pretrained(tmp_path)
+
+
+def test_shape_mismatch_missing_and_unexpected_all_named(tmp_path):
+    make_tiny_hf_llama(tmp_path)
+    f = tmp_path / "model.safetensors"
+    sd = load_file(f)
+    sd["model.layers.0.mlp.up_proj.weight"] = torch.zeros(3, 64)
+    sd["model.layers.1.self_attn.q_proj.weight"] = torch.zeros(64, 32)
+    del sd["model.norm.weight"]
+    sd["model.layers.0.extra.weight"] = torch.zeros(2)
+    save_file(sd, f)
+    with pytest.raises(MiniLlamaError) as exc:
+        Llama.from_pretrained(tmp_path)
+    msg = _one_line(exc)
+    for name in ["model.layers.0.mlp.up_proj.weight [3, 64] != expected [112, 64]",
+                 "model.layers.1.self_attn.q_proj.weight", "missing tensors: model.norm.weight",
+                 "unexpected tensors: model.layers.0.extra.weight"]:
+        assert name in msg
+
+
+def test_bin_only_checkpoint_refused(tmp_path):
+    make_tiny_hf_llama(tmp_path)
+    (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
+    with pytest.raises(MiniLlamaError) as exc:
+        Llama.from_pretrained(tmp_path)
+    msg = _one_line(exc)
+    assert "pytorch_model.bin" in msg and "arbitrary code" in msg
+
+
+def test_not_safetensors_and_bad_dtype(tmp_path):
+    make_tiny_hf_llama(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 3)
+    with pytest.raises(MiniLlamaError, match="truncated"):
+        Llama.from_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_text("hello, this is not a safetensors file at all")
+    with pytest.raises(MiniLlamaError, match="not a safetensors file"):
+        Llama.from_pretrained(tmp_path)
+    with pytest.raises(MiniLlamaError, match="dtype 'int8'"):
+        Llama.from_pretrained(tmp_path, dtype="int8")
+
+
+def test_save_refuses_foreign_parameters(tmp_path):
+    model = Llama(LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                              num_attention_heads=2, num_key_value_heads=2, head_dim=4))
+    model.model.layers[0].self_attn.q_proj.lora_A = torch.nn.Linear(8, 2)
+    with pytest.raises(MiniLlamaError, match="merge LoRA first"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out" / "model.safetensors").exists()

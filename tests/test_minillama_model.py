@@ -1,0 +1,123 @@
+"""Full-logit parity of minillama.Llama with transformers' LlamaForCausalLM, and checkpoint round trips."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import make_tiny_hf_llama
+from minillama import Llama, LlamaConfig
+
+torch.set_num_threads(1)
+
+CASES = {
+    "mha-untied": dict(num_key_value_heads=4, tie_word_embeddings=False),
+    "gqa-untied": dict(num_key_value_heads=2, tie_word_embeddings=False),
+    "mha-tied": dict(num_key_value_heads=4, tie_word_embeddings=True),
+    "gqa-tied": dict(num_key_value_heads=1, tie_word_embeddings=True),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_logits_equal_transformers(tmp_path, case):
+    hf = make_tiny_hf_llama(tmp_path, **CASES[case])
+    model = Llama.from_pretrained(tmp_path)
+    ids = torch.randint(0, 128, (3, 21), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(ids).logits)
+
+
+def test_sharded_checkpoint_equal_transformers(tmp_path):
+    hf = make_tiny_hf_llama(tmp_path, num_key_value_heads=2, max_shard_size="30KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    assert len(list(tmp_path.glob("model-*-of-*.safetensors"))) > 1
+    model = Llama.from_pretrained(tmp_path)
+    ids = torch.randint(0, 128, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(ids).logits)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_save_pretrained_sharded_loads_in_transformers(tmp_path, tied):
+    transformers = pytest.importorskip("transformers")
+    hf = make_tiny_hf_llama(tmp_path / "src", num_key_value_heads=2, tie_word_embeddings=tied)
+    model = Llama.from_pretrained(tmp_path / "src")
+    out = model.save_pretrained(tmp_path / "out", max_shard_size="40KB")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    assert ("lm_head.weight" in index["weight_map"]) is not tied
+    back = transformers.LlamaForCausalLM.from_pretrained(out).eval()
+    assert back.config.tie_word_embeddings is tied
+    mine = Llama.from_pretrained(out)
+    ids = torch.randint(0, 128, (2, 11), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = hf(ids).logits
+        torch.testing.assert_close(back(ids).logits, ref)
+        torch.testing.assert_close(mine(ids), ref)
+    if tied:
+        assert mine.lm_head.weight is mine.model.embed_tokens.weight
+
+
+def test_single_file_save_replaces_old_shards(tmp_path):
+    make_tiny_hf_llama(tmp_path / "src")
+    model = Llama.from_pretrained(tmp_path / "src")
+    model.save_pretrained(tmp_path / "out", max_shard_size="40KB")
+    model.save_pretrained(tmp_path / "out")
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["config.json", "generation_config.json", "model.safetensors"]
+    assert set(Llama.from_pretrained(tmp_path / "out").state_dict()) == set(model.state_dict())
+
+
+def test_parameter_names_equal_transformers():
+    hf = make_tiny_hf_llama(num_key_value_heads=2)
+    model = Llama(LlamaConfig.from_hf_dict(hf.config.to_dict()))
+    assert {k: v.shape for k, v in model.named_parameters()} == {k: v.shape for k, v in hf.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_load_matches_transformers(tmp_path, dtype):
+    transformers = pytest.importorskip("transformers")
+    make_tiny_hf_llama(tmp_path, num_key_value_heads=2)
+    model = Llama.from_pretrained(tmp_path, dtype=dtype)
+    assert all(p.dtype == dtype for p in model.parameters())
+    hf = transformers.LlamaForCausalLM.from_pretrained(tmp_path, dtype=dtype).eval()
+    ids = torch.randint(0, 128, (2, 13), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(ids).logits)
+
+
+def test_bf16_checkpoint_loads_as_float32(tmp_path):
+    make_tiny_hf_llama(tmp_path / "src")
+    Llama.from_pretrained(tmp_path / "src", dtype="bfloat16").save_pretrained(tmp_path / "bf16")
+    cfg = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert cfg["torch_dtype"] == "bfloat16"
+    model = Llama.from_pretrained(tmp_path / "bf16", dtype="float32")
+    assert model.dtype == torch.float32 and model.config.torch_dtype == "float32"
+
+
+def test_config_round_trip_and_transformers_reads_it():
+    transformers = pytest.importorskip("transformers")
+    cfg = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, rope_theta=5e5)
+    d = cfg.to_hf_dict()
+    assert LlamaConfig.from_hf_dict(d) == cfg
+    hf = transformers.LlamaConfig(**d)
+    assert (hf.num_key_value_heads, hf.head_dim, hf.num_hidden_layers) == (2, 8, 3)
+    assert LlamaConfig.from_hf_dict(hf.to_dict()) == cfg
+
+
+def test_kv_cache_decode_equals_full_forward():
+    from minillama.kv_cache import make_cache
+
+    hf = make_tiny_hf_llama(num_key_value_heads=2)
+    model = Llama(LlamaConfig.from_hf_dict(hf.config.to_dict()))
+    model.load_state_dict(hf.state_dict())
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(5))
+    cache = make_cache(model.config, 2, 12, torch.float32, "cpu")
+    with torch.no_grad():
+        full = model(ids)
+        parts = [model(ids[:, :5], cache=cache)]  # prefill 5, then a 3-token chunk, then one at a time
+        parts.append(model(ids[:, 5:8], cache=cache, start_pos=5))
+        parts += [model(ids[:, i:i + 1], cache=cache, start_pos=i) for i in range(8, 12)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full)

@@ -1,0 +1,143 @@
+"""Agreement analysis between the tracks: hand-made vectors and parity with scipy.stats."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from scripts import agreement as ag
+
+
+def test_rankdata_averages_ties_like_scipy():
+    x = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0]
+    np.testing.assert_array_equal(ag.rankdata(x), stats.rankdata(x))
+    assert list(ag.rankdata([2, 2, 2])) == [2.0, 2.0, 2.0]
+
+
+def test_spearman_by_hand():
+    # No ties: rho = 1 - 6 sum d^2 / (n (n^2 - 1)); ranks of y are (2,1,4,3,5) -> d = (1,1,1,1,0) -> sum 4.
+    r = ag.spearman([1, 2, 3, 4, 5], [20, 10, 40, 30, 50])
+    assert r.stat == pytest.approx(1 - 6 * 4 / (5 * 24))
+    t = r.stat * math.sqrt(3 / (1 - r.stat ** 2))
+    assert r.p == pytest.approx(2 * stats.t.sf(t, 3))
+    assert ag.spearman([1, 2, 3], [3, 2, 1]).stat == -1.0
+
+
+def test_kendall_by_hand():
+    # Pairs of (1,2,3,4) vs (1,3,2,4): 5 concordant, 1 discordant -> tau = 4/6.
+    assert ag.kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]).stat == pytest.approx(4 / 6)
+    # Ties in y: x = (1,2,3), y = (1,1,2): C = 2, D = 0, n0 = 3, n1 = 0, n2 = 1 -> 2 / sqrt(3 * 2).
+    assert ag.kendall_tau_b([1, 2, 3], [1, 1, 2]).stat == pytest.approx(2 / math.sqrt(6))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_parity_with_scipy_on_random_vectors(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 60))
+    x = rng.random(n) if seed % 3 else rng.integers(0, 4, n).astype(float)  # continuous or heavily tied
+    y = rng.integers(1, 6, n).astype(float)  # judge-like 1-5 integers
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        pytest.skip("constant vector drawn")
+    s, ref = ag.spearman(x, y), stats.spearmanr(x, y)
+    assert s.stat == pytest.approx(ref.statistic, abs=1e-12)
+    assert s.p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+    k, ref = ag.kendall_tau_b(x, y), stats.kendalltau(x, y, method="asymptotic")
+    assert k.stat == pytest.approx(ref.statistic, abs=1e-12)
+    assert k.p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+
+
+def test_constant_or_short_input_is_undefined_not_nan():
+    assert ag.spearman([1, 1, 1, 1], [1, 2, 3, 4]) == ag.Correlation(None, None, 4)
+    assert ag.kendall_tau_b([1, 2], [2, 1]) == ag.Correlation(None, None, 2)
+
+
+def _scores(table: dict) -> list[dict]:
+    """{(id, model): (bleu, ...)} -> scores.jsonl rows with every metric equal to the given value."""
+    return [{"id": i, "model": m, **{k: v for k in ag.METRICS}} for (i, m), v in table.items()]
+
+
+def _judged(table: dict, status: str = "ok") -> list[dict]:
+    return [{"id": i, "model": m, "status": status, **{d: v for d in ag.DIMENSIONS}} for (i, m), v in table.items()]
+
+
+def test_preference_agreement_counts_ties_apart():
+    # item: (metric base, metric ft, judge base, judge ft)
+    items = {"1": (0.1, 0.5, 3, 4),   # both prefer ft: agree
+             "2": (0.5, 0.1, 4, 3),   # both prefer base: agree
+             "3": (0.1, 0.5, 4, 2),   # metric ft, judge base: disagree
+             "4": (0.2, 0.2, 3, 4),   # metric tie
+             "5": (0.1, 0.3, 3, 3),   # judge tie
+             "6": (0.3, 0.3, 2, 2)}   # both tie
+    metrics = ag.metric_scores(_scores({(i, m): v[k] for i, v in items.items() for k, m in ((0, "base"), (1, "finetuned"))}))
+    judge = ag.judge_scores(_judged({(i, m): v[k] for i, v in items.items() for k, m in ((2, "base"), (3, "finetuned"))}))
+    ids = ag.paired_items(metrics, judge, "base", "finetuned")
+    assert ids == ["1", "2", "3", "4", "5", "6"]
+    c = ag.preference_agreement(metrics, judge, ids, "base", "finetuned")["bleu"]["accuracy"]
+    assert c == {"n": 6, "agree": 2, "disagree": 1, "metric_tie": 1, "judge_tie": 1, "both_tie": 1,
+                 "agreement_rate": pytest.approx(2 / 3)}
+
+
+def test_judge_scores_average_repeats_and_drop_failures():
+    rows = [{"id": "1", "model": "base", "status": "ok", "accuracy": 2, "comprehensiveness": 3, "helpfulness": 4, "relevance": 5},
+            {"id": "1", "model": "base", "status": "ok", "accuracy": 4, "comprehensiveness": 3, "helpfulness": 4, "relevance": 5},
+            {"id": "1", "model": "base", "status": "parse_failure", "accuracy": None, "comprehensiveness": None,
+             "helpfulness": None, "relevance": None},
+            {"id": "2", "model": "base", "status": "error", "accuracy": None, "comprehensiveness": None,
+             "helpfulness": None, "relevance": None}]
+    j = ag.judge_scores(rows)
+    assert j == {("1", "base"): {"accuracy": 3.0, "comprehensiveness": 3.0, "helpfulness": 4.0, "relevance": 5.0}}
+
+
+def test_correlations_match_scipy_per_model_pooled_and_paired():
+    rng = np.random.default_rng(7)
+    ids = [str(i) for i in range(25)]
+    mvals = {(i, m): float(rng.random()) for i in ids for m in ("base", "finetuned")}
+    jvals = {(i, m): int(rng.integers(1, 6)) for i in ids for m in ("base", "finetuned")}
+    metrics, judge = ag.metric_scores(_scores(mvals)), ag.judge_scores(_judged(jvals))
+    c = ag.correlations(metrics, judge, ids, "base", "finetuned")
+    x = [mvals[(i, "finetuned")] - mvals[(i, "base")] for i in ids]
+    y = [jvals[(i, "finetuned")] - jvals[(i, "base")] for i in ids]
+    assert c["paired_difference"]["rouge1"]["helpfulness"]["spearman"]["stat"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    xb, yb = [mvals[(i, "base")] for i in ids], [jvals[(i, "base")] for i in ids]
+    assert c["per_model"]["base"]["meteor"]["relevance"]["kendall"]["stat"] == pytest.approx(stats.kendalltau(xb, yb).statistic)
+    xp = [mvals[(i, m)] for m in ("base", "finetuned") for i in ids]
+    yp = [jvals[(i, m)] for m in ("base", "finetuned") for i in ids]
+    assert c["pooled"]["bleu"]["accuracy"]["spearman"]["p"] == pytest.approx(stats.spearmanr(xp, yp).pvalue)
+    assert c["pooled"]["bleu"]["accuracy"]["spearman"]["n"] == 50
+
+
+def test_top_disagreements_pick_strongest_opposite_preferences():
+    # Metric differences (ft - base) and judge differences per item; scales: metric RMS, judge RMS.
+    md = {"a": 0.4, "b": -0.2, "c": 0.1, "d": 0.3, "e": -0.1}
+    jd = {"a": -2, "b": 1, "c": -1, "d": 2, "e": -1}
+    mvals = {**{(i, "base"): 0.5 for i in md}, **{(i, "finetuned"): 0.5 + v for i, v in md.items()}}
+    jvals = {**{(i, "base"): 3 for i in jd}, **{(i, "finetuned"): 3 + v for i, v in jd.items()}}
+    metrics, judge = ag.metric_scores(_scores(mvals)), ag.judge_scores(_judged(jvals))
+    ids = sorted(md)
+    s = ag.disagreement_scores(metrics, judge, ids, "base", "finetuned")
+    rms_m = math.sqrt(sum(v * v for v in md.values()) / 5)
+    rms_j = math.sqrt(sum(v * v for v in jd.values()) / 5)
+    assert s["a"]["track_a"] == pytest.approx(0.4 / rms_m)
+    assert s["a"]["conflict"] == pytest.approx((0.4 / rms_m) * (2 / rms_j))
+    assert s["d"]["conflict"] < 0 and s["e"]["conflict"] < 0  # same direction: no conflict
+    assert ag.top_disagreements(s, k=3) == ["a", "b", "c"]
+    assert ag.top_disagreements(s, k=10) == ["a", "b", "c"]  # only conflicting items are shown
+
+
+def test_analyse_builds_examples_side_by_side():
+    mvals = {("1", "base"): 0.1, ("1", "finetuned"): 0.6, ("2", "base"): 0.3, ("2", "finetuned"): 0.2,
+             ("3", "base"): 0.2, ("3", "finetuned"): 0.4}
+    jvals = {("1", "base"): 4, ("1", "finetuned"): 2, ("2", "base"): 3, ("2", "finetuned"): 3,
+             ("3", "base"): 2, ("3", "finetuned"): 4}
+    records = {(i, m): {"id": i, "model": m, "prompt": f"q{i}", "reference": f"r{i}", "response": f"{m}{i}",
+                        "finish_reason": "stop"} for (i, m) in mvals}
+    judgments = _judged(jvals) + [{"id": "4", "model": "base", "status": "parse_failure", **{d: None for d in ag.DIMENSIONS}}]
+    out = ag.analyse(_scores(mvals) + _scores({("4", "base"): 0.1, ("4", "finetuned"): 0.2}), judgments, records)
+    assert out["n_items"] == 3 and out["excluded_ids"] == ["4"]
+    assert [e["id"] for e in out["examples"]] == ["1"] and out["n_conflicting_items"] == 1
+    ex = out["examples"][0]
+    assert ex["prompt"] == "q1" and ex["reference"] == "r1"
+    assert ex["models"]["finetuned"]["response"] == "finetuned1" and ex["models"]["base"]["judge"]["accuracy"] == 4.0
+    assert ex["models"]["finetuned"]["metrics"]["bleu"] == 0.6
