@@ -52,6 +52,62 @@ def clipped_counts(hyp_counts: list[Counter], ref_counts: list[Counter]) -> list
     return correct
 
 
+def ngrams(tokens: Sequence[str], n: int) -> Sequence:
+    """The n-grams of ``tokens`` in order (tokens themselves for n = 1, tuples otherwise)."""
+    return tokens if n == 1 else list(zip(*(tokens[i:] for i in range(n))))
+
+
+@dataclass(frozen=True)
+class RefNgrams:
+    """Reference n-grams of one order: their set, and their counts when one of them repeats (else None)."""
+
+    keys: set
+    counts: dict | None
+
+
+def reference_ngrams(refs_tokens: Sequence[Sequence[str]], max_order: int = 4) -> list[RefNgrams]:
+    """Per order, the reference n-grams; with several references the count of each is its maximum."""
+    if len(refs_tokens) == 1:
+        out = []
+        for n in range(1, max_order + 1):
+            grams = ngrams(refs_tokens[0], n)
+            keys = set(grams)
+            out.append(RefNgrams(keys, None if len(keys) == len(grams) else Counter(grams)))
+        return out
+    merged = ngram_counts(refs_tokens[0], max_order)
+    for tokens in refs_tokens[1:]:
+        for m, c in zip(merged, ngram_counts(tokens, max_order)):
+            for g, v in c.items():
+                if v > m[g]:
+                    m[g] = v
+    return [RefNgrams(set(m), m) for m in merged]
+
+
+def clipped_matches(tokens: Sequence[str], refs: list[RefNgrams]) -> list[int]:
+    """``clipped_counts`` computed fast: set intersections, Counters only where both sides repeat.
+
+    When no hypothesis n-gram repeats, or no reference n-gram does, each common n-gram contributes
+    min(count_hyp, count_ref) = 1, so the number of matches is the size of the intersection. An order
+    without matches ends the loop: an n-gram can only match if its (n-1)-gram prefix does.
+    """
+    correct = []
+    for n, ref in enumerate(refs, start=1):
+        if correct and correct[-1] == 0:
+            correct += [0] * (len(refs) - len(correct))
+            break
+        grams = ngrams(tokens, n)
+        hyp_set = set(grams)
+        common = hyp_set & ref.keys
+        if not common:
+            correct.append(0)
+        elif ref.counts is None or len(hyp_set) == len(grams):
+            correct.append(len(common))
+        else:
+            hyp_counts, ref_counts = Counter(grams), ref.counts
+            correct.append(sum([min(hyp_counts[g], ref_counts[g]) for g in common]))
+    return correct
+
+
 def closest_ref_length(ref_lens: Sequence[int], hyp_len: int) -> int:
     """The reference length closest to ``hyp_len``; ties go to the shorter one (Papineni's r)."""
     return min(ref_lens, key=lambda r: (abs(r - hyp_len), r))
@@ -124,61 +180,51 @@ class BLEU:
         self.nltk_alpha, self.nltk_k = nltk_alpha, nltk_k
         self._ref_info = lru_cache(maxsize=2**14)(self._ref_info_uncached)
 
-    def _ref_info_uncached(self, refs: tuple[str, ...]) -> tuple[list[Counter], tuple[int, ...]]:
-        merged: list[Counter] | None = None
-        lens = []
-        for ref in refs:
-            tokens = self.tokenizer(ref, self.lowercase)
-            lens.append(len(tokens))
-            counts = ngram_counts(tokens, self.max_order)
-            if merged is None:
-                merged = counts
-            else:  # several references: clip by the maximum count in any of them
-                for m, c in zip(merged, counts):
-                    for g, v in c.items():
-                        if v > m[g]:
-                            m[g] = v
-        return merged, tuple(lens)
+    def _ref_info_uncached(self, refs: tuple[str, ...]) -> tuple[list[RefNgrams], tuple[int, ...]]:
+        tokens = [self.tokenizer(ref, self.lowercase) for ref in refs]
+        return reference_ngrams(tokens, self.max_order), tuple(len(t) for t in tokens)
 
     def stats(self, hyp: str, refs: str | Sequence[str]) -> BleuStats:
         """Sufficient statistics of ``hyp`` against one reference string or several."""
         refs = (refs,) if isinstance(refs, str) else tuple(refs)
         if not refs:
             raise ValueError("BLEU needs at least one reference")
-        ref_counts, ref_lens = self._ref_info(refs)
+        ref_ngrams, ref_lens = self._ref_info(refs)
         tokens = self.tokenizer(hyp, self.lowercase)
         c = len(tokens)
-        correct = clipped_counts(ngram_counts(tokens, self.max_order), ref_counts)
+        correct = clipped_matches(tokens, ref_ngrams)
         total = [max(0, c - n) for n in range(self.max_order)]
         return BleuStats(c, closest_ref_length(ref_lens, c), correct, total, tokens, refs)
 
     def score_stats(self, stats: Sequence[BleuStats]) -> float:
         """BLEU of summed statistics (one item: sentence BLEU; many: corpus BLEU), 0-1 scale."""
-        hyp_len = sum(s.hyp_len for s in stats)
-        ref_len = sum(s.ref_len for s in stats)
+        if len(stats) == 1:
+            s = stats[0]
+            hyp_len, ref_len, correct, total = s.hyp_len, s.ref_len, s.correct, s.total
+        else:
+            hyp_len, ref_len = sum(s.hyp_len for s in stats), sum(s.ref_len for s in stats)
+            correct = [sum(s.correct[n] for s in stats) for n in range(self.max_order)]
+            total = [sum(s.total[n] for s in stats) for n in range(self.max_order)]
         bp = brevity_penalty(hyp_len, ref_len)
         if self.nltk_family:
-            return self._combine_nltk(stats, hyp_len, bp)
-        correct = [sum(s.correct[n] for s in stats) for n in range(self.max_order)]
-        total = [sum(s.total[n] for s in stats) for n in range(self.max_order)]
+            # NLTK counts at least 1 n-gram per sentence and order in the denominator.
+            dens = [sum(max(1, s.total[n]) for s in stats) for n in range(self.max_order)]
+            return self._combine_nltk(correct, dens, stats[-1], hyp_len, bp)
         smoothed = smooth_sacrebleu(correct, total, self.smooth, self.smooth_value, self.effective_order)
         if smoothed is None:
             return 0.0
         precisions, order = smoothed
-        if any(p == 0.0 for p in precisions[:order]):
+        if 0.0 in precisions[:order]:
             return 0.0  # log 0: sacrebleu floors it at -9999999999, i.e. BLEU = 0
         if self.weights is None:  # sacrebleu: uniform weights 1 / order
-            return bp * math.exp(sum(math.log(p) for p in precisions[:order]) / order)
+            return bp * math.exp(sum([math.log(p) for p in precisions[:order]]) / order)
         w = self.weights[:order]
         return bp * math.exp(sum(wi * math.log(p) for wi, p in zip(w, precisions)) / sum(w))
 
-    def _combine_nltk(self, stats: Sequence[BleuStats], hyp_len: int, bp: float) -> float:
-        # NLTK counts at least 1 n-gram per sentence and order in the denominator.
-        nums = [sum(s.correct[n] for s in stats) for n in range(self.max_order)]
-        dens = [sum(max(1, s.total[n]) for s in stats) for n in range(self.max_order)]
+    def _combine_nltk(self, nums: list[int], dens: list[int], last: BleuStats, hyp_len: int, bp: float) -> float:
         if nums[0] == 0:
             return 0.0  # NLTK returns 0 when no unigram matches
-        last = stats[-1]  # NLTK passes the loop's last hypothesis and references to the smoother
+        # NLTK passes the loop's last hypothesis and references to the smoothing function.
         ctx = NltkContext(hyp_len, last.hyp_tokens, lambda n: self._precision_at(last, n))
         kwargs = {} if self.smooth_value is None else {"epsilon": self.smooth_value}
         p_n = smooth_nltk(self.smooth, nums, dens, ctx, alpha=self.nltk_alpha, k=self.nltk_k, **kwargs)

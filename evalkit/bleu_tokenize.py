@@ -8,16 +8,18 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-# Regexes of mteval-v13a.pl's "language-dependent part", in sacrebleu's order (tokenizer_re.py).
-_13A_RULES = (
-    # Punctuation and symbols become separate tokens: { | } ~ [ \ ] ^ _ ` space ! " # $ % & ( ) * + : ; < = > ? @ /
-    (re.compile(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])"), r" \1 "),
+# mteval-v13a.pl's "language-dependent part", in sacrebleu's order (tokenizer_re.py). The first rule,
+# r"([\{-\~\[-\` -\&\(-\+\:-\@\/])" -> r" \1 ", puts spaces around single characters, so it is done with
+# str.translate (same result, ~10x faster than re.sub with a group template).
+_SPACED = "{|}~" + "[\\]^_`" + " !\"#$%&" + "()*+" + ":;<=>?@" + "/"
+_RULE1 = str.maketrans({c: f" {c} " for c in _SPACED})
+_RULES = (
     # Period and comma are split off unless preceded by a digit ...
-    (re.compile(r"([^0-9])([\.,])"), r"\1 \2 "),
+    (re.compile(r"([^0-9])([\.,])"), lambda m: f"{m[1]} {m[2]} "),
     # ... or unless followed by a digit (so "3.5" and "1,000" survive).
-    (re.compile(r"([\.,])([^0-9])"), r" \1 \2"),
+    (re.compile(r"([\.,])([^0-9])"), lambda m: f" {m[1]} {m[2]}"),
     # A dash after a digit is split off ("5-year" -> "5 - year").
-    (re.compile(r"([0-9])(-)"), r"\1 \2 "),
+    (re.compile(r"([0-9])(-)"), lambda m: f"{m[1]} {m[2]} "),
 )
 
 
@@ -33,8 +35,8 @@ def _tokenize_13a_cached(line: str) -> tuple[str, ...]:
         line = line.replace("&amp;", "&")
         line = line.replace("&lt;", "<")
         line = line.replace("&gt;", ">")
-    line = f" {line} "
-    for pattern, repl in _13A_RULES:
+    line = f" {line} ".translate(_RULE1)
+    for pattern, repl in _RULES:
         line = pattern.sub(repl, line)
     return tuple(line.split())
 

@@ -75,38 +75,48 @@ def _synonym_lookup(wordnet: Any) -> Callable[[str], frozenset[str]]:
     return lookup
 
 
-def _match(hyp: Words, ref: Words, keys: Callable[[str], frozenset[str]] | None = None) -> tuple[list[Match], Words, Words]:
-    """One alignment stage (nltk's `_match_enums`, or `_enum_wordnetsyn_match` when `keys` is given).
+def _match(hyp: Words, ref: Words, synonyms: Callable[[str], frozenset[str]] | None = None,
+           ) -> tuple[list[Match], Words, Words]:
+    """One alignment stage: nltk's `_match_enums`, or `_enum_wordnetsyn_match` given `synonyms`.
 
     From the last hypothesis word to the first, each takes the free reference word with the highest
-    position that equals it (or, with `keys`, is one of its synonyms or itself).
+    position that equals it (or, with `synonyms`, equals it or one of its synonyms).
+
+    Returns:
+        The matches (original positions), then the unmatched hypothesis and reference words.
     """
+    ref_words = {word for _, word in ref}
+    wanted: list[tuple[int, Any]] = []  # (i, the reference words hyp[i] may take), last word first
+    for i in range(len(hyp) - 1, -1, -1):
+        word = hyp[i][1]
+        if synonyms is None:
+            if word in ref_words:
+                wanted.append((i, (word,)))
+        else:
+            options = synonyms(word).intersection(ref_words)
+            if word in ref_words:
+                options = options.union((word,))
+            if options:
+                wanted.append((i, options))
+    if not wanted:
+        return [], hyp, ref
     positions: dict[str, list[int]] = {}
     for j, (_, word) in enumerate(ref):
         positions.setdefault(word, []).append(j)
     matches: list[Match] = []
     used_h: set[int] = set()
     used_r: set[int] = set()
-    for i in range(len(hyp) - 1, -1, -1):
-        word = hyp[i][1]
-        best_word, best_j = word, -1
-        free = positions.get(word)
-        if free:
-            best_j = free[-1]
-        if keys is not None:
-            synonyms = keys(word)
-            if synonyms:
-                for candidate in synonyms.intersection(positions):
-                    free = positions[candidate]
-                    if free and free[-1] > best_j:
-                        best_word, best_j = candidate, free[-1]
-        if best_j >= 0:
+    for i, options in wanted:
+        best_word, best_j = None, -1
+        for word in options:
+            free = positions[word]
+            if free and free[-1] > best_j:
+                best_word, best_j = word, free[-1]
+        if best_word is not None:
             positions[best_word].pop()
             used_h.add(i)
             used_r.add(best_j)
             matches.append((hyp[i][0], ref[best_j][0]))
-    if not matches:
-        return matches, hyp, ref
     return (matches, [p for i, p in enumerate(hyp) if i not in used_h],
             [p for j, p in enumerate(ref) if j not in used_r])
 

@@ -24,6 +24,7 @@ from typing import NamedTuple, Sequence
 from evalkit.porter import PorterStemmer
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+_NGRAM_ORDER = {f"rouge{n}": n for n in range(1, 10)}  # ROUGE-N types and their n
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")  # rouge_score.tokenize.NON_ALPHANUM_RE
 _STEMMER = PorterStemmer()  # rouge_score's DefaultTokenizer: nltk's PorterStemmer() (NLTK_EXTENSIONS)
 
@@ -93,11 +94,8 @@ def _ngram_score(hyp: Sequence[str], ref: Sequence[str], n: int) -> Score:
     else:
         hyp_counts = Counter(zip(*(hyp[k:] for k in range(n))))
         ref_counts = Counter(zip(*(ref[k:] for k in range(n))))
-    if len(hyp_counts) > len(ref_counts):
-        small, large = ref_counts, hyp_counts
-    else:
-        small, large = hyp_counts, ref_counts
-    overlap = sum(min(count, large[g]) for g, count in small.items() if g in large)
+    shared = hyp_counts.keys() & ref_counts.keys()
+    overlap = sum(map(min, map(hyp_counts.__getitem__, shared), map(ref_counts.__getitem__, shared)))
     precision = overlap / max(len(hyp) - n + 1, 1)
     recall = overlap / max(len(ref) - n + 1, 1)
     return Score(precision, recall, f1(precision, recall))
@@ -131,8 +129,8 @@ def rouge_scores(hyp: str, ref: str, beta: float = 1.0, stem: bool = False,
     for rouge_type in rouge_types:
         if rouge_type == "rougeL":
             result[rouge_type] = _lcs_score(hyp_tokens, ref_tokens, beta)
-        elif re.fullmatch(r"rouge[1-9]", rouge_type):
-            result[rouge_type] = _ngram_score(hyp_tokens, ref_tokens, int(rouge_type[5:]))
+        elif rouge_type in _NGRAM_ORDER:
+            result[rouge_type] = _ngram_score(hyp_tokens, ref_tokens, _NGRAM_ORDER[rouge_type])
         else:
             raise ValueError(f"unknown ROUGE type {rouge_type!r} (use rouge1..rouge9 or rougeL)")
     return result

@@ -28,6 +28,8 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+from evalkit.errors import EvalkitError
+
 POS_LIST = ("n", "v", "a", "r")  # nltk's POS_LIST: the order synsets(word) walks
 _FILE_POS = {"n": "noun", "v": "verb", "a": "adj", "r": "adv", "s": "adj"}
 REQUIRED_FILES = tuple(f"{kind}.{name}" for name in ("noun", "verb", "adj", "adv") for kind in ("index", "data")) + \
@@ -47,7 +49,7 @@ DEBIAN_DIR = Path("/usr/share/wordnet")  # Debian/Ubuntu packages wordnet-base +
 _VERSION_RE = re.compile(rb"WordNet (\d+\+?|\d+\.\d+) Copyright")
 
 
-class WordNetError(ValueError):
+class WordNetError(EvalkitError):
     """A WordNet database that is missing, incomplete or malformed; the message names the file."""
 
 

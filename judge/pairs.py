@@ -74,13 +74,16 @@ def _check_paired(items: list[Item], seen: dict) -> None:
         if first[0] != item.prompt:
             raise JudgeError(f"{seen[(item.id, item.model)]}: id {item.id!r} has a different prompt than in {first[1]}")
     models = list(ids_by_model)
+    file_of = {item.model: seen[(item.id, item.model)].split(": line")[0] for item in reversed(items)}
     for model in models[1:]:
-        missing = ids_by_model[models[0]] ^ ids_by_model[model]
-        if missing:
-            example = sorted(missing)[0]
-            where = seen.get((example, model)) or seen.get((example, models[0]))
-            raise JudgeError(f"{where.split(': line')[0]}: ids differ between models {models[0]!r} and "
-                             f"{model!r} ({len(missing)} unmatched, e.g. {example!r})")
+        base = models[0]
+        unmatched = ids_by_model[base] ^ ids_by_model[model]
+        if unmatched:
+            example = sorted(unmatched)[0]
+            lacking, having = (model, base) if example in ids_by_model[base] else (base, model)
+            raise JudgeError(f"{file_of[lacking]}: model {lacking!r} has no record for id {example!r} that "
+                             f"model {having!r} has in {file_of[having]} ({len(unmatched)} unmatched ids; the "
+                             "judged systems must answer the same ids)")
 
 
 def models_in_order(items: list[Item]) -> list[str]:

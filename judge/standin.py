@@ -215,7 +215,8 @@ def start_standin(port: int = 0, latency_ms: float = 0, script=None, *, reject_f
         (base_url, stop): base_url ends in /v1; stop() shuts the server down.
     """
     server = _Server((host, port), latency_ms, script, reject_formats, position_bias, log)
-    thread = threading.Thread(target=server.serve_forever, name="judge-standin", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="judge-standin",
+                              daemon=True)
     thread.start()
 
     def stop() -> None:

@@ -118,11 +118,10 @@ class Pipeline:
         if (train_dir / "DONE").exists() and not self.force:
             log(f"[train] complete in {train_dir} (DONE), skipped")
             return TrainRun.open(train_dir)
-        check_model_access(train_base(self.cfg))
         argv = ["--no-demo-eval", *self.cfg.train_args, "--out", str(train_dir)]
-        if self.force:
-            argv.append("--force")
-        elif train_dir.exists() and any(train_dir.iterdir()):
+        if self.force or (train_dir.exists() and not any(train_dir.glob("checkpoints/step_*/state.json"))):
+            argv.append("--force")  # nothing to resume from: a start that died before its first checkpoint
+        elif train_dir.exists():
             argv.append("--resume")
         log(f"[train] scripts/train.py {' '.join(argv)}")
         from scripts import train
@@ -302,15 +301,18 @@ def resolve_config(args) -> ReproduceConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from evalkit.errors import EvalkitError
+    from judge.errors import JudgeError
+    from lora.errors import LoraError
+    from minillama.errors import MiniLlamaError
+    from scripts.train_config import TrainError
+
+    errors = (PipelineError, TrainError, MiniLlamaError, LoraError, EvalkitError, JudgeError, OSError)
     stop = None
     try:
-        from judge.errors import JudgeError
-        from lora.errors import LoraError
-        from minillama.errors import MiniLlamaError
-        from scripts.train_config import TrainError
-        from evalkit.errors import EvalkitError
-        errors = (PipelineError, TrainError, MiniLlamaError, LoraError, EvalkitError, JudgeError)
         cfg = resolve_config(args)
+        if not cfg.train_run and not (Path(cfg.run_dir) / "train" / "DONE").exists():
+            check_model_access(train_base(cfg))  # before anything is written or printed
         pipe = Pipeline(cfg, force=args.force)
         pipe.prepare()
         log(f"reproduce: preset {cfg.preset}, run folder {pipe.run}")

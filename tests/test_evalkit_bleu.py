@@ -10,7 +10,8 @@ from fractions import Fraction
 
 import pytest
 
-from evalkit.bleu import BLEU, brevity_penalty, clipped_counts, closest_ref_length, corpus_bleu, ngram_counts
+from evalkit.bleu import (BLEU, brevity_penalty, clipped_counts, clipped_matches, closest_ref_length, corpus_bleu,
+                          ngram_counts, reference_ngrams)
 from evalkit.bleu import bleu as evalkit_bleu
 from evalkit.bleu_tokenize import tokenize_13a, tokenize_whitespace
 from evalkit.smoothing import BleuWarning
@@ -214,6 +215,14 @@ def pairs():
     return built
 
 
+def test_fast_clipping_equals_the_definition(pairs):
+    for (hyp, ref), (other, _) in zip(pairs, pairs[1:]):
+        h, r, o = tokenize_13a(hyp), tokenize_13a(ref), tokenize_13a(other)
+        assert clipped_matches(h, reference_ngrams([r])) == clipped_counts(ngram_counts(h), ngram_counts(r))
+        merged = [a | b for a, b in zip(ngram_counts(r), ngram_counts(o))]  # Counter |: max count
+        assert clipped_matches(h, reference_ngrams([r, o])) == clipped_counts(ngram_counts(h), merged)
+
+
 def test_13a_equals_sacrebleu_on_genmedgpt():
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
     tok = Tokenizer13a()
@@ -221,6 +230,17 @@ def test_13a_equals_sacrebleu_on_genmedgpt():
     for r in data:
         for text in (r["input"], r["output"]):
             assert " ".join(tokenize_13a(text)) == tok(text.rstrip())
+
+
+def test_13a_equals_sacrebleu_on_punctuation_soup():
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    tok = Tokenizer13a()
+    rng = random.Random(7)
+    alphabet = "ab19 .,-'\"&;:!?()[]{}<>/\\@#$%^*_=+~`|\n\t" + "\u00e9\u0663"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        text += rng.choice(["", "&amp;", "&quot;x&lt;y&gt;", "<skipped>", "-\n", " "])
+        assert " ".join(tokenize_13a(text)) == tok(text.rstrip()), repr(text)
 
 
 def test_sentence_bleu_equals_sacrebleu(pairs):

@@ -1,6 +1,7 @@
 """The WordNet reader: a hand-made database in the wndb(5WN) format, discovery, and parity with nltk."""
 from __future__ import annotations
 
+import importlib
 import json
 import warnings
 import zipfile
@@ -8,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from evalkit import wordnet as wnmod
 from evalkit.porter import stem
 from evalkit.wordnet import REQUIRED_FILES, WordNet, WordNetError, export_nltk_layout, find_wordnet, load_wordnet
 
+wnmod = importlib.import_module("evalkit.wordnet")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HEADER = "  1 This is a hand-made WordNet database for tests.\n  2 \n"
 

@@ -1,6 +1,8 @@
 """apply_lora / trainable_summary / merge_lora on transformers' LlamaForCausalLM (same names as minillama)."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn as nn
@@ -119,13 +121,5 @@ def test_merge_lora_keeps_logits(unload):
         assert not any(".lora_" in k for k in model.state_dict())
     else:
         assert all(layer.merged for _, layer in lora_layers(model))
-    with pytest.raises(LoraError, match="no LoRA layers") if unload else _nullcontext():
+    with pytest.raises(LoraError, match="no LoRA layers") if unload else contextlib.nullcontext():
         merge_lora(model, unload=unload)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

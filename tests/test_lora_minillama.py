@@ -1,8 +1,10 @@
 """LoRA on minillama.Llama: same module names as transformers, same logits as PEFT, merge CLI export."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,3 +141,24 @@ def test_count_cli_prints_the_7b_summary_line(capsys):
                                        f"trainable%: {100 * trainable / total:.4f}\n")
     assert lora_main(["count", "--target-modules", "qkv_proj"]) == 1
     assert capsys.readouterr().err.startswith("error: target module 'qkv_proj' matches no module of Llama")
+
+
+def test_merge_cli_dtype_bfloat16(tmp_path, base_dir, peft_adapter, capsys):
+    path, expected = peft_adapter
+    out = tmp_path / "bf16"
+    assert lora_main(["merge", "--base", str(base_dir), "--adapter", str(path), "--out", str(out),
+                      "--dtype", "bfloat16"]) == 0
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    model = minillama.Llama.from_pretrained(out)
+    assert model.dtype == torch.bfloat16
+    got = logits(model, input_ids()).float()
+    base = logits(minillama.Llama.from_pretrained(base_dir), input_ids())
+    torch.testing.assert_close(got, expected, atol=0.03, rtol=0.016)                # bf16 rounding
+    assert (got - expected).abs().max() < 0.1 * (base - expected).abs().max()      # far closer than no adapter
+
+
+@pytest.mark.parametrize("targets", ["q_proj,k_proj,v_proj,o_proj", "q_proj,v_proj"])
+def test_docs_show_what_the_code_computes(capsys, targets):
+    assert lora_main(["count", "--target-modules", targets]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line in (Path(__file__).resolve().parents[1] / "docs" / "lora.md").read_text()

@@ -1,0 +1,137 @@
+"""Peak host memory while loading a bf16 checkpoint: minillama vs transformers, in fresh processes.
+
+Writes a random Llama checkpoint of at least 1 GB in bfloat16 to a temporary folder (default ~1.5 GB),
+then loads it in a fresh subprocess per loader and reports the process's peak resident set size (RSS,
+VmHWM) against the size of the weights file. Two numbers per loader:
+
+  * peak RSS / file size                       (the whole process, Python + torch included), and
+  * (peak RSS - RSS before loading) / file size (what loading itself costs; the target is < 1.3x).
+
+    python bench/bench_load_memory.py [--layers 12] [--keep DIR] [--skip-transformers]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from minillama import Llama, LlamaConfig  # noqa: E402
+from minillama.progress import Progress  # noqa: E402
+
+
+def proc_status_kib(field: str) -> int:
+    """A memory field of /proc/self/status in KiB: VmRSS (now) or VmHWM (peak of this process image).
+
+    VmHWM is used instead of `ru_maxrss`, which Linux carries over from the parent across fork+exec
+    (so a child of a big parent would report the parent's size).
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field} (Linux only)")
+
+
+def rss_now_kib() -> int:
+    return proc_status_kib("VmRSS")
+
+
+def measure(loader: str, folder: str) -> dict:
+    """Child process: import the loader, note RSS, load the checkpoint, report peak RSS (KiB)."""
+    if loader == "transformers":
+        import transformers
+
+        def load():
+            return transformers.LlamaForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    else:
+        def load():
+            return Llama.from_pretrained(folder, dtype=torch.bfloat16)
+    before = rss_now_kib()
+    peak_before = proc_status_kib("VmHWM")
+    start = time.perf_counter()
+    model = load()
+    seconds = time.perf_counter() - start
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    peak = proc_status_kib("VmHWM")
+    return {"loader": loader, "rss_before_kib": before, "peak_before_kib": peak_before, "peak_kib": peak,
+            "rss_after_kib": rss_now_kib(), "param_bytes": n_bytes, "seconds": seconds}
+
+
+def write_checkpoint(folder: Path, layers: int) -> Path:
+    """A random Llama (Llama-2 vocabulary, width 2048) saved in bf16 with save_pretrained."""
+    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5504, num_hidden_layers=layers,
+                         num_attention_heads=16, num_key_value_heads=16, head_dim=128)
+    with torch.device("meta"):
+        model = Llama(config)
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for name, p in Progress(list(model.state_dict().items()), desc="random weights", unit="tensor"):
+        state[name] = (torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.02).to(torch.bfloat16)
+    model.load_state_dict(state, assign=True)
+    model.model.rotary_emb.reset_cache(device="cpu")
+    model.save_pretrained(folder)
+    return folder
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layers", type=int, default=12, help="decoder layers (12 -> about 1.5 GB in bf16)")
+    p.add_argument("--keep", type=Path, default=None, help="write the checkpoint here and keep it")
+    p.add_argument("--skip-transformers", action="store_true")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--child", nargs=2, metavar=("LOADER", "DIR"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(*args.child)))
+        return {}
+
+    tmp = None if args.keep else tempfile.mkdtemp(prefix="minillama-mem-")
+    folder = args.keep or Path(tmp) / "ckpt"
+    try:
+        if not (folder / "config.json").is_file():
+            write_checkpoint(folder, args.layers)
+        files = sorted(folder.glob("*.safetensors"))
+        file_bytes = sum(f.stat().st_size for f in files)
+        print(f"checkpoint: {folder} ({file_bytes / 1e9:.2f} GB in {len(files)} safetensors file(s), bf16)")
+        if file_bytes < 1e9:
+            print("warning: checkpoint smaller than 1 GB; use more --layers", file=sys.stderr)
+        results = {"file_bytes": file_bytes, "loaders": {}}
+        loaders = ["minillama"] + ([] if args.skip_transformers else ["transformers"])
+        for loader in loaders:
+            proc = subprocess.run([sys.executable, __file__, "--child", loader, str(folder)],
+                                  capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if proc.returncode:
+                print(f"{loader}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            total = r["peak_kib"] * 1024 / file_bytes
+            extra = (r["peak_kib"] - r["rss_before_kib"]) * 1024 / file_bytes
+            r.update(peak_over_file=total, load_cost_over_file=extra)
+            results["loaders"][loader] = r
+            print(f"{loader:>12}: peak RSS {r['peak_kib'] / 2**20:6.2f} GiB = {total:.2f}x file; "
+                  f"RSS before loading {r['rss_before_kib'] / 2**20:5.2f} GiB; loading cost "
+                  f"{extra:.2f}x file (target < 1.3x); {r['seconds']:.1f}s")
+        if len(results["loaders"]) == 2:
+            a, b = results["loaders"]["minillama"], results["loaders"]["transformers"]
+            print(f"loading cost ratio minillama / transformers: "
+                  f"{a['load_cost_over_file'] / b['load_cost_over_file']:.2f}x (lower is better)")
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        return results
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""End to end: the demo pipeline at a small size, killed during generation and resumed, with Track B
+against the loopback stand-in; then every stage's outputs are checked against each other and the
+report's tables are recomputed from the per-item files. Also: the paper preset without the gated
+weights fails with one line, and Track B without an endpoint is skipped with one line."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from scripts import reproduce
+from scripts.generate import FAULT_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor")
+DIMENSIONS = ("accuracy", "comprehensiveness", "helpfulness", "relevance")
+SMALL = {  # the demo preset, shrunk to seconds: tiny warm-up, 6 steps, 12 held-out pairs
+    "preset": "demo",
+    "train_args": ["--demo-records", "120", "--demo-pretrain-steps", "30", "--max-steps", "6", "--val-size", "12",
+                   "--eval-steps", "3", "--save-steps", "3", "--num-threads", "1"],
+    "generation": {"max_new_tokens": 24, "batch_size": 4},
+    "evalkit_args": ["--keep-truncated", "--bootstrap", "500", "--permutations", "500"],
+}
+
+
+def env(**extra) -> dict:
+    e = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", FAULT_ENV)}
+    e.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
+    return e
+
+
+def reproduce_cli(args: list[str], timeout: float = 300, **extra_env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "reproduce.py"), *args], cwd=REPO,
+                          env=env(**extra_env), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process stages share 2 cores with other test runs: one thread is faster and steadier."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """Run the small demo with Track B, SIGKILL it after the first generation batch, then rerun it."""
+    tmp = tmp_path_factory.mktemp("reproduce")
+    cfg = tmp / "small.json"
+    cfg.write_text(json.dumps(SMALL))
+    run = tmp / "run"
+    args = ["--config", str(cfg), "--run-dir", str(run), "--judge-standin"]
+    first = reproduce_cli(args, **{FAULT_ENV: "1"})
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    killed = {"done_mtime": (run / "train" / "DONE").stat().st_mtime_ns,
+              "adapter_mtime": (run / "train" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns,
+              "base_lines": len(jsonl(run / "generations" / "base.jsonl")),
+              "finetuned_exists": (run / "generations" / "finetuned.jsonl").exists(),
+              "generate_marker": (run / "generations" / "stage.done").exists()}
+    with open(run / "generations" / "base.jsonl", "a") as f:  # a crash in the middle of a write
+        f.write('{"id": "999", "model": "base", "prompt": "torn')
+    second = reproduce_cli(args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    return {"run": run, "killed": killed, "second": second, "cfg": cfg}
+
+
+def test_resume_after_kill_redoes_no_training_and_loses_or_doubles_no_item(resumed):
+    run, killed = resumed["run"], resumed["killed"]
+    assert killed["base_lines"] == SMALL["generation"]["batch_size"]  # one batch written, then killed
+    assert not killed["finetuned_exists"] and not killed["generate_marker"]
+    assert (run / "train" / "DONE").stat().st_mtime_ns == killed["done_mtime"]
+    assert (run / "train" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == killed["adapter_mtime"]
+    assert "[train] complete" in resumed["second"].stdout
+    val_ids = json.loads((run / "train" / "split.json").read_text())["val_ids"]
+    for name in ("base", "finetuned"):
+        ids = [r["id"] for r in jsonl(run / "generations" / f"{name}.jsonl")]
+        assert len(ids) == len(set(ids)) and sorted(ids) == sorted(val_ids)
+        assert all(r["model"] == name and r["finish_reason"] in ("stop", "length")
+                   for r in jsonl(run / "generations" / f"{name}.jsonl"))
+
+
+def test_every_stage_output_exists_and_agrees(resumed):
+    run = resumed["run"]
+    for rel in ("train/DONE", "train/split.json", "train/config.json", "train/adapter/adapter_model.safetensors",
+                "generations/meta.json", "generations/stage.done", "track_a/scores.jsonl", "track_a/table1.json",
+                "track_a/exclusions.json", "track_a/stage.done", "track_b/judgments.jsonl", "track_b/table2.json",
+                "track_b/stage.done", "report.md", "report.json", "pipeline.json"):
+        assert (run / rel).is_file(), rel
+    val_ids = sorted(json.loads((run / "train" / "split.json").read_text())["val_ids"])
+    meta = json.loads((run / "generations" / "meta.json").read_text())
+    assert sorted(meta["ids"]) == val_ids and meta["n_items"] == len(val_ids)
+    base, ft = jsonl(run / "generations" / "base.jsonl"), jsonl(run / "generations" / "finetuned.jsonl")
+    by_id = {r["id"]: r for r in base}
+    assert all(r["prompt"] == by_id[r["id"]]["prompt"] and r["reference"] == by_id[r["id"]]["reference"] for r in ft)
+    ex = json.loads((run / "track_a" / "exclusions.json").read_text())
+    scores = jsonl(run / "track_a" / "scores.jsonl")
+    kept = sorted(set(val_ids) - set(ex["excluded_ids"]))
+    for model in ("base", "finetuned"):
+        assert sorted(r["id"] for r in scores if r["model"] == model) == kept
+    report = json.loads((run / "report.json").read_text())
+    assert report["table1"]["n"] == len(kept) == ex["n_ids"] - ex["n_excluded"]
+    assert ex["n_ids"] == len(val_ids) == report["held_out"]["n"] == report["generation"]["n_items"]
+    judged = jsonl(run / "track_b" / "judgments.jsonl")
+    assert sorted({r["id"] for r in judged}) == val_ids
+    assert report["table2"]["n"] == {"base": len(val_ids), "finetuned": len(val_ids)}
+    assert report["agreement"]["n_items"] == len(kept)
+    md = (run / "report.md").read_text()
+    assert f"**N = {len(kept)}**" in md and "## Table 2" in md and "stand-in" in md
+    assert "figures/loss.png" in md and (run / "figures" / "loss.png").is_file()
+    stages = report["manifest"]["stages"]
+    assert set(stages) == {"train", "generate", "track_a", "track_b", "report"}
+    assert all(isinstance(stages[s]["wall_s"], float) for s in ("train", "generate", "track_a", "track_b"))
+    assert report["manifest"]["checksums"]["dataset"]["sha256"] == \
+        json.loads((run / "train" / "config.json").read_text())["resolved"]["data_sha256"]
+
+
+def test_report_tables_equal_tables_recomputed_from_per_item_files(resumed):
+    run = resumed["run"]
+    report = json.loads((run / "report.json").read_text())
+    scores = jsonl(run / "track_a" / "scores.jsonl")
+    per = {m: {r["id"]: r for r in scores if r["model"] == m} for m in ("base", "finetuned")}
+    ids = sorted(per["base"])
+    comp = report["table1"]["comparisons"][0]["metrics"]
+    means = {s["model"]: s["means"] for s in report["table1"]["systems"]}
+    for metric in METRICS:
+        x = np.array([per["base"][i][metric] for i in ids])
+        y = np.array([per["finetuned"][i][metric] for i in ids])
+        assert means["base"][metric] == pytest.approx(x.mean()) and means["finetuned"][metric] == pytest.approx(y.mean())
+        assert comp[metric]["mann_whitney"]["p"] == pytest.approx(stats.mannwhitneyu(x, y).pvalue)
+        if np.any(x != y):
+            assert comp[metric]["wilcoxon"]["p"] == pytest.approx(stats.wilcoxon(x, y).pvalue)
+    judged = [r for r in jsonl(run / "track_b" / "judgments.jsonl") if r["status"] == "ok"]
+    jper = {m: {r["id"]: r for r in judged if r["model"] == m} for m in ("base", "finetuned")}
+    t2 = report["table2"]
+    for d in DIMENSIONS:
+        for m in ("base", "finetuned"):
+            assert t2["mean"][m][d] == pytest.approx(np.mean([r[d] for r in jper[m].values()]))
+    agreement = report["agreement"]["correlations"]["paired_difference"]
+    for metric in METRICS:
+        for d in DIMENSIONS:
+            x = [per["finetuned"][i][metric] - per["base"][i][metric] for i in ids]
+            y = [jper["finetuned"][i][d] - jper["base"][i][d] for i in ids]
+            got = agreement[metric][d]["spearman"]["stat"]
+            if len(set(x)) > 1 and len(set(y)) > 1:
+                assert got == pytest.approx(stats.spearmanr(x, y).statistic)
+            else:
+                assert got is None
+
+
+def test_rerun_skips_every_stage_and_changes_nothing(resumed, capsys):
+    run = resumed["run"]
+    files = ("generations/base.jsonl", "generations/finetuned.jsonl", "track_a/scores.jsonl", "track_b/judgments.jsonl")
+    before = {f: (run / f).read_bytes() for f in files}
+    rc = reproduce.main(["--config", str(resumed["cfg"]), "--run-dir", str(run), "--judge-standin"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for stage in ("train", "generate", "track_a", "track_b"):
+        assert f"[{stage}] complete" in out, out
+    assert {f: (run / f).read_bytes() for f in files} == before
+
+
+def test_track_b_without_endpoint_is_skipped_with_one_line(resumed, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    cfg = dict(SMALL, generation={"max_new_tokens": 8, "batch_size": 12, "limit": 6})
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    rc = reproduce.main(["--config", str(tmp_path / "c.json"), "--run-dir", str(tmp_path / "run"),
+                         "--skip-train", "--train-run", str(resumed["run"] / "train")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = [line for line in out.splitlines() if line.startswith("[track_b]")]
+    assert len(lines) == 1 and "skipped" in lines[0] and "--judge-base-url" in lines[0] and "OPENAI_BASE_URL" in lines[0]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["table2"] is None and report["agreement"] is None and report["generation"]["n_items"] == 6
+    assert "Track B skipped" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_paper_preset_without_gated_weights_fails_with_one_line(tmp_path):
+    (tmp_path / "hf").mkdir()
+    p = reproduce_cli(["--preset", "paper", "--run-dir", str(tmp_path / "paper")], timeout=120,
+                      HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_TOKEN="")
+    assert p.returncode != 0
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: meta-llama/Llama-2-7b-chat-hf"), p.stderr
+    assert "https://huggingface.co/meta-llama/Llama-2-7b-chat-hf" in lines[0] and "HF_TOKEN" in lines[0]
+    assert p.stdout == "" and not (tmp_path / "paper").exists()
