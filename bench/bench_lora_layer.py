@@ -1,6 +1,6 @@
 """Benchmark: one LoRA-adapted 4096x4096 projection, forward + backward, ours vs PEFT, same run.
 
-    python bench/lora_layer.py [--tokens 256] [--repeats 20] [--dtype float32|bfloat16]
+    python bench/bench_lora_layer.py [--tokens 256] [--repeats 20] [--dtype float32|bfloat16]
 
 Prints the median time of each and the ratio ours / PEFT (< 1 means ours is faster). PEFT is a
 test-only reference; without it the script says so and exits 0.
