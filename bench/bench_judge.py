@@ -2,13 +2,19 @@
 
 The reference is the ideal bound of a client with zero overhead: requests * latency / concurrency
 (1000 * 0.2 s / 16 = 12.5 s). The printed ratio is wall time / ideal (1.0 is perfect; target: wall < 20 s).
+The stand-in runs in its own process (as a real server would), so it does not share the client's GIL.
+The wall time covers the whole `python -m judge run` call: reading the pairs, judging, journaling
+(fsync per line) and writing Table 2.
 
     python bench/bench_judge.py [--judgments 1000] [--latency-ms 200] [--concurrency 16]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from judge.cli import main as judge_main  # noqa: E402
-from judge.standin import start_standin  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_pairs(folder: Path, n_items: int) -> list[Path]:
@@ -39,8 +46,10 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    url, stop = start_standin(latency_ms=args.latency_ms)
+    server = subprocess.Popen([sys.executable, "-m", "judge.standin", "--port", "0", "--latency-ms",
+                               str(args.latency_ms)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
+        url = server.stdout.readline().split(" at ")[1].split()[0]
         with tempfile.TemporaryDirectory() as tmp:
             pairs = write_pairs(Path(tmp), args.judgments // 2)
             argv = ["run", "--out", str(Path(tmp) / "out"), "--base-url", url, "--concurrency",
@@ -48,13 +57,13 @@ def main() -> None:
             for p in pairs:
                 argv += ["--pairs", str(p)]
             start = time.perf_counter()
-            import contextlib, io
             with contextlib.redirect_stdout(io.StringIO()):
                 status = judge_main(argv)
             wall = time.perf_counter() - start
             lines = (Path(tmp) / "out" / "journal.jsonl").read_text().count("\n")
     finally:
-        stop()
+        server.terminate()
+        server.wait(timeout=10)
     ideal = args.judgments * args.latency_ms / 1000 / args.concurrency
     print(f"judge bench: {lines} judgments (exit {status}), latency {args.latency_ms:.0f} ms, "
           f"concurrency {args.concurrency}")

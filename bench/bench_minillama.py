@@ -8,6 +8,7 @@ and prints the ratio minillama / transformers (> 1 means minillama is faster).
     python bench/bench_minillama.py                         # CPU, small config (default)
     python bench/bench_minillama.py --device cuda --dtype bfloat16 --preset 7b   # Llama-2-7B shape, GPU
     python bench/bench_minillama.py --preset 7b --layers 1 --tiny                # CPU smoke test of the 7b path
+    add --cuda-graph to also time minillama's decoding replayed as CUDA graphs (see bench/gpu_minillama_7b.py)
 
 Both models share the same parameter tensors (no second copy), so the 7B comparison fits on one GPU.
 Requires transformers (a test/benchmark-only reference library).
@@ -123,6 +124,8 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also time minillama's static decoding step replayed as a CUDA graph (eager on CPU)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     if args.threads:
@@ -155,11 +158,20 @@ def main(argv=None) -> dict:
                                   do_sample=False, pad_token_id=0), prompt, n, args.device, args.repeats)
         d_ours, out_ours = bench_decode(lambda x: ours.generate(x, n, eos_id=None), prompt, n, args.device,
                                         args.repeats)
+        if args.cuda_graph:
+            d_graph, out_graph = bench_decode(lambda x: ours.generate(x, n, eos_id=None, cuda_graph=True), prompt,
+                                              n, args.device, args.repeats)
     same = (out_hf == out_ours).float().mean().item()
     results["decode_tokens_per_s"] = {"transformers": d_hf, "minillama": d_ours, "ratio": d_ours / d_hf,
                                       "batch": args.batch, "new_tokens": n, "same_tokens_fraction": same}
     print(f"decode (greedy, batch {args.batch}, {n} new)  transformers {d_hf:10.1f} tok/s   "
           f"minillama {d_ours:10.1f} tok/s   ratio {d_ours / d_hf:.2f}x   (identical tokens: {same:.0%})")
+    if args.cuda_graph:
+        same_graph = (out_graph == out_ours).float().mean().item()
+        results["decode_tokens_per_s"].update(minillama_cuda_graph=d_graph, ratio_cuda_graph=d_graph / d_hf)
+        print(f"decode with cuda_graph=True                  transformers {d_hf:10.1f} tok/s   "
+              f"minillama {d_graph:10.1f} tok/s   ratio {d_graph / d_hf:.2f}x   "
+              f"(identical to eager minillama: {same_graph:.0%})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -1,10 +1,13 @@
 """evalkit: Track A lexical metrics (BLEU, ROUGE, METEOR), written from their formulas, equal to
 sacrebleu / rouge-score / nltk, with explicit exclusions and paired statistics for Table 1.
 
-    >>> import evalkit
-    >>> evalkit.bleu("the cat sat on the mat", "the cat sat on a mat")          # sacrebleu preset
-    >>> evalkit.rouge("the cat sat", "the cat sat down")["rougeL"]
-    >>> evalkit.meteor("the cat sat", "the cat sat down")
+    import evalkit
+    evalkit.bleu("the cat sat on the mat", "the cat sat on a mat")           # sacrebleu preset, 0-1
+    evalkit.bleu("the cat sat on the mat", "the cat sat on a mat", preset="nltk")
+    evalkit.rouge("the cat sat", "the cat sat down")["rougeL"]               # F1 values
+    evalkit.meteor("the cat sat", "the cat sat down")
+
+CLI: ``python -m evalkit score --pairs BASE.jsonl --pairs TUNED.jsonl --out DIR`` (see ``evalkit/cli.py``).
 """
 from evalkit.bleu import BLEU, brevity_penalty, bleu, corpus_bleu
 from evalkit.errors import EvalkitError

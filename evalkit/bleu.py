@@ -23,7 +23,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from evalkit.bleu_tokenize import get_tokenizer
 from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS, NltkContext, smooth_nltk, smooth_sacrebleu
@@ -35,12 +35,19 @@ PRESETS = {
 }
 
 
+def ngrams(tokens: Sequence[str], n: int) -> Iterable[str]:
+    """The n-grams of ``tokens`` in order, as strings: the tokens joined by one space.
+
+    Tokens never contain whitespace (both tokenisers split on it), so the joined string names the
+    n-gram uniquely; strings, unlike tuples, are not tracked by the garbage collector, which keeps
+    counting fast.
+    """
+    return tokens if n == 1 else map(" ".join, zip(*(tokens[i:] for i in range(n))))
+
+
 def ngram_counts(tokens: Sequence[str], max_order: int = 4) -> list[Counter]:
-    """Counts of the n-grams of each order 1..max_order (unigrams as strings, longer ones as tuples)."""
-    counts = [Counter(tokens)]
-    for n in range(2, max_order + 1):
-        counts.append(Counter(zip(*(tokens[i:] for i in range(n)))))
-    return counts
+    """count(g) of every n-gram g of each order n = 1..max_order."""
+    return [Counter(ngrams(tokens, n)) for n in range(1, max_order + 1)]
 
 
 def clipped_counts(hyp_counts: list[Counter], ref_counts: list[Counter]) -> list[int]:
@@ -52,38 +59,46 @@ def clipped_counts(hyp_counts: list[Counter], ref_counts: list[Counter]) -> list
     return correct
 
 
-def ngrams(tokens: Sequence[str], n: int) -> Sequence:
-    """The n-grams of ``tokens`` in order (tokens themselves for n = 1, tuples otherwise)."""
-    return tokens if n == 1 else list(zip(*(tokens[i:] for i in range(n))))
-
-
-@dataclass(frozen=True)
 class RefNgrams:
-    """Reference n-grams of one order: their set, and their counts when one of them repeats (else None)."""
+    """The n-grams of one or several references, built per order on first use.
 
-    keys: set
-    counts: dict | None
+    One reference: the set of its n-grams (built when an order is first asked for) and, only when a
+    hypothesis needs them, their counts. Several: the maximum count of each n-gram over them.
+    """
+
+    __slots__ = ("tokens", "_sets", "_counts")
+
+    def __init__(self, refs_tokens: Sequence[Sequence[str]], max_order: int = 4):
+        self.tokens = refs_tokens[0] if len(refs_tokens) == 1 else None
+        self._sets: list = [None] * max_order
+        self._counts: list = [None] * max_order
+        if self.tokens is None:  # several references: clip by the maximum count in any of them
+            merged = ngram_counts(refs_tokens[0], max_order)
+            for tokens in refs_tokens[1:]:
+                for m, c in zip(merged, ngram_counts(tokens, max_order)):
+                    for g, v in c.items():
+                        if v > m[g]:
+                            m[g] = v
+            self._counts, self._sets = merged, [set(m) for m in merged]
+
+    def keys(self, n: int) -> set:
+        """The distinct reference n-grams of order n."""
+        if self._sets[n - 1] is None:
+            self._sets[n - 1] = set(ngrams(self.tokens, n))
+        return self._sets[n - 1]
+
+    def all_once(self, n: int) -> bool:
+        """Whether no reference n-gram of order n repeats (then every reference count is 1)."""
+        return self.tokens is not None and len(self.keys(n)) == max(0, len(self.tokens) - n + 1)
+
+    def counts(self, n: int) -> Counter:
+        """count_ref(g) for the n-grams g of order n (maximum over references)."""
+        if self._counts[n - 1] is None:
+            self._counts[n - 1] = Counter(ngrams(self.tokens, n))
+        return self._counts[n - 1]
 
 
-def reference_ngrams(refs_tokens: Sequence[Sequence[str]], max_order: int = 4) -> list[RefNgrams]:
-    """Per order, the reference n-grams; with several references the count of each is its maximum."""
-    if len(refs_tokens) == 1:
-        out = []
-        for n in range(1, max_order + 1):
-            grams = ngrams(refs_tokens[0], n)
-            keys = set(grams)
-            out.append(RefNgrams(keys, None if len(keys) == len(grams) else Counter(grams)))
-        return out
-    merged = ngram_counts(refs_tokens[0], max_order)
-    for tokens in refs_tokens[1:]:
-        for m, c in zip(merged, ngram_counts(tokens, max_order)):
-            for g, v in c.items():
-                if v > m[g]:
-                    m[g] = v
-    return [RefNgrams(set(m), m) for m in merged]
-
-
-def clipped_matches(tokens: Sequence[str], refs: list[RefNgrams]) -> list[int]:
+def clipped_matches(tokens: Sequence[str], ref: RefNgrams, max_order: int = 4) -> list[int]:
     """``clipped_counts`` computed fast: set intersections, Counters only where both sides repeat.
 
     When no hypothesis n-gram repeats, or no reference n-gram does, each common n-gram contributes
@@ -91,19 +106,17 @@ def clipped_matches(tokens: Sequence[str], refs: list[RefNgrams]) -> list[int]:
     without matches ends the loop: an n-gram can only match if its (n-1)-gram prefix does.
     """
     correct = []
-    for n, ref in enumerate(refs, start=1):
+    for n in range(1, max_order + 1):
         if correct and correct[-1] == 0:
-            correct += [0] * (len(refs) - len(correct))
-            break
-        grams = ngrams(tokens, n)
-        hyp_set = set(grams)
-        common = hyp_set & ref.keys
+            return correct + [0] * (max_order - len(correct))
+        hyp_set = set(ngrams(tokens, n))
+        common = hyp_set & ref.keys(n)
         if not common:
             correct.append(0)
-        elif ref.counts is None or len(hyp_set) == len(grams):
+        elif len(hyp_set) == len(tokens) - n + 1 or ref.all_once(n):
             correct.append(len(common))
         else:
-            hyp_counts, ref_counts = Counter(grams), ref.counts
+            hyp_counts, ref_counts = Counter(ngrams(tokens, n)), ref.counts(n)
             correct.append(sum([min(hyp_counts[g], ref_counts[g]) for g in common]))
     return correct
 
@@ -180,9 +193,9 @@ class BLEU:
         self.nltk_alpha, self.nltk_k = nltk_alpha, nltk_k
         self._ref_info = lru_cache(maxsize=2**14)(self._ref_info_uncached)
 
-    def _ref_info_uncached(self, refs: tuple[str, ...]) -> tuple[list[RefNgrams], tuple[int, ...]]:
+    def _ref_info_uncached(self, refs: tuple[str, ...]) -> tuple[RefNgrams, tuple[int, ...]]:
         tokens = [self.tokenizer(ref, self.lowercase) for ref in refs]
-        return reference_ngrams(tokens, self.max_order), tuple(len(t) for t in tokens)
+        return RefNgrams(tokens, self.max_order), tuple(len(t) for t in tokens)
 
     def stats(self, hyp: str, refs: str | Sequence[str]) -> BleuStats:
         """Sufficient statistics of ``hyp`` against one reference string or several."""
@@ -192,7 +205,7 @@ class BLEU:
         ref_ngrams, ref_lens = self._ref_info(refs)
         tokens = self.tokenizer(hyp, self.lowercase)
         c = len(tokens)
-        correct = clipped_matches(tokens, ref_ngrams)
+        correct = clipped_matches(tokens, ref_ngrams, self.max_order)
         total = [max(0, c - n) for n in range(self.max_order)]
         return BleuStats(c, closest_ref_length(ref_lens, c), correct, total, tokens, refs)
 

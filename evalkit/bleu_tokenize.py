@@ -36,8 +36,11 @@ def _tokenize_13a_cached(line: str) -> tuple[str, ...]:
         line = line.replace("&lt;", "<")
         line = line.replace("&gt;", ">")
     line = f" {line} ".translate(_RULE1)
-    for pattern, repl in _RULES:
-        line = pattern.sub(repl, line)
+    if "." in line or "," in line:
+        line = _RULES[0][0].sub(_RULES[0][1], line)
+        line = _RULES[1][0].sub(_RULES[1][1], line)
+    if "-" in line:
+        line = _RULES[2][0].sub(_RULES[2][1], line)
     return tuple(line.split())
 
 

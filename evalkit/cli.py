@@ -22,6 +22,7 @@ from evalkit.errors import EvalkitError
 from evalkit.plots import FIGURE_SKIPPED, figure_names, matplotlib_available, plot_distributions
 from evalkit.records import read_pairs, select_items
 from evalkit.score import METRICS, ScoreConfig, score_systems
+from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS
 from evalkit.table import build_tables, render_markdown
 
 RESULT_FILES = ("scores.csv", "scores.jsonl", "exclusions.json", "table1.md", "table1.json")
@@ -36,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--bleu-preset", choices=("sacrebleu", "nltk"), default="sacrebleu",
                    help="sacrebleu: sentence_bleu (13a, exp smoothing); nltk: sentence_bleu defaults")
-    p.add_argument("--bleu-smooth", default=None,
-                   help="override the preset's BLEU smoothing: none|floor|add-k|exp|method0..method7")
+    p.add_argument("--bleu-smooth", default=None, choices=SACREBLEU_METHODS + NLTK_METHODS,
+                   help="override the preset's BLEU smoothing (sacrebleu's or NLTK's methods)")
     p.add_argument("--rouge-beta", type=float, default=1.0, help="ROUGE F-measure beta (1.0 = F1)")
     p.add_argument("--stem", action="store_true", help="Porter-stem tokens for ROUGE")
     p.add_argument("--no-meteor-penalty", action="store_true", help="METEOR without fragmentation penalty")
@@ -101,11 +102,6 @@ def run_score(args: argparse.Namespace) -> dict:
         raise EvalkitError.at(out / existing[0], None, "exists; pass --force to overwrite the results in "
                               f"{out} ({len(existing)} result file(s) there)")
     config = ScoreConfig(args.bleu_preset, args.bleu_smooth, args.rouge_beta, args.stem, not args.no_meteor_penalty)
-    try:
-        from evalkit.bleu import BLEU
-        BLEU(config.bleu_preset, smooth=config.bleu_smooth)
-    except ValueError as e:
-        raise EvalkitError(f"--bleu-smooth: {e}") from None
     systems = [read_pairs(p) for p in args.pairs]
     selection = select_items(systems, keep_truncated=args.keep_truncated, strict_ids=args.strict_ids)
     rows = score_systems(systems, selection, config, progress=not args.quiet)

@@ -33,7 +33,6 @@ AUTO: Any = object()  # default `wordnet`: the database `evalkit.wordnet.load_wo
 _STEMMER = PorterStemmer()  # nltk's METEOR uses PorterStemmer() in its default NLTK_EXTENSIONS mode
 _AUTO_STATE: dict[str, Any] = {}
 _SYNONYMS: "weakref.WeakKeyDictionary[Any, dict[str, frozenset[str]]]" = weakref.WeakKeyDictionary()
-_EMPTY: frozenset[str] = frozenset()
 
 Match = tuple[int, int]  # (hypothesis position, reference position)
 Words = list[tuple[int, str]]  # (original position, word) still unmatched

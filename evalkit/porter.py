@@ -89,6 +89,30 @@ def _apply_rule_list(word: str, rules: list[Rule], ends_double: Callable[[str], 
     return word
 
 
+def _ion_condition(stem: str) -> bool:
+    return _measure(stem) > 1 and stem[-1] in "st"
+
+
+_pm, _g1 = _positive_measure, _measure_gt_1
+_STEP1A: list[Rule] = [("sses", "ss", None), ("ies", "i", None), ("ss", "ss", None), ("s", "", None)]
+_STEP2_HEAD: list[Rule] = [("ational", "ate", _pm), ("tional", "tion", _pm), ("enci", "ence", _pm),
+                           ("anci", "ance", _pm), ("izer", "ize", _pm)]
+_STEP2_TAIL: list[Rule] = [
+    ("alli", "al", _pm), ("entli", "ent", _pm), ("eli", "e", _pm), ("ousli", "ous", _pm), ("ization", "ize", _pm),
+    ("ation", "ate", _pm), ("ator", "ate", _pm), ("alism", "al", _pm), ("iveness", "ive", _pm),
+    ("fulness", "ful", _pm), ("ousness", "ous", _pm), ("aliti", "al", _pm), ("iviti", "ive", _pm),
+    ("biliti", "ble", _pm),
+]
+_STEP3: list[Rule] = [("icate", "ic", _pm), ("ative", "", _pm), ("alize", "al", _pm), ("iciti", "ic", _pm),
+                      ("ical", "ic", _pm), ("ful", "", _pm), ("ness", "", _pm)]
+_STEP4: list[Rule] = [
+    ("al", "", _g1), ("ance", "", _g1), ("ence", "", _g1), ("er", "", _g1), ("ic", "", _g1), ("able", "", _g1),
+    ("ible", "", _g1), ("ant", "", _g1), ("ement", "", _g1), ("ment", "", _g1), ("ent", "", _g1),
+    ("ion", "", _ion_condition), ("ou", "", _g1), ("ism", "", _g1), ("ate", "", _g1), ("iti", "", _g1),
+    ("ous", "", _g1), ("ive", "", _g1), ("ize", "", _g1),
+]
+
+
 class PorterStemmer:
     """Porter's suffix-stripping stemmer, equal to `nltk.stem.porter.PorterStemmer(mode)`.
 
@@ -109,10 +133,18 @@ class PorterStemmer:
         self._nltk = mode == NLTK_EXTENSIONS
         self._original = mode == ORIGINAL_ALGORITHM
         self._pool = _POOL if self._nltk else {}
+        # Step 2's rules in NLTK's order; the original paper has ABLI -> ABLE where later versions have BLI -> BLE.
+        bli: Rule = ("abli", "able", _pm) if self._original else ("bli", "ble", _pm)
+        self._step2_rules = [*_STEP2_HEAD, bli, *_STEP2_TAIL]
+        if self._nltk:
+            self._step2_rules.append(("fulli", "ful", _pm))
         self.stem = functools.lru_cache(maxsize=cache_size)(self._stem)  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"PorterStemmer(mode={self.mode!r})"
+
+    def __reduce__(self):  # pickles (e.g. for multiprocessing) as its mode; the cache is rebuilt
+        return (PorterStemmer, (self.mode,))
 
     def stem(self, word: str) -> str:  # replaced per instance by the cached `_stem` in __init__
         """Stem of `word` (lowercased first, as NLTK's `stem(word, to_lowercase=True)`)."""
@@ -142,7 +174,7 @@ class PorterStemmer:
         """SSES -> SS, IES -> I, SS -> SS, S -> '' (NLTK: a 4-letter -ies -> -ie, 'dies' -> 'die')."""
         if self._nltk and len(word) == 4 and word.endswith("ies"):
             return word[:-3] + "ie"
-        return _apply_rule_list(word, [("sses", "ss", None), ("ies", "i", None), ("ss", "ss", None), ("s", "", None)])
+        return _apply_rule_list(word, _STEP1A)
 
     def _step1b(self, word: str) -> str:
         """(m>0) EED -> EE; (*v*) ED -> ''; (*v*) ING -> ''; then AT/BL/IZ -> +E, undouble, or (m=1 and *o) +E."""
@@ -177,40 +209,18 @@ class PorterStemmer:
         """(m>0) double suffixes to single ones: ATIONAL -> ATE, ... BILITI -> BLE (+ NLTK/Martin's additions)."""
         if self._nltk and word.endswith("alli") and _positive_measure(word[:-4]):
             return self._step2(word[:-4] + "al")  # NLTK: ALLI -> AL first, then step 2 again
-        pm = _positive_measure
-        rules: list[Rule] = [
-            ("ational", "ate", pm), ("tional", "tion", pm), ("enci", "ence", pm), ("anci", "ance", pm),
-            ("izer", "ize", pm), ("abli", "able", pm) if self._original else ("bli", "ble", pm),
-            ("alli", "al", pm), ("entli", "ent", pm), ("eli", "e", pm), ("ousli", "ous", pm),
-            ("ization", "ize", pm), ("ation", "ate", pm), ("ator", "ate", pm), ("alism", "al", pm),
-            ("iveness", "ive", pm), ("fulness", "ful", pm), ("ousness", "ous", pm), ("aliti", "al", pm),
-            ("iviti", "ive", pm), ("biliti", "ble", pm),
-        ]
-        if self._nltk:
-            rules.append(("fulli", "ful", pm))
-            rules.append(("logi", "log", lambda _: pm(word[:-3])))  # the 'l' stays with the stem
-        elif self.mode == MARTIN_EXTENSIONS:
-            rules.append(("logi", "log", pm))
-        return _apply_rule_list(word, rules)
+        if word.endswith("logi") and not self._original:  # no other step-2 suffix ends in -gi
+            # LOGI -> LOG: NLTK keeps the 'l' with the stem it measures, Martin's versions do not
+            return word[:-1] if _positive_measure(word[:-3] if self._nltk else word[:-4]) else word
+        return _apply_rule_list(word, self._step2_rules)
 
     def _step3(self, word: str) -> str:
         """(m>0) ICATE -> IC, ATIVE -> '', ALIZE -> AL, ICITI -> IC, ICAL -> IC, FUL -> '', NESS -> ''."""
-        pm = _positive_measure
-        return _apply_rule_list(word, [
-            ("icate", "ic", pm), ("ative", "", pm), ("alize", "al", pm), ("iciti", "ic", pm),
-            ("ical", "ic", pm), ("ful", "", pm), ("ness", "", pm),
-        ])
+        return _apply_rule_list(word, _STEP3)
 
     def _step4(self, word: str) -> str:
         """(m>1) remove AL, ANCE, ENCE, ER, IC, ABLE, ... IZE; (m>1 and *S or *T) ION."""
-        g1 = _measure_gt_1
-        return _apply_rule_list(word, [
-            ("al", "", g1), ("ance", "", g1), ("ence", "", g1), ("er", "", g1), ("ic", "", g1),
-            ("able", "", g1), ("ible", "", g1), ("ant", "", g1), ("ement", "", g1), ("ment", "", g1),
-            ("ent", "", g1), ("ion", "", lambda s: _measure(s) > 1 and s[-1] in "st"), ("ou", "", g1),
-            ("ism", "", g1), ("ate", "", g1), ("iti", "", g1), ("ous", "", g1), ("ive", "", g1),
-            ("ize", "", g1),
-        ])
+        return _apply_rule_list(word, _STEP4)
 
     def _step5a(self, word: str) -> str:
         """(m>1) E -> ''; (m=1 and not *o) E -> ''."""

@@ -3,8 +3,8 @@
 One line per item: ``{"id": str, "model": str, "prompt": str, "reference": str, "response": str}``
 plus optional ``"finish_reason": "stop" | "length"`` and ``"meta": {...}``. One file per system.
 
-Exclusions are never silent: an item is excluded when its response is empty, was truncated
-(``finish_reason == "length"``, i.e. it hit ``max_new_tokens``) or is missing for a system. Each
+Exclusions are never silent: an item is excluded when its response is empty (or whitespace only),
+was truncated (``finish_reason == "length"``: it hit ``max_new_tokens``) or is missing for a system. Each
 exclusion is listed with id, system and reason; by default an item excluded for any system is
 excluded for all, so that the systems are compared on the same items (paired).
 """
@@ -149,9 +149,10 @@ def select_items(systems: Sequence[System], keep_truncated: bool = False, strict
         strict_ids: an id absent from some file is an error instead of a "missing" exclusion.
 
     Raises:
-        EvalkitError: when the same id has a different reference or prompt in two files (the ids do
-            not name the same held-out pair), when ``strict_ids`` and the id sets differ, when two
-            files carry the same model name, or when no item is left.
+        EvalkitError: when the same id has a different reference in two files (the ids do not name
+            the same held-out pair; prompts may differ, each system has its own template), when
+            ``strict_ids`` and the id sets differ, when two files carry the same model name, or when
+            no item is left.
     """
     seen_models: dict[str, str] = {}
     for s in systems:
@@ -167,10 +168,9 @@ def select_items(systems: Sequence[System], keep_truncated: bool = False, strict
                 order.append(rec.id)
                 continue
             ref = first[rec.id]
-            for key in ("reference", "prompt"):
-                if getattr(rec, key) != getattr(ref, key):
-                    raise EvalkitError.at(rec.path, rec.line, f"id {rec.id!r} has a different {key} than in "
-                                          f"{ref.path}:{ref.line}; the same id must name the same item")
+            if rec.reference != ref.reference:  # prompts may differ (each system's own template)
+                raise EvalkitError.at(rec.path, rec.line, f"id {rec.id!r} has a different reference than in "
+                                      f"{ref.path}:{ref.line}; the same id must name the same item")
     sel = Selection(ids=[], n_ids=len(order))
     dropped = set()
     for item_id in order:

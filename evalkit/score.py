@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence, TextIO
 
 from evalkit.bleu import BLEU
+from evalkit.errors import EvalkitError
 from evalkit.meteor import SYNONYMS_OFF_NOTE, meteor, synonyms_available
 from evalkit.records import Selection, System
 from evalkit.rouge import rouge
@@ -104,6 +105,9 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
     """Per-item rows ``{"id", "model", "bleu", "rouge1", "rouge2", "rougeL", "meteor"}``.
 
     Rows come system by system (``--pairs`` order), items in ``selection.ids`` order.
+
+    Raises:
+        EvalkitError: ``"<file>:<line>: cannot score id ..."`` when a metric rejects an item.
     """
     scorer = Scorer(config)
     rows = []
@@ -113,7 +117,11 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
         for system in systems:
             for item_id in selection.ids:
                 rec = system.records[item_id]
-                rows.append({"id": item_id, "model": system.model, **scorer.score(rec.response, rec.reference)})
+                try:
+                    values = scorer.score(rec.response, rec.reference)
+                except ValueError as e:  # e.g. NLTK's method6 on a response without 3-gram matches
+                    raise EvalkitError.at(rec.path, rec.line, f"cannot score id {item_id!r}: {e}") from None
+                rows.append({"id": item_id, "model": system.model, **values})
                 bar.update()
     bar.close()
     return rows

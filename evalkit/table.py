@@ -65,6 +65,10 @@ def _p(p: float) -> str:
     return "<0.0001" if p < 0.0001 else f"{p:.4f}"
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}%"  # n/a: baseline mean 0
+
+
 def _f(v: float | None, fmt: str) -> str:
     return "n/a" if v is None else format(v, fmt)
 
@@ -82,7 +86,7 @@ def render_markdown(t: dict) -> str:
         tag = f" ({c['model']})" if several else ""
         cm = c["metrics"]
         lines.append(_row(f"Difference{tag}", [f"{cm[m]['difference']:+.4f}" for m in metrics]))
-        lines.append(_row(f"Improvement (%){tag}", [_f(cm[m]["improvement_pct"], ".2f") + ("%" if cm[m]["improvement_pct"] is not None else "") for m in metrics]))
+        lines.append(_row(f"Improvement (%){tag}", [_pct(cm[m]["improvement_pct"]) for m in metrics]))
         lines.append(_row(f"p-value (Mann-Whitney){tag}", [_p(cm[m]["mann_whitney"]["p"]) for m in metrics]))
     ex = t["exclusions"]
     counts = ", ".join(f"{v} {k}" for k, v in ex["counts"].items() if v) or "none"

@@ -83,13 +83,17 @@ class WordNet:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
-        self._zip: zipfile.ZipFile | None = None
-        self._prefix = ""
+        self._zip_prefix: str | None = None  # folder of the files inside a zip; None for a folder
         if self.root.is_file() and zipfile.is_zipfile(self.root):
-            self._open_zip()
-        elif not self.root.is_dir():
+            with zipfile.ZipFile(self.root) as zf:
+                names = set(zf.namelist())
+            hits = sorted((n for n in names if n.endswith("index.noun")), key=len)
+            self._zip_prefix = hits[0][: -len("index.noun")] if hits else ""
+            missing = [n for n in REQUIRED_FILES if self._zip_prefix + n not in names]
+        elif self.root.is_dir():
+            missing = [n for n in REQUIRED_FILES if not (self.root / n).is_file()]
+        else:
             raise WordNetError(f"{self.root}: not a WordNet folder or zip")
-        missing = [name for name in REQUIRED_FILES if not self._exists(name)]
         if missing:
             raise WordNetError(f"{self.root}: not a WordNet database, missing {', '.join(missing)}")
         self._index: dict[str, dict[str, str]] = {}
@@ -102,33 +106,15 @@ class WordNet:
     def __repr__(self) -> str:
         return f"WordNet({str(self.root)!r})"
 
-    # -- files --------------------------------------------------------------------------------
-    def _open_zip(self) -> None:
-        with zipfile.ZipFile(self.root) as zf:
-            names = zf.namelist()
-        hits = sorted((n for n in names if n == "index.noun" or n.endswith("/index.noun")), key=len)
-        self._prefix = hits[0][: -len("index.noun")] if hits else ""
-        self._zip = zipfile.ZipFile(self.root)  # closed by close()
-        self._zip_names = set(names)
-
-    def _exists(self, name: str) -> bool:
-        if self._zip is not None:
-            return self._prefix + name in self._zip_names
-        return (self.root / name).is_file()
-
     def _read(self, name: str) -> bytes:
+        """The bytes of one database file (each is read once: the callers cache what they parse)."""
         try:
-            if self._zip is not None:
-                return self._zip.read(self._prefix + name)
-            return (self.root / name).read_bytes()
+            if self._zip_prefix is None:
+                return (self.root / name).read_bytes()
+            with zipfile.ZipFile(self.root) as zf:
+                return zf.read(self._zip_prefix + name)
         except (OSError, KeyError, zipfile.BadZipFile) as exc:
             raise WordNetError(f"{self.root / name}: cannot read ({exc})") from None
-
-    def close(self) -> None:
-        """Close the zip file, if the database is one (folders hold no open files)."""
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None
 
     @property
     def version(self) -> str | None:
@@ -179,8 +165,8 @@ class WordNet:
                     start = 3 + n_pointers + 2
                     offsets = tuple(int(f) for f in fields[start:start + n_synsets])
                 except (IndexError, ValueError):
-                    raise WordNetError(f"{self.root / ('index.' + _FILE_POS[pos])}: malformed line for {lemma!r}") from None
-                if len(offsets) != n_synsets:
+                    offsets = ()
+                if len(offsets) != n_synsets or not offsets:
                     raise WordNetError(f"{self.root / ('index.' + _FILE_POS[pos])}: malformed line for {lemma!r}")
             self._offsets[key] = offsets
         return offsets
@@ -201,14 +187,18 @@ class WordNet:
             data = self._data_bytes(pos)
             end = data.find(b"\n", offset)
             line = data[offset: end if end >= 0 else len(data)].decode("utf-8")
-            fields = line.split("|", 1)[0].split()
+            fields = line.split(None, 4)  # offset lex_filenum ss_type w_cnt "word lex_id ... pointers | gloss"
             try:
                 if int(fields[0]) != offset or len(fields[0]) != 8:
                     raise ValueError
                 n_words = int(fields[3], 16)
-                names = tuple(_strip_marker(fields[4 + 2 * k]) for k in range(n_words))
+                words = fields[4].split(None, 2 * n_words)[: 2 * n_words: 2]
+                if len(words) != n_words:
+                    raise ValueError
+                names = tuple(map(_strip_marker, words))
             except (IndexError, ValueError):
-                raise WordNetError(f"{self.root / ('data.' + _FILE_POS[key[0]])}: no synset at offset {offset}") from None
+                where = self.root / f"data.{_FILE_POS[key[0]]}"
+                raise WordNetError(f"{where}: no synset at offset {offset}") from None
             synset = self._synsets[key] = Synset(fields[2], offset, names)
         return synset
 
@@ -274,7 +264,8 @@ def _nltk_data_paths() -> list[Path]:
     paths += [os.path.join(sys.prefix, "nltk_data"), os.path.join(sys.prefix, "share", "nltk_data"),
               os.path.join(sys.prefix, "lib", "nltk_data")]
     if not sys.platform.startswith("win"):
-        paths += ["/usr/share/nltk_data", "/usr/local/share/nltk_data", "/usr/lib/nltk_data", "/usr/local/lib/nltk_data"]
+        paths += ["/usr/share/nltk_data", "/usr/local/share/nltk_data", "/usr/lib/nltk_data",
+                  "/usr/local/lib/nltk_data"]
     return [Path(p) for p in paths]
 
 
@@ -333,7 +324,8 @@ def export_nltk_layout(dest: str | os.PathLike, source: str | os.PathLike | None
     """
     src = Path(source) if source is not None else find_wordnet()
     if src is None or not _is_database(src):
-        raise WordNetError(f"{src or 'WordNet'}: no WordNet database folder to export (install wordnet-base or set WORDNET_DIR)")
+        raise WordNetError(f"{src or 'WordNet'}: no WordNet database folder to export "
+                           "(install wordnet-base or set WORDNET_DIR)")
     out = Path(dest)
     out.mkdir(parents=True, exist_ok=True)
     for name in REQUIRED_FILES + ("lexnames",):

@@ -20,6 +20,7 @@ from judge.table import render_markdown, table2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `python -m judge` argument parser (one command, `run`)."""
     parser = argparse.ArgumentParser(prog="python -m judge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="judge responses and write journal.jsonl, judgments.jsonl, table2.md/json")
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args) -> JudgeConfig:
+    """Flags (then environment, then defaults) -> a checked JudgeConfig; bad values raise JudgeError."""
     for name in ("concurrency", "repeats", "max_tokens"):
         if getattr(args, name) < 1:
             raise JudgeError(f"--{name.replace('_', '-')} must be at least 1")
@@ -65,8 +67,11 @@ def _config(args) -> JudgeConfig:
 def _write_atomic(path: Path, text: str) -> None:
     """Write a whole file or nothing: a temporary file renamed over the target."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise JudgeError(f"{path}: cannot write ({exc.strerror}); the journal is intact, rerun to retry") from None
 
 
 def _dry_run(jobs, journal: Journal, config: JudgeConfig) -> None:
@@ -87,6 +92,7 @@ def _dry_run(jobs, journal: Journal, config: JudgeConfig) -> None:
 
 
 def _rows(jobs, journal: Journal, kind: str, order: dict) -> list[dict]:
+    """Output rows of this run's `kind` jobs from their newest journal records, in input order."""
     rows = []
     for job in jobs:
         record = journal.get(job.key)
@@ -99,7 +105,8 @@ def _rows(jobs, journal: Journal, kind: str, order: dict) -> list[dict]:
         else:
             row.update(models=list(job.models), winner=record.get("winner"), winner_model=record.get("winner_model"))
         row.update(justification=record.get("justification"), method=record.get("method"),
-                   repaired=record.get("repaired", False), judge_model=record["judge_model"], key=job.key)
+                   repaired=record.get("repaired", False), judge_model=record["judge_model"],
+                   served_model=record.get("served_model"), key=job.key)
         if record["status"] != "ok":
             row.update(problem=record.get("problem"), raw=record.get("raw"))
         rows.append(row)
@@ -107,6 +114,7 @@ def _rows(jobs, journal: Journal, kind: str, order: dict) -> list[dict]:
 
 
 async def _judge(jobs, config, journal, show_progress: bool) -> dict:
+    """Judge the jobs with a progress bar (requests done / all judgments of the run)."""
     from minillama.progress import Progress  # dependency-free bar shared by the project
 
     done = sum(job.key in journal for job in jobs)
@@ -116,6 +124,7 @@ async def _judge(jobs, config, journal, show_progress: bool) -> dict:
 
 
 def run(args) -> int:
+    """The `run` command: validate, then dry-run or judge, then write the tables. Returns the exit status."""
     config = _config(args)
     items = sample_ids(read_pairs(args.pairs), args.limit, args.seed)
     models = models_in_order(items)
@@ -145,7 +154,8 @@ def run(args) -> int:
     records = [journal.get(job.key) for job in jobs]
     usage = {k: sum(r["usage"][k] for r in records) for k in ("prompt_tokens", "completion_tokens")}
     usage = {**estimate_cost(config.model, usage, price), "requests": sum(r["attempts"] for r in records)}
-    table = table2(rows, models, args.repeats, pair_rows if args.pairwise else None, config.model, usage)
+    served = sorted({r["served_model"] for r in records if r.get("served_model")})
+    table = table2(rows, models, args.repeats, pair_rows if args.pairwise else None, config.model, usage, served)
     _write_atomic(out / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     if args.pairwise:
         _write_atomic(out / "pairwise.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pair_rows))

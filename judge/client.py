@@ -47,6 +47,7 @@ class ChatResult:
         attempts: HTTP attempts made (1 when the first one succeeded).
         response_format: the structured-output mode the successful attempt used.
         finish_reason: the server's finish reason ("stop", "length", ...), if given.
+        served_model: the model name the server says answered (e.g. a dated snapshot), if given.
     """
 
     text: str
@@ -54,6 +55,7 @@ class ChatResult:
     attempts: int = 1
     response_format: str = "none"
     finish_reason: str | None = None
+    served_model: str | None = None
 
 
 class JudgeClient:
@@ -90,6 +92,7 @@ class JudgeClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection pool."""
         await self._http.aclose()
 
     @property
@@ -138,7 +141,8 @@ class JudgeClient:
                     else:
                         for k in usage:
                             usage[k] += int((data.get("usage") or {}).get(k) or 0)
-                        return ChatResult(content, usage, attempts, mode, choice.get("finish_reason"))
+                        return ChatResult(content, usage, attempts, mode, choice.get("finish_reason"),
+                                          data.get("model"))
                 elif status in (400, 422) and mentions_response_format(text) and self._downgrade(mode):
                     continue  # try again at once with a simpler response_format
                 elif status == 429 and is_quota_error(text):

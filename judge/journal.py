@@ -46,8 +46,12 @@ class Journal:
             self._load()
 
     def _load(self) -> None:
-        with open(self.path, "rb") as f:
-            data = f.read()
+        """Read every whole record (the newest per key wins); count torn lines."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise JudgeError(f"{self.path}: cannot read the journal ({exc.strerror})") from None
         for number, line in enumerate(data.split(b"\n"), start=1):
             if not line.strip():
                 continue
@@ -65,6 +69,7 @@ class Journal:
         return record is not None and record.get("status") != "error"  # transport errors are retried
 
     def get(self, key: str) -> dict | None:
+        """The newest record of `key` (any status), or None."""
         return self.records.get(key)
 
     def open(self) -> "Journal":

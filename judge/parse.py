@@ -43,6 +43,7 @@ def _score(value) -> int | None:
 
 
 def _scores_from_dict(obj) -> tuple[dict | None, str | None, str]:
+    """(scores, justification, problem) from a decoded JSON value; keys are matched case-insensitively."""
     if not isinstance(obj, dict):
         return None, None, "JSON is not an object"
     lower = {str(k).strip().lower(): v for k, v in obj.items()}
@@ -61,6 +62,7 @@ def _scores_from_dict(obj) -> tuple[dict | None, str | None, str]:
 
 
 def _verdict_from_dict(obj) -> tuple[str | None, str | None, str]:
+    """(verdict, justification, problem) from a decoded JSON value."""
     if not isinstance(obj, dict):
         return None, None, "JSON is not an object"
     lower = {str(k).strip().lower(): v for k, v in obj.items()}
@@ -72,6 +74,7 @@ def _verdict_from_dict(obj) -> tuple[str | None, str | None, str]:
 
 
 def _verdict(text: str) -> str | None:
+    """"A", "B" or "tie" from a winner field or mark ("C", "equal" and "draw" mean a tie)."""
     text = text.strip().strip("[]'\" ").lower()
     return {"a": "A", "b": "B", "tie": "tie", "c": "tie", "equal": "tie", "draw": "tie"}.get(text)
 
@@ -94,6 +97,7 @@ def _strip_fences(text: str) -> str:
 
 
 def _read(text: str, from_dict, from_marks) -> Parsed:
+    """The three readings in order: whole reply as JSON, JSON objects inside it, then marks."""
     if not text or not text.strip():
         return Parsed(None, problem="empty reply")
     problem = ""

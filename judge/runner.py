@@ -88,6 +88,7 @@ async def judge_one(job: Job, client: JudgeClient) -> dict:
         record["raw"].append(result.text)
         record["attempts"] += result.attempts
         record["response_format"] = result.response_format
+        record["served_model"] = result.served_model
         for k in record["usage"]:
             record["usage"][k] += result.usage.get(k, 0)
         parsed = parse(result.text)
@@ -121,13 +122,20 @@ async def run_jobs(jobs: list[Job], client: JudgeClient, journal: Journal, progr
         queue.put_nowait(job)
     counts = {"ok": 0, "parse_failure": 0, "error": 0}
     write_lock = asyncio.Lock()  # one durable append at a time, off the event loop (fsync takes ms)
+    writes: set[asyncio.Task] = set()  # appends in progress: finished even if the run is cancelled
+
+    async def append(record: dict) -> None:
+        async with write_lock:
+            await asyncio.to_thread(journal.append, record)
 
     async def worker():
         while not queue.empty():
             job = queue.get_nowait()
             record = await judge_one(job, client)
-            async with write_lock:
-                await asyncio.to_thread(journal.append, record)
+            write = asyncio.ensure_future(append(record))
+            writes.add(write)
+            write.add_done_callback(writes.discard)
+            await asyncio.shield(write)
             counts[record["status"]] += 1
             if progress is not None:
                 progress.update(1, **{k: v for k, v in counts.items() if v})
@@ -141,6 +149,8 @@ async def run_jobs(jobs: list[Job], client: JudgeClient, journal: Journal, progr
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        while writes:  # a judgment that was finished is never lost to a cancellation
+            await asyncio.gather(*list(writes), return_exceptions=True)
     for task in done:
         if task.exception() is not None:
             raise task.exception()

@@ -31,6 +31,7 @@ import argparse
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,7 @@ STOPWORDS = frozenset("that this with have from your what when there their they 
                       "could should about which also into than then some such very more most much many "
                       "because after before does doing just only over hello doctor dear thank thanks".split())
 LABEL = "STAND-IN HEURISTIC, NOT A JUDGE"
+SERVED_MODEL = "standin-heuristic-NOT-A-JUDGE"  # reported as the serving model, so tables say what scored
 
 
 def _words(text: str) -> list[str]:
@@ -90,6 +92,8 @@ def _answer(body: dict, behaviour: str, position_bias: bool) -> str:
 
 
 class _Server(ThreadingHTTPServer):
+    """One thread per connection; holds the script, the options and the request counter."""
+
     daemon_threads = True
     request_queue_size = 128
 
@@ -99,7 +103,13 @@ class _Server(ThreadingHTTPServer):
         self.reject_formats, self.position_bias, self.log = set(reject_formats), position_bias, log
         self._count, self._lock = 0, threading.Lock()
 
+    def handle_error(self, request, client_address) -> None:
+        """Clients that hang up (timeouts, a killed run) are normal here; other errors are printed."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
     def behaviour(self, body: dict) -> tuple[int, str]:
+        """(request index, behaviour spec) for the next request, from the script or "ok"."""
         with self._lock:
             index, self._count = self._count, self._count + 1
         script = self.script
@@ -115,6 +125,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """Answers POST .../chat/completions as scripted; GET .../models lists the stand-in."""
+
     protocol_version = "HTTP/1.1"  # keep-alive, like real endpoints
 
     def setup(self) -> None:
@@ -127,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
+        """Read the request, log it, wait the latency, then act out its behaviour."""
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self.path.split("?")[0].endswith("/chat/completions"):
             return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
@@ -164,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
                    "empty": ""}.get(kind)
         content = _answer(body, kind, self.server.position_bias) if content is None else content
         reply = {"id": f"standin-{index}", "object": "chat.completion", "created": int(time.time()),
-                 "model": body.get("model", "standin"), "system_fingerprint": "standin-heuristic",
+                 "model": SERVED_MODEL, "system_fingerprint": "standin-heuristic",
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                               "finish_reason": "stop"}],
                  "usage": {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
@@ -237,6 +250,7 @@ def parse_fail_plan(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`python -m judge.standin`: serve until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m judge.standin", description=f"{LABEL}: " + __doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--host", default="127.0.0.1")

@@ -92,11 +92,15 @@ def position_bias(pair_rows: list[dict], a: str, b: str) -> dict:
 
 
 def table2(rows: list[dict], models: list[str], repeats: int = 1, pair_rows: list[dict] | None = None,
-           judge_model: str = "", usage: dict | None = None) -> dict:
-    """All numbers of Table 2; the first system is the baseline that the p-values compare against."""
+           judge_model: str = "", usage: dict | None = None, served_models: list[str] | None = None) -> dict:
+    """All numbers of Table 2; the first system is the baseline that the p-values compare against.
+
+    `served_models` are the model names the endpoint reported in its answers (e.g. the dated snapshot
+    behind "gpt-4o", or the stand-in's label), shown next to the requested `judge_model`.
+    """
     scores = {m: _item_scores(rows, m) for m in models}
     base = models[0]
-    table = {"judge_model": judge_model, "models": models, "baseline": base, "repeats": repeats,
+    table = {"judge_model": judge_model, "served_models": served_models or [], "models": models, "baseline": base, "repeats": repeats,
              "dimensions": list(DIMENSIONS), "mean": {}, "n": {}, "parse_failures": {}, "errors": {},
              "p_values": {}}
     for m in models:
@@ -130,7 +134,9 @@ def render_markdown(table: dict) -> str:
     models, base = table["models"], table["baseline"]
     ns = sorted(set(table["n"].values()))
     n_text = f"N = {ns[0]}" if len(ns) == 1 else "N = " + ", ".join(f"{m}: {table['n'][m]}" for m in models)
-    lines = [f"Table 2: LLM-judge evaluation (mean scores out of 5, {n_text}); judge: {table['judge_model']}"
+    served = [s for s in table.get("served_models", []) if s != table["judge_model"]]
+    judge = table["judge_model"] + (f" (served as {', '.join(served)})" if served else "")
+    lines = [f"Table 2: LLM-judge evaluation (mean scores out of 5, {n_text}); judge: {judge}"
              + (f"; {table['repeats']} repeats averaged per item" if table["repeats"] > 1 else ""), ""]
     head = ["Evaluation Dimension", *[f"{m} (baseline)" if m == base else m for m in models]]
     for m in models[1:]:

@@ -8,8 +8,8 @@ Public API::
 """
 from .config import LlamaConfig
 from .errors import MiniLlamaError
-from .generate import left_pad
+from .generate import finish_reasons, left_pad
 from .model import Llama
 from .tokenizer import Tokenizer, load_tokenizer
 
-__all__ = ["Llama", "LlamaConfig", "Tokenizer", "load_tokenizer", "MiniLlamaError", "left_pad"]
+__all__ = ["Llama", "LlamaConfig", "Tokenizer", "load_tokenizer", "MiniLlamaError", "left_pad", "finish_reasons"]

@@ -78,6 +78,8 @@ def weight_index(model_dir: Path) -> dict[str, TensorInfo]:
             raise MiniLlamaError(f"{index_path}: not a valid safetensors index (no weight_map)") from None
         infos: dict[str, TensorInfo] = {}
         for shard in sorted(set(weight_map.values())):
+            if not isinstance(shard, str) or Path(shard).name != shard:
+                raise MiniLlamaError(f"{index_path}: shard name {shard!r} is not a file name in this folder")
             shard_path = model_dir / shard
             if not shard_path.is_file():
                 raise MiniLlamaError(f"{shard_path}: shard listed in {INDEX_FILE} is missing")

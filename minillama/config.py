@@ -25,8 +25,8 @@ class LlamaConfig:
         num_hidden_layers: Number of decoder blocks.
         num_attention_heads: Query heads.
         num_key_value_heads: Key/value heads; < num_attention_heads means grouped-query attention
-            (GQA, Ainslie et al. 2023, as in Llama-2-70B).
-        head_dim: Width of one head (hidden_size // num_attention_heads unless the config says otherwise).
+            (GQA, Ainslie et al. 2023, as in Llama-2-70B). None: num_attention_heads.
+        head_dim: Width of one head. None: hidden_size // num_attention_heads.
         max_position_embeddings: Context length the model was trained for (4096 for Llama-2).
         rms_norm_eps: Epsilon of RMSNorm.
         rope_theta: Base of the rotary frequencies.
@@ -42,8 +42,8 @@ class LlamaConfig:
     intermediate_size: int = 11008
     num_hidden_layers: int = 32
     num_attention_heads: int = 32
-    num_key_value_heads: int = 32
-    head_dim: int = 128
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
     max_position_embeddings: int = 4096
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
@@ -54,6 +54,11 @@ class LlamaConfig:
     torch_dtype: str | None = None
 
     def __post_init__(self) -> None:
+        # Derived defaults (the dataclass is frozen, hence object.__setattr__): MHA, d / H wide heads.
+        if self.num_key_value_heads is None:
+            object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
+        if self.head_dim is None:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
         if self.num_attention_heads % self.num_key_value_heads:
             raise MiniLlamaError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
                                  f"num_key_value_heads={self.num_key_value_heads}")

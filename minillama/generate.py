@@ -9,13 +9,14 @@ from .errors import MiniLlamaError
 from .kv_cache import make_cache
 from .model import positions_from_mask
 from .sampling import sample_next
+from .static_decode import StaticDecoder
 
 
 @torch.no_grad()
 def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
              top_p: float = 1.0, top_k: int = 0, eos_id: int | None = 2,
              attention_mask: torch.Tensor | None = None, seed: int | None = None, pad_id: int = 0,
-             on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+             on_token: Callable[[torch.Tensor], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
     """Continue each prompt of a (left-padded) batch by up to `max_new_tokens` tokens.
 
     The prompt is run once through the model (prefill), filling a cache sized for prompt + new tokens;
@@ -34,6 +35,8 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
         seed: Seeds a private `torch.Generator`, so sampling is reproducible and the global RNG untouched.
         pad_id: Written after a row's EOS while other rows continue.
         on_token: Called after each step with the new tokens `[B]` (for streaming).
+        cuda_graph: Decode with the static-shape step of `static_decode.py`, replayed as one CUDA graph
+            per token on a GPU (much less launch overhead at small batch); on a CPU it runs eagerly.
 
     Returns:
         Prompt and new tokens, `[B, T + n]` with n <= max_new_tokens (fewer when every row hit EOS).
@@ -70,7 +73,15 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
     finished = torch.zeros(b, dtype=torch.bool, device=device)
     prompt_mask = full_mask[:, :t0] if full_mask is not None else None
     logits = model(input_ids, attention_mask=prompt_mask, cache=cache, logits_to_keep=1)[:, -1]  # [B, V]
-    next_pos = None if full_mask is None else positions_from_mask(prompt_mask, 0, t0, device)[:, -1:] + 1  # [B, 1]
+    if prompt_mask is None:
+        next_pos = torch.full((1, 1), t0, dtype=torch.long, device=device)  # [1, 1]
+    else:
+        next_pos = positions_from_mask(prompt_mask, 0, t0, device)[:, -1:] + 1  # [B, 1]
+    decoder = None
+    if cuda_graph:
+        key_mask = torch.zeros(b, t0 + max_new_tokens, dtype=torch.bool, device=device)  # [B, T + N]
+        key_mask[:, :t0] = True if prompt_mask is None else prompt_mask.bool()
+        decoder = StaticDecoder(model, cache, key_mask, capture=True)
     n = 0
     for step in range(max_new_tokens):
         token = sample_next(logits, temperature, top_p, top_k, generator)  # [B]
@@ -84,12 +95,14 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
         if step == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
             break
         pos = t0 + step
-        if full_mask is None:
+        if decoder is not None:
+            logits = decoder.step(token, next_pos, pos)
+        elif full_mask is None:
             logits = model(token[:, None], cache=cache, start_pos=pos)[:, -1]
         else:
             logits = model(token[:, None], attention_mask=full_mask[:, :pos + 1], position_ids=next_pos,
                            cache=cache, start_pos=pos)[:, -1]
-            next_pos = next_pos + 1
+        next_pos = next_pos + 1
     return out[:, :t0 + n]
 
 
@@ -108,3 +121,13 @@ def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, t
         ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[i, width - len(p):] = 1
     return ids, mask
+
+
+def finish_reasons(output: torch.Tensor, prompt_len: int, eos_id: int) -> list[str]:
+    """"stop" for each row of a `generate` output that produced `eos_id`, "length" for the others
+    (truncated at max_new_tokens), as the project's record format names them.
+
+    Shapes:
+        output: [B, prompt_len + n] -> B strings
+    """
+    return ["stop" if bool((row == eos_id).any()) else "length" for row in output[:, prompt_len:]]

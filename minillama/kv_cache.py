@@ -26,12 +26,21 @@ class KVCache:
     def max_len(self) -> int:
         return self.k.shape[2]
 
-    def update(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write `k`, `v` at positions `start ... start+T-1` and return all keys/values up to there.
 
+        With `start` a tensor (the static-shape step that CUDA graphs replay, see `static_decode.py`) the
+        write is an `index_copy_` and the whole cache is returned; the caller's mask hides unused slots.
+
         Shapes:
-            k, v: [B, n_kv, T, head_dim] -> keys, values: [B, n_kv, start+T, head_dim] (views, no copy)
+            k, v: [B, n_kv, T, head_dim] -> keys, values: [B, n_kv, start+T, head_dim] (views, no copy),
+            or [B, n_kv, max_len, head_dim] when `start` is a tensor of shape [T]
         """
+        if isinstance(start, torch.Tensor):
+            self.k.index_copy_(2, start, k)
+            self.v.index_copy_(2, start, v)
+            return self.k, self.v
         end = start + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions, asked to write up to {end}")

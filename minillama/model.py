@@ -40,11 +40,15 @@ class LlamaModel(nn.Module):
             returns: [B, T, d]
         """
         b, t = input_ids.shape
+        if attention_mask is not None and t > 1 and bool(attention_mask.all()):
+            attention_mask = None  # no padding: let SDPA take its (faster) causal path
         x = self.embed_tokens(input_ids)  # [B, T, d]
-        if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, start_pos, t, input_ids.device)
-        cos, sin = self.rotary_emb(position_ids, x.dtype, max_position=start_pos + t - 1 if attention_mask is None
-                                   else attention_mask.shape[1] - 1)
+        if position_ids is None and attention_mask is not None:
+            position_ids = positions_from_mask(attention_mask, start_pos, t, input_ids.device)  # [B, T]
+        # Without padding the positions are start_pos ... start_pos+T-1: a slice of the table.
+        cos, sin = self.rotary_emb(position_ids, x.dtype, start=start_pos, length=t,
+                                   max_position=start_pos + t - 1 if attention_mask is None
+                                   else attention_mask.shape[1] - 1)  # [B or 1, 1, T, hd]
         mask = build_attention_mask(attention_mask, start_pos, t, input_ids.device)
         for i, layer in enumerate(self.layers):
             layer_cache = cache[i] if cache is not None else None
@@ -163,9 +167,10 @@ class Llama(nn.Module):
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, eos_id: int | None = 2,
                  attention_mask: torch.Tensor | None = None, seed: int | None = None, pad_id: int = 0,
-                 on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+                 on_token: Callable[[torch.Tensor], None] | None = None, cuda_graph: bool = False
+                 ) -> torch.Tensor:
         """Prompt + new tokens; see `generate.generate` for the arguments."""
         from .generate import generate
         return generate(self, input_ids, max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                         eos_id=eos_id, attention_mask=attention_mask, seed=seed, pad_id=pad_id,
-                        on_token=on_token)
+                        on_token=on_token, cuda_graph=cuda_graph)

@@ -64,21 +64,29 @@ class RotaryEmbedding(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)  # [P, head_dim] (rotate-half layout)
         self.cos_cached, self.sin_cached = emb.cos(), emb.sin()
 
-    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype, max_position: int | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Look up the angles of `position_ids`.
+    def forward(self, position_ids: torch.Tensor | None, dtype: torch.dtype, max_position: int | None = None,
+                start: int = 0, length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Look up the angles of `position_ids`, or of the contiguous positions `start ... start+length-1`
+        when `position_ids` is None (a slice of the table: no gather).
 
         Args:
-            position_ids: Integer positions.
+            position_ids: Integer positions, or None.
             dtype: Output dtype (the activations' dtype).
             max_position: An upper bound on the largest position (known to the caller without a device
                 sync); the table grows if it is too short.
+            start, length: The contiguous range used when `position_ids` is None.
 
         Shapes:
-            position_ids: [B, T] -> cos, sin: [B, 1, T, head_dim]
+            position_ids: [B, T] -> cos, sin: [B, 1, T, head_dim] (or [1, 1, length, head_dim])
         """
+        if self.cos_cached.dtype != torch.float32:  # `model.to(bfloat16)` also casts buffers: rebuild
+            self.reset_cache()
         if max_position is not None and max_position >= self.cos_cached.shape[0]:
             self.reset_cache(max(2 * self.cos_cached.shape[0], max_position + 1))
+        if position_ids is None:
+            cos = self.cos_cached[start:start + length].to(dtype)[None, None]  # [1, 1, T, head_dim]
+            sin = self.sin_cached[start:start + length].to(dtype)[None, None]  # [1, 1, T, head_dim]
+            return cos, sin
         cos = self.cos_cached[position_ids].to(dtype).unsqueeze(1)  # [B, 1, T, head_dim]
         sin = self.sin_cached[position_ids].to(dtype).unsqueeze(1)  # [B, 1, T, head_dim]
         return cos, sin

@@ -65,17 +65,18 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
         if name == "__metadata__":
             continue
         try:
-            dtype = DTYPES[meta["dtype"]]
+            dtype_name = meta["dtype"]
             shape = tuple(int(s) for s in meta["shape"])
             begin, end = (int(o) for o in meta["data_offsets"])
-        except KeyError as exc:
-            raise MiniLlamaError(f"{path}: tensor {name!r} has unsupported or missing {exc}") from None
-        except (TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             raise MiniLlamaError(f"{path}: tensor {name!r} has a malformed header entry") from None
+        if dtype_name not in DTYPES:
+            raise MiniLlamaError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}")
+        dtype = DTYPES[dtype_name]
         itemsize = torch.empty(0, dtype=dtype).element_size()
         if end - begin != math.prod(shape) * itemsize or begin < 0:
             raise MiniLlamaError(f"{path}: tensor {name!r} byte range {begin}-{end} does not match its "
-                                 f"shape {list(shape)} and dtype {meta['dtype']}")
+                                 f"shape {list(shape)} and dtype {dtype_name}")
         infos[name] = TensorInfo(path, dtype, shape, base + begin, base + end)
         data_end = max(data_end, base + end)
     if data_end > size:

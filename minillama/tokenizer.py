@@ -58,11 +58,19 @@ class Tokenizer:
         return [([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
                 for ids in self.sp.encode(list(texts))]
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of `ids` (a list, or a 1-D tensor). BOS/EOS/pad ids decode to nothing."""
+    def decode(self, ids: Iterable[int], stop_at_eos: bool = False) -> str:
+        """Text of `ids` (a list, or a 1-D tensor), as `SentencePieceProcessor.decode` gives it.
+
+        BOS and EOS decode to nothing, but `<unk>` (id 0, also our `pad_id`) decodes to " ⁇ ": pass
+        `stop_at_eos=True` to drop everything from the first EOS on (the padding `generate` writes after
+        a row's EOS).
+        """
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
-        return self.sp.decode([int(i) for i in ids])
+        ids = [int(i) for i in ids]
+        if stop_at_eos and self.eos_id in ids:
+            ids = ids[:ids.index(self.eos_id)]
+        return self.sp.decode(ids)
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of a dialog in the Llama-2 chat format, exactly as Meta's `chat_completion` builds them.

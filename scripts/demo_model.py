@@ -56,19 +56,19 @@ def pack(token_lists: list[list[int]], seq_len: int) -> torch.Tensor:
     return torch.tensor(flat[: n * seq_len]).view(n, seq_len)  # [N, seq_len]
 
 
-def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0,
-                    batch: int = 16, seq_len: int = 128, lr: float = 3e-3) -> Path:
+def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0, batch: int = 16,
+                    seq_len: int = 128, lr: float = 3e-3, sizes: dict | None = None) -> Path:
     """Tokenizer + tiny Llama + `steps` warm-up steps on generic text, saved to `out_dir`.
 
     The tokenizer sees the demo prompts too (a real tokenizer covers the words of its users); the
-    model's warm-up sees only the generic corpus.
+    model's warm-up sees only the generic corpus. `sizes` overrides `TINY` (tests use smaller).
     """
     torch.manual_seed(seed)
     corpus = demo_data.make_corpus(6000, seed=seed + 1)
     prompts = [data.ALPACA_PROMPT.format(instruction=r["instruction"], input=r["input"]) + r["output"]
                for r in records]
     tok = train_tokenizer(corpus + prompts, out_dir / "tokenizer.model")
-    config = LlamaConfig(vocab_size=tok.vocab_size, **TINY)
+    config = LlamaConfig(vocab_size=tok.vocab_size, **{**TINY, **(sizes or {})})
     model = Llama(config)
     rows = pack([tok.encode(s, bos=True, eos=True) for s in corpus], seq_len)  # [N, seq_len]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)  # Touvron et al. 2023

@@ -44,7 +44,7 @@ class GenerationSettings:
         limit: generate for the first `limit` held-out ids only (None: all of them).
     """
 
-    max_new_tokens: int = 48
+    max_new_tokens: int = 64
     batch_size: int = 16
     temperature: float = 0.0
     top_p: float = 1.0
@@ -105,7 +105,7 @@ def preset(name: str) -> ReproduceConfig:
     """The built-in presets. `paper` follows section 4.3; decoding is not given there (see docs)."""
     if name == "demo":
         return ReproduceConfig(preset="demo", run_dir="runs/reproduce-demo",
-                               generation=GenerationSettings(max_new_tokens=48, batch_size=16,
+                               generation=GenerationSettings(max_new_tokens=64, batch_size=16,
                                                              dtype="float32", device="cpu"))
     if name == "paper":
         return ReproduceConfig(preset="paper", run_dir="runs/reproduce-paper",

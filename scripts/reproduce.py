@@ -117,6 +117,9 @@ class Pipeline:
         train_dir = self.run / "train"
         if (train_dir / "DONE").exists() and not self.force:
             log(f"[train] complete in {train_dir} (DONE), skipped")
+            self.state["stages"].setdefault("train", {"status": "done", "path": str(train_dir), "wall_s": None,
+                                                      "note": "finished by an earlier invocation"})
+            self.save()
             return TrainRun.open(train_dir)
         argv = ["--no-demo-eval", *self.cfg.train_args, "--out", str(train_dir)]
         if self.force or (train_dir.exists() and not any(train_dir.glob("checkpoints/step_*/state.json"))):

@@ -170,6 +170,8 @@ def prepare_data(cfg: TrainConfig, run: Path, tok, info: ddp.DistInfo) -> tuple[
     train_ex, train_counts = data.tokenize_ids(records, train_ids, *args)
     val_ex, val_counts = data.tokenize_ids(records, val_ids, *args)
     report.update(sha256=data.sha256_file(path), train=train_counts, val=val_counts)
+    if not train_ex:
+        raise data.DataError(f"{path}: no training record has a response token within cutoff_len {cfg.cutoff_len}")
     if info.is_main:
         print(f"data: {path}: {report['kept']} of {report['total']} records kept, {report['skipped']} skipped"
               + "".join(f"\n  skipped record {p['index']}: {p['problem']}" for p in report["problems"][:10])
@@ -217,13 +219,23 @@ def main(argv: list[str] | None = None) -> Path:
     """Run (or resume) a fine-tuning run; returns the run folder."""
     cfg, args, explicit = config_from_args(argv)
     run = Path(cfg.out).expanduser()
-    if args.resume and (run / "config.json").is_file():
-        cfg = resumed_config(json.loads((run / "config.json").read_text()), explicit, str(run / "config.json"))
+    if args.resume:
+        cfg = resumed_config(read_run_config(run), explicit, str(run / "config.json"))
     info = ddp.setup(cfg.device)
     try:
         return _run(cfg, args, run, info)
     finally:
         ddp.teardown(info)
+
+
+def read_run_config(run: Path) -> dict:
+    """The config.json of a run that has a checkpoint to resume from."""
+    if checkpointing.latest_checkpoint(run) is None:
+        raise TrainError(f"{run}: no checkpoint to resume from (checkpoints/step_*/state.json)")
+    try:
+        return json.loads((run / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise TrainError(f"{run / 'config.json'}: cannot read the run's config ({e})") from None
 
 
 def _run(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:

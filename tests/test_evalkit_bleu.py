@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 
 from evalkit.bleu import (BLEU, brevity_penalty, clipped_counts, clipped_matches, closest_ref_length, corpus_bleu,
-                          ngram_counts, reference_ngrams)
+                          ngram_counts, RefNgrams)
 from evalkit.bleu import bleu as evalkit_bleu
 from evalkit.bleu_tokenize import tokenize_13a, tokenize_whitespace
 from evalkit.smoothing import BleuWarning
@@ -218,9 +218,9 @@ def pairs():
 def test_fast_clipping_equals_the_definition(pairs):
     for (hyp, ref), (other, _) in zip(pairs, pairs[1:]):
         h, r, o = tokenize_13a(hyp), tokenize_13a(ref), tokenize_13a(other)
-        assert clipped_matches(h, reference_ngrams([r])) == clipped_counts(ngram_counts(h), ngram_counts(r))
+        assert clipped_matches(h, RefNgrams([r])) == clipped_counts(ngram_counts(h), ngram_counts(r))
         merged = [a | b for a, b in zip(ngram_counts(r), ngram_counts(o))]  # Counter |: max count
-        assert clipped_matches(h, reference_ngrams([r, o])) == clipped_counts(ngram_counts(h), merged)
+        assert clipped_matches(h, RefNgrams([r, o])) == clipped_counts(ngram_counts(h), merged)
 
 
 def test_13a_equals_sacrebleu_on_genmedgpt():
@@ -264,7 +264,8 @@ def test_corpus_bleu_equals_sacrebleu(pairs):
     for chunk in (pairs[:1100], pairs[1100:2200], pairs[2200:]):
         hyps, refs = [h for h, _ in chunk], [r for _, r in chunk]
         assert corpus_bleu(hyps, refs) == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score / 100, abs=1e-9)
-    multi = sacrebleu.corpus_bleu([h for h, _ in pairs[:50]], [[r for _, r in pairs[:50]], [h for h, _ in pairs[50:100]]])
+    streams = [[r for _, r in pairs[:50]], [h for h, _ in pairs[50:100]]]  # sacrebleu: one list per reference
+    multi = sacrebleu.corpus_bleu([h for h, _ in pairs[:50]], streams)
     ours = corpus_bleu([h for h, _ in pairs[:50]], [[r, h2] for (_, r), (h2, _) in zip(pairs[:50], pairs[50:100])])
     assert ours == pytest.approx(multi.score / 100, abs=1e-9)
 

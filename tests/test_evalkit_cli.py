@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 import evalkit
 from evalkit.cli import main
+from evalkit.smoothing import BleuWarning
 from evalkit.stats import mann_whitney_u, wilcoxon_signed_rank
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +107,8 @@ def test_keep_truncated_and_figures(two_systems, tmp_path):
     pytest.importorskip("matplotlib")
     base, tuned = two_systems
     out = tmp_path / "out"
-    assert main(["score", "--pairs", str(base), "--pairs", str(tuned), "--out", str(out), "--keep-truncated", *FAST]) == 0
+    args = ["score", "--pairs", str(base), "--pairs", str(tuned), "--out", str(out), "--keep-truncated", *FAST]
+    assert main(args) == 0
     exclusions = json.loads((out / "exclusions.json").read_text())
     assert exclusions["excluded_ids"] == ["q3", "q5"]
     assert [e["id"] for e in exclusions["kept_truncated"]] == ["q8"]
@@ -211,7 +214,18 @@ def test_single_system_gives_means_only(two_systems, tmp_path):
     assert table["settings"]["bleu_preset"] == "nltk" and table["settings"]["rouge_beta"] == 1.2
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     first = json.loads(base.read_text().splitlines()[0])
-    assert rows[0]["bleu"] == evalkit.bleu(first["response"], first["reference"], preset="nltk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BleuWarning)  # NLTK's method0 warns about orders without matches
+        assert rows[0]["bleu"] == evalkit.bleu(first["response"], first["reference"], preset="nltk")
     assert rows[0]["rouge2"] == evalkit.rouge(first["response"], first["reference"], beta=1.2, stem=True)["rouge2"]
     assert rows[0]["meteor"] == evalkit.meteor(first["response"], first["reference"], penalty=False)
     assert "One system: no comparison." in (out / "table1.md").read_text()
+
+
+def test_metric_refusal_is_reported_with_file_and_line(tmp_path, capsys):
+    pairs = write_jsonl(tmp_path / "a.jsonl", [item(0, "a", "Follow"), item(1, "a", "zzz qqq www")])
+    out = tmp_path / "out"
+    args = ["score", "--pairs", str(pairs), "--out", str(out), "--bleu-preset", "nltk", "--bleu-smooth", "method6"]
+    assert main([*args, *FAST]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {pairs}:1: cannot score id 'q0': nltk smoothing method6")
+    assert not out.exists()

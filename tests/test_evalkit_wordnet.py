@@ -111,10 +111,8 @@ def test_zip_database_with_subfolder(tmp_path):
         for name in REQUIRED_FILES:
             zf.write(tmp_path / "src" / name, f"wordnet/{name}")
     wn = WordNet(archive)
-    try:
-        assert [s.offset for s in wn.synsets("dogs", pos="n")] == [offsets["dog"], offsets["frump"]]
-    finally:
-        wn.close()
+    assert [s.offset for s in wn.synsets("dogs", pos="n")] == [offsets["dog"], offsets["frump"]]
+    assert wn.synonyms("sick") == frozenset({"sick", "ill"})
 
 
 def test_bad_databases_name_the_problem(tmp_path):

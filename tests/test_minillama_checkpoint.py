@@ -121,3 +121,35 @@ def test_save_refuses_foreign_parameters(tmp_path):
     with pytest.raises(MiniLlamaError, match="merge LoRA first"):
         model.save_pretrained(tmp_path / "out")
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_hub_id_downloads_only_config_tokenizer_and_safetensors(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    make_tiny_hf_llama(tmp_path / "snap")
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns):
+        calls.append((repo_id, allow_patterns))
+        return str(tmp_path / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model = Llama.from_pretrained("meta-llama/Llama-2-7b-chat-hf")
+    assert model.config.hidden_size == 64
+    repo, patterns = calls[0]
+    assert repo == "meta-llama/Llama-2-7b-chat-hf"
+    assert set(patterns) == {"config.json", "generation_config.json", "tokenizer.model", "*.safetensors",
+                             "*.safetensors.index.json"}
+
+
+def test_unsupported_dtype_and_bad_index(tmp_path):
+    make_tiny_hf_llama(tmp_path, max_shard_size="30KB")
+    index = tmp_path / "model.safetensors.index.json"
+    d = json.loads(index.read_text())
+    d["weight_map"]["model.norm.weight"] = "../elsewhere.safetensors"
+    index.write_text(json.dumps(d))
+    with pytest.raises(MiniLlamaError, match="is not a file name"):
+        Llama.from_pretrained(tmp_path)
+    index.write_text("{}")
+    with pytest.raises(MiniLlamaError, match="no weight_map"):
+        Llama.from_pretrained(tmp_path)

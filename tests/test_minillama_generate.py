@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_hf_llama
-from minillama import Llama, LlamaConfig, MiniLlamaError, left_pad
+from minillama import Llama, LlamaConfig, MiniLlamaError, finish_reasons, left_pad
 from minillama.sampling import sample_next
 
 torch.set_num_threads(1)
@@ -40,6 +40,8 @@ def test_greedy_stops_at_eos_like_transformers():
     assert torch.equal(ours, ref)
     row0 = ours[0, 5:].tolist()
     assert eos in row0 and all(t == 0 for t in row0[row0.index(eos) + 1:])
+    expected = ["stop" if eos in row[5:].tolist() else "length" for row in ours]
+    assert finish_reasons(ours, 5, eos) == expected and expected[0] == "stop"
 
 
 def test_ragged_left_padded_batch_equals_each_prompt_alone():
@@ -111,3 +113,16 @@ def test_on_token_streams_every_step_and_bad_settings():
         model.generate(ids, 3, attention_mask=torch.tensor([[1, 1, 1, 0]]))
     with pytest.raises(MiniLlamaError, match="top_p"):
         model.generate(ids, 3, top_p=0.0)
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_static_decode_step_equals_dynamic(ragged):
+    """The static-shape step that CUDA graphs replay (run eagerly here) generates the same tokens."""
+    _, model = _pair(num_key_value_heads=2)
+    g = torch.Generator().manual_seed(6)
+    prompts = [torch.randint(3, 128, (n,), generator=g).tolist() for n in ((7, 2, 5) if ragged else (6, 6))]
+    ids, mask = left_pad(prompts)
+    for kwargs in (dict(), dict(temperature=0.9, top_k=20, seed=3)):
+        dynamic = model.generate(ids, 9, attention_mask=mask, eos_id=None, **kwargs)
+        static = model.generate(ids, 9, attention_mask=mask, eos_id=None, cuda_graph=True, **kwargs)
+        assert torch.equal(static, dynamic)

@@ -121,3 +121,38 @@ def test_kv_cache_decode_equals_full_forward():
         parts.append(model(ids[:, 5:8], cache=cache, start_pos=5))
         parts += [model(ids[:, i:i + 1], cache=cache, start_pos=i) for i in range(8, 12)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full)
+
+
+def test_rope_table_stays_float32_after_casting_the_model(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    make_tiny_hf_llama(tmp_path)
+    model = Llama.from_pretrained(tmp_path).to(torch.bfloat16)
+    hf = transformers.LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    ids = torch.randint(0, 128, (1, 200), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(ids).logits)
+    assert model.model.rotary_emb.cos_cached.dtype == torch.float32
+
+
+def test_rope_table_grows_past_max_position_embeddings(tmp_path):
+    hf = make_tiny_hf_llama(tmp_path)
+    model = Llama.from_pretrained(tmp_path)
+    ids = torch.randint(0, 128, (1, 300), generator=torch.Generator().manual_seed(7))  # > 256 positions
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(ids).logits)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
+    make_tiny_hf_llama(tmp_path, num_key_value_heads=2)
+    ids = torch.randint(0, 128, (2, 10), generator=torch.Generator().manual_seed(8))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0  # right padding, as in training batches
+    grads = []
+    for checkpointing in (False, True):
+        model = Llama.from_pretrained(tmp_path).train()
+        model.gradient_checkpointing_enable(checkpointing)
+        logits = model(ids, attention_mask=mask)
+        torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten()).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters()})
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k])

@@ -93,3 +93,9 @@ def test_load_tokenizer_from_folder_and_errors(tmp_path, llama2_tokenizer_path):
     (tmp_path / "junk.model").write_bytes(b"not a model")
     with pytest.raises(MiniLlamaError, match="not a SentencePiece model"):
         Tokenizer(tmp_path / "junk.model")
+
+
+def test_decode_stop_at_eos(tok):
+    ids = tok.encode("Hello world", eos=True) + [tok.pad_id, tok.pad_id]
+    assert tok.decode(ids, stop_at_eos=True) == "Hello world"
+    assert "⁇" in tok.decode(ids)  # plain SentencePiece decode shows <unk> padding

@@ -1,0 +1,123 @@
+"""The reproduce driver's small parts: config files, resumable generation files, one-line errors."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from scripts import reproduce
+from scripts.generate import read_done
+from scripts.pipeline_config import ConfigError, PipelineError, load_config, preset
+
+
+def test_presets():
+    demo, paper = preset("demo"), preset("paper")
+    assert demo.base_model is None and demo.generation.device == "cpu" and demo.train_args == []
+    assert paper.train_args == ["--preset", "paper"] and paper.base_model == "meta-llama/Llama-2-7b-chat-hf"
+    assert paper.generation.temperature == demo.generation.temperature == 0.0  # greedy for both models
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("other")
+
+
+def test_config_file_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"preset": "paper", "generation": {"max_new_tokens": 64, "limit": 20},
+                                "judge": {"model": "gpt-4", "args": ["--limit", "20"]}}))
+    cfg = load_config(path)
+    assert cfg.preset == "paper" and cfg.train_args == ["--preset", "paper"]
+    assert cfg.generation.max_new_tokens == 64 and cfg.generation.limit == 20
+    assert cfg.generation.batch_size == preset("paper").generation.batch_size
+    assert cfg.judge.model == "gpt-4" and cfg.judge.args == ["--limit", "20"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"generation": {"max_new_token": 3}}', "unknown key 'generation.max_new_token'"),
+    ('{"generation": {"max_new_tokens": "3"}}', "generation.max_new_tokens must be a int, not str"),
+    ('{"generation": {"temperature": true}}', "generation.temperature must be a float, not bool"),
+    ('{"train_args": "--max-steps 3"}', "train_args must be a list of strings"),
+    ('{"judge": 3}', "judge must be an object"),
+    ('{"preset": "fast"}', "preset: 'fast' is not one of demo, paper"),
+    ('{"run_dir": null}', "run_dir cannot be null"),
+    ('[1, 2]', "the top level must be a JSON object"),
+    ('{"preset": "demo",}', "not valid JSON (line 1, column 19"),
+])
+def test_bad_config_file_is_one_line_naming_the_file(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+    assert reproduce.main(["--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: ")
+    assert not (tmp_path / "run").exists()
+
+
+def test_flag_errors(tmp_path, capsys):
+    assert reproduce.main(["--skip-train", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "--skip-train needs --train-run" in capsys.readouterr().err
+    assert reproduce.main(["--skip-train", "--train-run", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a finished training run (no DONE file)" in err[0]
+
+
+def test_run_folder_made_with_other_settings_is_refused(tmp_path, capsys):
+    cfg = preset("demo")
+    cfg.run_dir = str(tmp_path / "run")
+    reproduce.Pipeline(cfg).prepare()
+    cfg.generation.max_new_tokens = 7
+    with pytest.raises(ConfigError, match="made with other settings \\(generation\\); pass --force"):
+        reproduce.Pipeline(cfg).prepare()
+    reproduce.Pipeline(cfg, force=True).prepare()  # --force starts over
+
+
+def _rec(i: int) -> str:
+    return json.dumps({"id": str(i), "model": "base", "prompt": "p", "reference": "r", "response": f"x{i}",
+                       "finish_reason": "stop"})
+
+
+def test_read_done_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "base.jsonl"
+    path.write_text(_rec(1) + "\n" + _rec(2) + "\n" + _rec(3)[:25])
+    assert list(read_done(path)) == ["1", "2"]
+    assert path.read_text() == _rec(1) + "\n" + _rec(2) + "\n"  # appends now start on a fresh line
+    path.write_text(_rec(1) + "\n" + _rec(2))  # complete JSON but no newline: the write did not finish
+    assert list(read_done(path)) == ["1"]
+    assert read_done(tmp_path / "absent.jsonl") == {}
+
+
+def test_read_done_refuses_corruption_it_cannot_have_made(tmp_path):
+    path = tmp_path / "base.jsonl"
+    path.write_text(_rec(1) + "\n" + _rec(1) + "\n")
+    with pytest.raises(PipelineError, match=r"base.jsonl:2: id 1 appears twice"):
+        read_done(path)
+    path.write_text("garbage\n" + _rec(1) + "\n")
+    with pytest.raises(PipelineError, match=r"base.jsonl:1: not a generation record"):
+        read_done(path)
+
+
+def test_stage_cli_error_line_is_reported_once_by_the_pipeline():
+    err = io.StringIO()
+
+    def failing_cli(argv):
+        import sys
+        print("scoring: 100% |####|", file=sys.stderr)
+        print("error: pairs.jsonl:3: missing field 'response'", file=sys.stderr)
+        return 2
+
+    import contextlib
+    with contextlib.redirect_stderr(err):
+        with pytest.raises(PipelineError) as e:
+            reproduce.call_cli(failing_cli, [], "Track A (evalkit score)")
+    assert str(e.value) == "Track A (evalkit score): pairs.jsonl:3: missing field 'response'"
+    assert err.getvalue() == "scoring: 100% |####|\n"  # progress passes through, the error line does not
+
+
+def test_train_base_and_access_check_for_local_models(tmp_path):
+    cfg = preset("paper")
+    assert reproduce.train_base(cfg) == "meta-llama/Llama-2-7b-chat-hf"
+    cfg.train_args = ["--preset", "paper", "--base", str(tmp_path)]
+    assert reproduce.train_base(cfg) == str(tmp_path)
+    reproduce.check_model_access(str(tmp_path))  # a local folder needs no access check
+    reproduce.check_model_access(None)

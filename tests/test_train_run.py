@@ -1,0 +1,114 @@
+"""scripts/train.py end to end on tiny models: resume == uninterrupted (bitwise), DDP (2 x gloo) == one
+process, the run folder is protected, the demo's validation loss falls, the paper preset fails in one line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scripts import demo_data, demo_model, train
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, head_dim=12)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny base (own tokenizer, 20 warm-up steps) and an 18-record dataset (10 train + 8 val)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tiny")
+    records = demo_data.make_records(18, seed=3)
+    demo_model.build_demo_base(root / "base", records, steps=20, seed=0, batch=8, seq_len=64, sizes=SMALL)
+    data_file = demo_data.write_demo_dataset(root / "data.json", 18, seed=3)
+    return root / "base", data_file
+
+
+def args_for(tiny, out, *extra):
+    base, data_file = tiny
+    return ["--preset", "none", "--base", str(base), "--data", str(data_file), "--out", str(out),
+            "--val-size", "8", "--batch-size", "4", "--micro-batch-size", "2", "--num-epochs", "2",
+            "--warmup-steps", "2", "--lr", "1e-2", "--eval-steps", "2", "--save-steps", "2", "--cutoff-len", "160",
+            "--num-threads", "1", *extra]
+
+
+def adapter(run: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(run / name / "adapter_model.safetensors"))
+
+
+def metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+
+
+def test_resume_equals_uninterrupted_bitwise(tiny, tmp_path):
+    full = train.main(args_for(tiny, tmp_path / "full"))
+    part = train.main(args_for(tiny, tmp_path / "part", "--stop-after-steps", "3"))
+    assert not (part / "DONE").exists() and (part / "checkpoints" / "step_00000003" / "state.json").is_file()
+    assert train.main(["--resume", "--out", str(part)]) == part
+    assert (part / "DONE").is_file()
+    for name in ("adapter_last", "adapter"):
+        a, b = adapter(full, name), adapter(part, name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert metrics(full) == metrics(part)
+    assert len([r for r in metrics(full) if r["type"] == "train"]) == 6  # 10 train pairs / 4 -> 3 steps x 2 epochs
+    layout = {"config.json", "split.json", "adapter", "adapter_last", "checkpoints", "metrics.jsonl",
+              "data_report.json", "DONE", "loss.png"}
+    assert layout <= {p.name for p in full.iterdir()}
+    split = json.loads((full / "split.json").read_text())
+    assert split["seed"] == 42 and len(split["val_ids"]) == 8 and len(split["train_ids"]) == 10
+
+
+def test_ddp_two_gloo_processes_equal_one_process(tiny, tmp_path):
+    one = train.main(args_for(tiny, tmp_path / "one", "--lora-dropout", "0"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "scripts" / "train.py"), *args_for(tiny, tmp_path / "two", "--lora-dropout", "0")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = tmp_path / "two"
+    assert json.loads((two / "config.json").read_text())["resolved"]["world_size"] == 2
+    a, b = adapter(one, "adapter_last"), adapter(two, "adapter_last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    m1, m2 = metrics(one), metrics(two)
+    assert [(r["type"], r["step"]) for r in m1] == [(r["type"], r["step"]) for r in m2]
+    for r1, r2 in zip(m1, m2):
+        assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-4)
+
+
+def test_refuses_to_overwrite_a_run_folder(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("precious")
+    assert train.cli(args_for(tiny, out)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out}: already holds results (config.json)")
+    assert (out / "config.json").read_text() == "precious"
+    assert train.cli(["--resume", "--out", str(out)]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_demo_validation_loss_falls(tmp_path):
+    run = train.main(["--out", str(tmp_path / "demo"), "--demo-records", "160", "--val-size", "24",
+                      "--demo-pretrain-steps", "60", "--max-steps", "24", "--eval-steps", "8", "--num-threads", "1"])
+    val = [r["loss"] for r in metrics(run) if r["type"] == "val"]
+    assert len(val) == 4 and val[-1] < 0.8 * val[0], val
+    result = json.loads((run / "demo_eval.json").read_text())
+    assert result["n"] == 24 and 0.0 <= result["base"]["mean_f1"] <= 1.0
+    assert (run / "DONE").is_file() and (run / "base" / "tokenizer.model").is_file()
+
+
+def test_paper_preset_without_weights_fails_in_one_line(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": ""}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--preset", "paper",
+                           "--out", str(tmp_path / "paper")], env=env, capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: meta-llama/Llama-2-7b-chat-hf:") and "huggingface-cli login" in lines[0]
