@@ -61,6 +61,8 @@ def build_models(args):
     finally:
         torch.set_default_dtype(previous)
     hf = hf.to(device=args.device, dtype=dtype).eval()
+    hf.generation_config.eos_token_id = None  # always generate --new-tokens tokens, no EOS processors
+    hf.generation_config.pad_token_id = 0
     with torch.device("meta"):
         ours = Llama(LlamaConfig.from_hf_dict(hf_config.to_dict()))
     ours.load_state_dict(hf.state_dict(), assign=True)
@@ -73,39 +75,34 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str, repeats: int, warmup: int = 1) -> float:
-    """Median seconds of `fn()` over `repeats` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved(fns: dict, device: str, repeats: int, warmup: int = 1) -> dict:
+    """Median seconds of each function, timed in alternating order round after round, so that load from
+    other processes (a shared CPU) hits every implementation alike.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for r in range(repeats):
+        order = list(fns) if r % 2 == 0 else list(reversed(fns))
+        for name in order:
+            sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench_train(model, logits_of, ids, device, repeats) -> float:
-    """forward+backward tokens/s."""
+def train_step(model, logits_of, ids):
+    """One forward+backward of the next-token loss; gradients are dropped afterwards."""
     def step():
         logits = logits_of(model, ids)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
         loss.backward()
         for p in model.parameters():
             p.grad = None
-    return ids.numel() / timed(step, device, repeats)
-
-
-def bench_decode(generate, ids, new_tokens, device, repeats) -> tuple[float, torch.Tensor]:
-    """Generated tokens/s (prefill included) and the output of the last run."""
-    out = {}
-
-    def run():
-        out["ids"] = generate(ids)
-    seconds = timed(run, device, repeats)
-    return ids.shape[0] * new_tokens / seconds, out["ids"]
+    return step
 
 
 def main(argv=None) -> dict:
@@ -143,30 +140,42 @@ def main(argv=None) -> dict:
     if not args.skip_train:
         ids = torch.randint(3, vocab, (args.train_batch, args.seq), generator=g).to(args.device)
         hf.train(), ours.train()
-        t_hf = bench_train(hf, lambda m, x: m(x).logits, ids, args.device, args.repeats)
-        t_ours = bench_train(ours, lambda m, x: m(x), ids, args.device, args.repeats)
+        sec = interleaved({"transformers": train_step(hf, lambda m, x: m(x).logits, ids),
+                           "minillama": train_step(ours, lambda m, x: m(x), ids)}, args.device, args.repeats)
         hf.eval(), ours.eval()
+        t_hf, t_ours = ids.numel() / sec["transformers"], ids.numel() / sec["minillama"]
         results["train_tokens_per_s"] = {"transformers": t_hf, "minillama": t_ours, "ratio": t_ours / t_hf}
         print(f"forward+backward  [{args.train_batch}x{args.seq}]  transformers {t_hf:10.1f} tok/s   "
               f"minillama {t_ours:10.1f} tok/s   ratio {t_ours / t_hf:.2f}x")
 
     prompt = torch.randint(3, vocab, (args.batch, args.prompt_len), generator=g).to(args.device)
     n = args.new_tokens
+    outputs = {}
+
+    def run(name, fn):
+        def call():
+            outputs[name] = fn(prompt)
+        return call
+
+    fns = {"transformers": run("transformers", lambda x: hf.generate(
+               x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False)),
+           "minillama": run("minillama", lambda x: ours.generate(x, n, eos_id=None))}
+    if args.cuda_graph:
+        fns["cuda_graph"] = run("cuda_graph", lambda x: ours.generate(x, n, eos_id=None, cuda_graph=True))
     with torch.no_grad():
-        d_hf, out_hf = bench_decode(
-            lambda x: hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, min_new_tokens=n,
-                                  do_sample=False, pad_token_id=0), prompt, n, args.device, args.repeats)
-        d_ours, out_ours = bench_decode(lambda x: ours.generate(x, n, eos_id=None), prompt, n, args.device,
-                                        args.repeats)
-        if args.cuda_graph:
-            d_graph, out_graph = bench_decode(lambda x: ours.generate(x, n, eos_id=None, cuda_graph=True), prompt,
-                                              n, args.device, args.repeats)
+        sec = interleaved(fns, args.device, args.repeats)
+    tps = {name: args.batch * n / s for name, s in sec.items()}
+    d_hf, d_ours = tps["transformers"], tps["minillama"]
+    out_hf, out_ours = outputs["transformers"], outputs["minillama"]
+    if out_hf.shape != out_ours.shape:
+        raise SystemExit(f"transformers generated {list(out_hf.shape)}, minillama {list(out_ours.shape)}")
     same = (out_hf == out_ours).float().mean().item()
     results["decode_tokens_per_s"] = {"transformers": d_hf, "minillama": d_ours, "ratio": d_ours / d_hf,
                                       "batch": args.batch, "new_tokens": n, "same_tokens_fraction": same}
     print(f"decode (greedy, batch {args.batch}, {n} new)  transformers {d_hf:10.1f} tok/s   "
           f"minillama {d_ours:10.1f} tok/s   ratio {d_ours / d_hf:.2f}x   (identical tokens: {same:.0%})")
     if args.cuda_graph:
+        d_graph, out_graph = tps["cuda_graph"], outputs["cuda_graph"]
         same_graph = (out_graph == out_ours).float().mean().item()
         results["decode_tokens_per_s"].update(minillama_cuda_graph=d_graph, ratio_cuda_graph=d_graph / d_hf)
         print(f"decode with cuda_graph=True                  transformers {d_hf:10.1f} tok/s   "

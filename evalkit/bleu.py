@@ -162,7 +162,8 @@ class BLEU:
         smooth: ``none``, ``floor``, ``add-k``, ``exp`` or ``method0``..``method7``.
         smooth_value: ``floor``/``add-k`` value, or NLTK's ``epsilon`` (method1).
         effective_order: sacrebleu family only: average over the orders the hypothesis has n-grams for.
-        weights: w_n of Eq. 4 (their count sets N); default uniform over N = 4.
+        weights: w_n of Eq. 4 (their count sets N); default uniform over N = 4. With effective
+            order, the weights of the orders kept are renormalised to sum to 1.
         lowercase: lowercase both sides before tokenising.
         auto_reweigh: NLTK's option (uniform weights over the hypothesis length when it is < 4).
         corpus: pick the preset's corpus-level default for ``effective_order``.

@@ -107,11 +107,14 @@ def render_markdown(t: dict) -> str:
 
 def _notes(t: dict) -> list[str]:
     s = t["settings"]
-    smooth = f", smoothing {s['bleu_smooth']}" if s["bleu_smooth"] else ""
+    preset = {"sacrebleu": "as sacrebleu.sentence_bleu: 13a tokens, exp smoothing, effective order",
+              "nltk": "as nltk sentence_bleu's defaults: whitespace tokens, no smoothing, so an item without "
+                      "a matching 4-gram scores ~0"}[s["bleu_preset"]]
+    smooth = f"; smoothing overridden: {s['bleu_smooth']}" if s["bleu_smooth"] else ""
     mwu = {c["metrics"][m]["mann_whitney"]["method"] for c in t["comparisons"] for m in t["metrics"]}
     tests = ["p-value: two-sided Mann-Whitney U as in the paper (" + "; ".join(sorted(mwu)) + "); it treats "
              "the two systems' scores as independent samples although they are paired. Paired tests below.", ""]
-    return [f"BLEU: sentence BLEU per item, preset `{s['bleu_preset']}`{smooth}, 0-1 scale. "
+    return [f"BLEU: sentence BLEU per item on the 0-1 scale, preset `{s['bleu_preset']}` ({preset}{smooth}). "
             f"ROUGE: F-measure with beta = {s['rouge_beta']}, Porter stemming {'on' if s['stem'] else 'off'}. "
             f"METEOR: fragmentation penalty {'on' if s['meteor_penalty'] else 'off'}, WordNet synonyms "
             f"{'on' if s['meteor_synonyms'] else 'OFF'}." + (f" {s['meteor_note']}." if s["meteor_note"] else ""), "",

@@ -45,10 +45,14 @@ class LlamaModel(nn.Module):
         x = self.embed_tokens(input_ids)  # [B, T, d]
         if position_ids is None and attention_mask is not None:
             position_ids = positions_from_mask(attention_mask, start_pos, t, input_ids.device)  # [B, T]
-        # Without padding the positions are start_pos ... start_pos+T-1: a slice of the table.
-        cos, sin = self.rotary_emb(position_ids, x.dtype, start=start_pos, length=t,
-                                   max_position=start_pos + t - 1 if attention_mask is None
-                                   else attention_mask.shape[1] - 1)  # [B or 1, 1, T, hd]
+        if attention_mask is not None:  # positions count real tokens: below the mask's length
+            max_position = attention_mask.shape[1] - 1
+        elif position_ids is not None:  # given by the caller (costs one device sync)
+            max_position = int(position_ids.max())
+        else:  # no padding: positions start_pos ... start_pos+T-1, a slice of the table
+            max_position = start_pos + t - 1
+        cos, sin = self.rotary_emb(position_ids, x.dtype, max_position=max_position, start=start_pos,
+                                   length=t)  # [B or 1, 1, T, hd]
         mask = build_attention_mask(attention_mask, start_pos, t, input_ids.device)
         for i, layer in enumerate(self.layers):
             layer_cache = cache[i] if cache is not None else None
@@ -126,7 +130,10 @@ class Llama(nn.Module):
             input_ids: Token ids of the new positions.
             attention_mask: 1 for real tokens, 0 for padding, covering the cached positions too
                 (left padding for generation, any padding for training). None = no padding.
-            position_ids: Explicit positions; by default derived from `attention_mask` / `start_pos`.
+            position_ids: Explicit positions (below the mask's length when a mask is given). By default
+                `start_pos + arange(T)`, or with a mask the number of real tokens before each token, so
+                left padding does not shift a row (transformers' forward uses arange unless given them;
+                its `generate` derives them from the mask as we do).
             cache: Per-layer `KVCache` (see `kv_cache.make_cache`), updated in place.
             start_pos: Cache slot of the first new token.
             logits_to_keep: If > 0, only the logits of the last `logits_to_keep` positions are computed.

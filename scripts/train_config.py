@@ -1,8 +1,8 @@
 """The fine-tuning configuration: one dataclass, its presets, and the CLI flags that mirror it.
 
-Field defaults are the fine-tuning defaults of alpaca-lora's `finetune.py`, which ChatDoctor's
-`train_lora.py` copies (and of the Hugging Face `Trainer` those scripts call, for what they leave to it),
-except where a comment says otherwise. The presets override them:
+Field defaults are the fine-tuning defaults of alpaca-lora's `finetune.py`, from which ChatDoctor's
+`train_lora.py` derives (and of the Hugging Face `Trainer` those scripts call, for what they leave to
+it), except where a comment says otherwise. The presets override them:
 
 - `demo` (the default when no `--preset` is given): a tiny Llama the demo builds itself, on data the
   demo generates, on the CPU in a few minutes (see `docs/training.md`).
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 from dataclasses import dataclass
 
 
@@ -33,7 +35,7 @@ class TrainConfig:
     out: str = "runs/demo"  # the run folder (never overwritten without --resume or --force)
     # --- data processing ---
     cutoff_len: int = 256  # alpaca-lora default; also the paper's cutoff_len
-    train_on_inputs: bool = False  # False = loss on response tokens only (ChatDoctor; alpaca-lora's default is True)
+    train_on_inputs: bool = False  # False = loss on response tokens only, as the paper's Sec. 3.3 says (alpaca-lora: True)
     val_size: int = 120  # the paper holds out 120 pairs (alpaca-lora: 2000)
     seed: int = 42  # alpaca-lora's split seed; also seeds shuffling, init and dropout
     # --- LoRA (Hu et al. 2021); the paper does not state r/alpha/dropout/targets: alpaca-lora's values ---
@@ -106,25 +108,37 @@ PRESETS: dict[str, dict] = {
 }
 
 
+CHOICES = {"template": ("alpaca", "llama2-chat"), "on_bad_record": ("skip", "stop"),
+           "loss_norm": ("token", "sequence"), "dtype": ("auto", "float32", "bfloat16")}
+
+
+def field_comments() -> dict[str, str]:
+    """Each field's reason comment in the `TrainConfig` source, reused as its `--help` text."""
+    source = inspect.getsource(TrainConfig)
+    return {m[1]: m[2] for m in re.finditer(r"^\s+(\w+): [^\n]*?  # ([^\n]*)$", source, re.M)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """CLI: `--preset` plus one flag per `TrainConfig` field (underscores become dashes)."""
-    p = argparse.ArgumentParser(prog="train.py", description="LoRA fine-tuning of a Llama on instruction data.")
+    p = argparse.ArgumentParser(prog="train.py", description="LoRA fine-tuning of a Llama on instruction data.",
+                                epilog="Presets: demo (default; CPU, offline), paper (Sec. 4.3), none (field "
+                                       "defaults, give --base and --data). See docs/training.md.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="starting values (default: demo)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     p.add_argument("--force", action="store_true", help="delete the run folder's previous results first")
     p.add_argument("--dataset", dest="data", help="alias of --data (e.g. --dataset genmedgpt-5k)")
+    helps = field_comments()
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "data":
-            p.add_argument(flag, dest="data", default=None, help="dataset path, or genmedgpt-5k")
-        elif f.name == "learning_rate":
-            p.add_argument(flag, "--lr", dest=f.name, type=float, default=None)
+        flag, text = "--" + f.name.replace("_", "-"), helps.get(f.name, "").replace("%", "%%")
+        if f.name == "learning_rate":
+            p.add_argument(flag, "--lr", dest=f.name, type=float, default=None, help=text)
         elif isinstance(f.default, bool):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif f.name == "lora_target_modules":
-            p.add_argument(flag, dest=f.name, default=None, help="comma-separated module names")
+            p.add_argument(flag, dest=f.name, default=None, help="comma-separated; " + text)
         else:
-            p.add_argument(flag, dest=f.name, type=type(f.default), default=None)
+            p.add_argument(flag, dest=f.name, type=type(f.default), default=None, choices=CHOICES.get(f.name),
+                           help=text)
     return p
 
 

@@ -303,3 +303,22 @@ def test_nltk_corpus_bleu_equals_nltk(pairs, method):
                                               smoothing_function=fn)
             got = corpus_bleu([h for h, _ in chunk], [r for _, r in chunk], preset="nltk", smooth=f"method{method}")
             assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_lowercase_equals_sacrebleu(pairs):
+    from sacrebleu.metrics import BLEU as SacreBLEU
+    ref_metric = SacreBLEU(lowercase=True, effective_order=True)
+    ours = BLEU("sacrebleu", lowercase=True)
+    for hyp, ref in pairs[::5]:
+        assert ours.sentence(hyp, ref) == pytest.approx(ref_metric.sentence_score(hyp, [ref]).score / 100, abs=1e-9)
+
+
+@pytest.mark.parametrize("weights,auto_reweigh", [((0.5, 0.5), False), ((0.2, 0.3, 0.5), False),
+                                                  ((0.25, 0.25, 0.25, 0.25), True)])
+def test_nltk_weights_and_auto_reweigh_equal_nltk(pairs, weights, auto_reweigh):
+    bleu_score = pytest.importorskip("nltk.translate.bleu_score")
+    fn = bleu_score.SmoothingFunction().method1
+    ours = BLEU("nltk", smooth="method1", weights=weights, auto_reweigh=auto_reweigh)
+    for hyp, ref in pairs[::7] + [("a b", "a b c"), ("a", "a")]:
+        expected = bleu_score.sentence_bleu([ref.split()], hyp.split(), weights, fn, auto_reweigh)
+        assert ours.sentence(hyp, ref) == pytest.approx(expected, abs=1e-9)

@@ -156,3 +156,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
         grads.append({k: p.grad for k, p in model.named_parameters()})
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k])
+
+
+def test_right_padded_training_batch_equals_transformers(tmp_path):
+    """With right padding (training batches) positions are 0..n-1 in both: the real tokens' logits agree."""
+    hf = make_tiny_hf_llama(tmp_path, num_key_value_heads=2)
+    model = Llama.from_pretrained(tmp_path)
+    ids = torch.randint(3, 128, (3, 10), generator=torch.Generator().manual_seed(9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0
+    with torch.no_grad():
+        ours, ref = model(ids, attention_mask=mask), hf(ids, attention_mask=mask).logits
+    real = mask.bool()
+    torch.testing.assert_close(ours[real], ref[real])

@@ -23,7 +23,7 @@ METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor")
 DIMENSIONS = ("accuracy", "comprehensiveness", "helpfulness", "relevance")
 SMALL = {  # the demo preset, shrunk to seconds: tiny warm-up, 6 steps, 12 held-out pairs
     "preset": "demo",
-    "train_args": ["--demo-records", "120", "--demo-pretrain-steps", "30", "--max-steps", "6", "--val-size", "12",
+    "train_args": ["--demo-records", "120", "--demo-pretrain-steps", "15", "--max-steps", "6", "--val-size", "12",
                    "--eval-steps", "3", "--save-steps", "3", "--num-threads", "1"],
     "generation": {"max_new_tokens": 24, "batch_size": 4},
     "evalkit_args": ["--keep-truncated", "--bootstrap", "500", "--permutations", "500"],
@@ -149,6 +149,8 @@ def test_report_tables_equal_tables_recomputed_from_per_item_files(resumed):
     for d in DIMENSIONS:
         for m in ("base", "finetuned"):
             assert t2["mean"][m][d] == pytest.approx(np.mean([r[d] for r in jper[m].values()]))
+        xb, xf = [jper["base"][i][d] for i in sorted(jper["base"])], [jper["finetuned"][i][d] for i in sorted(jper["base"])]
+        assert t2["p_values"]["finetuned"][d]["mann_whitney"] == pytest.approx(stats.mannwhitneyu(xb, xf).pvalue)
     agreement = report["agreement"]["correlations"]["paired_difference"]
     for metric in METRICS:
         for d in DIMENSIONS:
