@@ -1,4 +1,4 @@
-"""Loading and saving Hugging Face Llama checkpoints (safetensors only, single file or sharded).
+"""Loading Hugging Face Llama checkpoints (safetensors only, single file or sharded); saving is in save.py.
 
 Loading builds the model on the meta device (no memory), reads each tensor once into its final dtype
 and device, and hands them over with `load_state_dict(assign=True)`: no float32 copy, no second copy.
@@ -145,7 +145,12 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     from .model import Llama
 
     target = resolve_dtype(dtype)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    try:
+        device = torch.device(device) if device is not None else torch.device("cpu")
+    except RuntimeError:
+        raise MiniLlamaError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, mps ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MiniLlamaError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU")
     model_dir = resolve_model_dir(path_or_id)
     config = LlamaConfig.from_file(model_dir / "config.json")
     infos = weight_index(model_dir)
@@ -156,14 +161,14 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     check_names(str(model_dir), {k: v.shape for k, v in infos.items()}, expected, tied)
 
     state, handles = {}, {}
-    total = sum(infos[k].end - infos[k].start for k in expected)
-    try:
-        with Progress(total=total, desc=f"loading {model_dir.name}", unit="B", disable=total < 2**28) as bar:
-            for name in expected:
-                info = infos[name]
-                f = handles.get(info.path) or handles.setdefault(info.path, open(info.path, "rb"))
-                state[name] = read_tensor(f, info, dtype=target, device=device)
-                bar.update(info.end - info.start)
+    total_bytes = sum(infos[k].end - infos[k].start for k in expected)
+    try:  # one tensor at a time, straight into its final dtype and device
+        for name in Progress(list(expected), desc=f"loading {model_dir.name}", unit="tensor",
+                             disable=total_bytes < 2**28):
+            info = infos[name]
+            if info.path not in handles:
+                handles[info.path] = open(info.path, "rb")
+            state[name] = read_tensor(handles[info.path], info, dtype=target, device=device)
     finally:
         for f in handles.values():
             f.close()
@@ -172,85 +177,3 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     model.model.rotary_emb.reset_cache(config.max_position_embeddings, device=device)
     model.config = config.replace(torch_dtype=str(model.dtype).removeprefix("torch."))
     return model.eval()
-
-
-def parse_size(size: int | str) -> int:
-    """ "2GB" -> 2*10**9, "500MiB" -> 500*2**20, 1000 -> 1000 (Hugging Face's convention)."""
-    if isinstance(size, int):
-        return size
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", str(size), flags=re.IGNORECASE)
-    if not m:
-        raise MiniLlamaError(f"max_shard_size {size!r} is not a size like '2GB' or '500MB'")
-    unit = (m.group(2) or "B").upper()
-    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}[unit]
-    return int(float(m.group(1)) * scale)
-
-
-def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB") -> Path:
-    """Write `model` in Hugging Face's layout, loadable by transformers and by `load_pretrained`.
-
-    Writes config.json, generation_config.json and model.safetensors, or (when the weights exceed
-    `max_shard_size`) model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json. Every
-    file is written to a temporary name and renamed, so an interrupted save leaves no half file; weight
-    files of an earlier save in the same folder that the new one does not use are removed (as HF does).
-
-    Raises:
-        MiniLlamaError: The model holds parameters that are not Llama's (e.g. unmerged LoRA weights).
-    """
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.device("meta"):
-        reference = type(model)(model.config)
-    expected = expected_shapes(reference)
-    state = model.state_dict()
-    extra = [k for k in state if k not in expected and not (model.config.tie_word_embeddings and k == "lm_head.weight")]
-    if extra:
-        raise MiniLlamaError(f"{out}: the model has parameters a Llama checkpoint cannot hold "
-                             f"({', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}); merge LoRA first")
-    tensors = {k: state[k] for k in expected}
-    limit = parse_size(max_shard_size)
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for name, t in tensors.items():
-        nbytes = t.numel() * t.element_size()
-        if shards[-1] and size + nbytes > limit:
-            shards.append({})
-            size = 0
-        shards[-1][name] = t
-        size += nbytes
-    n = len(shards)
-    names = [SINGLE_FILE] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
-    for shard, fname in Progress(list(zip(shards, names)), desc="saving", unit="shard", disable=n < 4):
-        cpu = {k: v.detach().to("cpu").contiguous() for k, v in shard.items()}
-        _atomic(out / fname, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "pt"}))
-    if n > 1:
-        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-                 "weight_map": {k: fname for shard, fname in zip(shards, names) for k in shard}}
-        _atomic_text(out / INDEX_FILE, json.dumps(index, indent=2) + "\n")
-    stale = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$")
-    for p in out.iterdir():
-        if stale.fullmatch(p.name) and p.name not in names and not (n > 1 and p.name == INDEX_FILE):
-            p.unlink()
-    dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
-    config = model.config.to_hf_dict() | {"torch_dtype": dtype}
-    _atomic_text(out / "config.json", json.dumps(config, indent=2) + "\n")
-    gen = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
-    if model.config.pad_token_id is not None:
-        gen["pad_token_id"] = model.config.pad_token_id
-    _atomic_text(out / "generation_config.json", json.dumps(gen, indent=2) + "\n")
-    return out
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

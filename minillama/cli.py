@@ -40,6 +40,13 @@ class TextStreamer:
         text = self.tokenizer.decode(self.ids)
         if text.endswith("\ufffd"):
             return
+        self._write(text)
+
+    def finish(self) -> None:
+        """Write whatever is still held back (text that ended inside a UTF-8 sequence)."""
+        self._write(self.tokenizer.decode(self.ids))
+
+    def _write(self, text: str) -> None:
         self.out.write(text[self.printed:])
         self.out.flush()
         self.printed = len(text)
@@ -83,6 +90,7 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             eos_id=tokenizer.eos_id, seed=args.seed, pad_id=tokenizer.pad_id, on_token=streamer)
     seconds = time.perf_counter() - start
+    streamer.finish()
     out.write("\n")
     out.flush()
     n = result.shape[1] - len(ids)

@@ -167,8 +167,8 @@ class Llama(nn.Module):
         return load_pretrained(path_or_id, dtype=dtype, device=device)
 
     def save_pretrained(self, out_dir: str | Path, max_shard_size: int | str = "2GB") -> Path:
-        """Write config.json + safetensors in Hugging Face's layout; see `checkpoint.save_pretrained`."""
-        from .checkpoint import save_pretrained
+        """Write config.json + safetensors in Hugging Face's layout; see `save.save_pretrained`."""
+        from .save import save_pretrained
         return save_pretrained(self, out_dir, max_shard_size=max_shard_size)
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,

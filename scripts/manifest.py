@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def _memory_gb() -> float | None:
 
 
 def build_manifest(config: dict, train_config: dict, stages: dict, checksums: dict,
-                   seeds: dict) -> dict:
+                   seeds: dict, commands: list[dict] | None = None) -> dict:
     """Assemble the manifest dict (the report prints it and writes it into report.json).
 
     Args:
@@ -89,9 +88,11 @@ def build_manifest(config: dict, train_config: dict, stages: dict, checksums: di
         stages: {stage: {"wall_s", "status", ...}} as recorded by the pipeline.
         checksums: {name: sha256 or {file: sha256}}.
         seeds: {name: seed}.
+        commands: every invocation that worked on this run folder, oldest first ({"command", "at"}).
     """
     return {
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv and sys.argv[0] else None,
+        "command": (commands or [{}])[-1].get("command"),
+        "commands": commands or [],
         "config": config,
         "train_config": train_config,
         "seeds": seeds,

@@ -71,8 +71,16 @@ def copy_figures(run: Path, train_dir: Path) -> tuple[list[dict], list[str]]:
             shutil.copyfile(src, fig_dir / dest)
             figures.append({"caption": caption, "path": f"figures/{dest}"})
         else:
-            notes.append(f"{caption}: not found ({src}; figure skipped (matplotlib not installed?))")
+            notes.append(f"{caption}: {_missing_reason()} ({src} is absent)")
     return figures, notes
+
+
+def _missing_reason() -> str:
+    try:
+        import matplotlib  # noqa: F401  (optional extra, only checked here)
+    except ImportError:
+        return "figure skipped (matplotlib not installed)"
+    return "figure not found"
 
 
 def generation_summary(run: Path) -> dict:
@@ -144,7 +152,8 @@ def build(run: Path, state: dict) -> dict:
         "agreement": agreement_analysis(run) if table2 else None,
         "paper": {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2},
         "figures": figures, "figure_notes": notes,
-        "manifest": build_manifest(cfg, train_cfg, state.get("stages", {}), checksums, seeds),
+        "manifest": build_manifest(cfg, train_cfg, state.get("stages", {}), checksums, seeds,
+                                   state.get("commands")),
     }
 
 

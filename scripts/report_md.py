@@ -197,7 +197,9 @@ def _figures(d: dict) -> list[str]:
 
 def _manifest(d: dict) -> list[str]:
     m = d["manifest"]
-    out = ["", "## Manifest", "", f"Command: `{m.get('command')}`", "",
+    runs = m.get("commands") or []
+    earlier = f" (after {len(runs) - 1} earlier invocation(s) on this run folder)" if len(runs) > 1 else ""
+    out = ["", "## Manifest", "", f"Command: `{m.get('command')}`{earlier}", "",
            row(["Stage", "status", "wall time (s)"]), "|---|---|---:|"]
     for name, s in m["stages"].items():
         out.append(row([name, s.get("status"), "n/a" if s.get("wall_s") is None else f"{s['wall_s']:.1f}"]))

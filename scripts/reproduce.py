@@ -74,6 +74,8 @@ class Pipeline:
                 raise ConfigError(f"{self.state_path}: this run folder was made with other settings "
                                   f"({', '.join(changed)}); pass --force to redo it or choose another --run-dir")
             self.state["stages"] = old.get("stages", {})
+            self.state["commands"] = old.get("commands", [])
+        self.state.setdefault("commands", []).append({"command": self.state.get("command"), "at": now()})
         self.save()
 
     def save(self) -> None:
@@ -317,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         if not cfg.train_run and not (Path(cfg.run_dir) / "train" / "DONE").exists():
             check_model_access(train_base(cfg))  # before anything is written or printed
         pipe = Pipeline(cfg, force=args.force)
+        pipe.state["command"] = " ".join(["scripts/reproduce.py", *(sys.argv[1:] if argv is None else argv)])
         pipe.prepare()
         log(f"reproduce: preset {cfg.preset}, run folder {pipe.run}")
         train_run = pipe.stage_train()

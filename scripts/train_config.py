@@ -97,7 +97,7 @@ PRESETS: dict[str, dict] = {
     "none": {},
     "demo": dict(
         base="demo", data="demo", out="runs/demo", template="alpaca", cutoff_len=192, val_size=40,
-        learning_rate=3e-3, batch_size=8, micro_batch_size=8, num_epochs=2.0, warmup_steps=10,
+        learning_rate=1e-2, batch_size=8, micro_batch_size=8, num_epochs=2.0, warmup_steps=10,
         eval_steps=25, save_steps=50, lora_dropout=0.05, seed=42,
     ),
     "paper": dict(

@@ -26,3 +26,14 @@ def hf_llama_tokenizer(model_file: Path):
     scores = {sp.id_to_piece(i): sp.get_score(i) for i in range(sp.get_piece_size())}
     return transformers.LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab, scores), legacy=False,
                                        add_prefix_space=True, split_special_tokens=True)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each test on one intra-op thread (CI shares 2 cores), restoring the setting afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

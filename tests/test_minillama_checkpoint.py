@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from _minillama_util import one_torch_thread  # noqa: F401 (autouse fixture)
 from conftest import make_tiny_hf_llama
 from minillama import Llama, LlamaConfig, MiniLlamaError
 
@@ -120,7 +121,10 @@ def test_save_refuses_foreign_parameters(tmp_path):
     model.model.layers[0].self_attn.q_proj.lora_A = torch.nn.Linear(8, 2)
     with pytest.raises(MiniLlamaError, match="merge LoRA first"):
         model.save_pretrained(tmp_path / "out")
-    assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(MiniLlamaError, match="max_shard_size"):
+        Llama(model.config).save_pretrained(tmp_path / "out", max_shard_size="lots")
+    assert not (tmp_path / "out").exists()
 
 
 def test_hub_id_downloads_only_config_tokenizer_and_safetensors(tmp_path, monkeypatch):
@@ -153,3 +157,12 @@ def test_unsupported_dtype_and_bad_index(tmp_path):
     index.write_text("{}")
     with pytest.raises(MiniLlamaError, match="no weight_map"):
         Llama.from_pretrained(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_device_without_gpu_is_one_line(tmp_path):
+    make_tiny_hf_llama(tmp_path)
+    with pytest.raises(MiniLlamaError, match="no CUDA GPU"):
+        Llama.from_pretrained(tmp_path, device="cuda")
+    with pytest.raises(MiniLlamaError, match="not a torch device"):
+        Llama.from_pretrained(tmp_path, device="gpu0")

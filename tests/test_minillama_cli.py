@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _minillama_util import one_torch_thread  # noqa: F401 (autouse fixture)
 from conftest import REPO_ROOT, make_tiny_hf_llama
 from minillama import Llama, Tokenizer
 from minillama.cli import main
@@ -102,3 +103,22 @@ def test_bad_input_subprocess_exit_code(tmp_path):
                            "--prompt", "x"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr == f"error: {tmp_path / 'none'}: model folder not found\n"
+
+
+def test_streamer_holds_back_partial_utf8_and_flushes_it(llama2_tokenizer_path):
+    from minillama.cli import TextStreamer
+
+    tok = Tokenizer(llama2_tokenizer_path)
+    ids = tok.encode("fever 🙂 ok", bos=False)  # the emoji is four byte-fallback pieces
+    out = io.StringIO()
+    streamer = TextStreamer(tok, out, stop_id=tok.eos_id)
+    seen = []
+    for i in ids[:-1]:
+        streamer(torch.tensor([i]))
+        seen.append(out.getvalue())
+    assert all("\ufffd" not in s for s in seen)
+    streamer(torch.tensor([ids[-1]]))
+    streamer(torch.tensor([tok.eos_id]))
+    streamer(torch.tensor([5]))  # after EOS: ignored
+    streamer.finish()
+    assert out.getvalue() == "fever 🙂 ok" and streamer.stopped

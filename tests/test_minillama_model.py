@@ -6,10 +6,9 @@ import json
 import pytest
 import torch
 
+from _minillama_util import one_torch_thread  # noqa: F401 (autouse fixture)
 from conftest import make_tiny_hf_llama
 from minillama import Llama, LlamaConfig
-
-torch.set_num_threads(1)
 
 CASES = {
     "mha-untied": dict(num_key_value_heads=4, tie_word_embeddings=False),

@@ -120,7 +120,11 @@ def test_every_stage_output_exists_and_agrees(resumed):
     assert report["agreement"]["n_items"] == len(kept)
     md = (run / "report.md").read_text()
     assert f"**N = {len(kept)}**" in md and "## Table 2" in md and "stand-in" in md
-    assert "figures/loss.png" in md and (run / "figures" / "loss.png").is_file()
+    try:
+        import matplotlib  # noqa: F401  (optional: without it the report says the figure was skipped)
+        assert "figures/loss.png" in md and (run / "figures" / "loss.png").is_file()
+    except ImportError:
+        assert "figure skipped" in md
     stages = report["manifest"]["stages"]
     assert set(stages) == {"train", "generate", "track_a", "track_b", "report"}
     assert all(isinstance(stages[s]["wall_s"], float) for s in ("train", "generate", "track_a", "track_b"))

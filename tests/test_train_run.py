@@ -97,7 +97,7 @@ def test_refuses_to_overwrite_a_run_folder(tiny, tmp_path, capsys):
 
 def test_demo_validation_loss_falls(tmp_path):
     run = train.main(["--out", str(tmp_path / "demo"), "--demo-records", "160", "--val-size", "24",
-                      "--demo-pretrain-steps", "60", "--max-steps", "24", "--eval-steps", "8", "--num-threads", "1"])
+                      "--demo-pretrain-steps", "40", "--max-steps", "24", "--eval-steps", "8", "--num-threads", "1"])
     val = [r["loss"] for r in metrics(run) if r["type"] == "val"]
     assert len(val) == 4 and val[-1] < 0.8 * val[0], val
     result = json.loads((run / "demo_eval.json").read_text())

@@ -1,0 +1,96 @@
+"""Saving a Llama in Hugging Face's checkpoint layout (config.json + safetensors, single file or shards)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from .checkpoint import INDEX_FILE, SINGLE_FILE, expected_shapes
+from .errors import MiniLlamaError
+from .progress import Progress
+
+
+def parse_size(size: int | str) -> int:
+    """ "2GB" -> 2*10**9, "500MiB" -> 500*2**20, 1000 -> 1000 (Hugging Face's convention)."""
+    if isinstance(size, int):
+        return size
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", str(size), flags=re.IGNORECASE)
+    if not m:
+        raise MiniLlamaError(f"max_shard_size {size!r} is not a size like '2GB' or '500MB'")
+    unit = (m.group(2) or "B").upper()
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}[unit]
+    return int(float(m.group(1)) * scale)
+
+
+def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB") -> Path:
+    """Write `model` in Hugging Face's layout, loadable by transformers and by `load_pretrained`.
+
+    Writes config.json, generation_config.json and model.safetensors, or (when the weights exceed
+    `max_shard_size`) model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json. Every
+    file is written to a temporary name and renamed, so an interrupted save leaves no half file; weight
+    files of an earlier save in the same folder that the new one does not use are removed (as HF does).
+
+    Raises:
+        MiniLlamaError: The model holds parameters that are not Llama's (e.g. unmerged LoRA weights).
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    with torch.device("meta"):
+        reference = type(model)(model.config)
+    expected = expected_shapes(reference)
+    state = model.state_dict()
+    tied = model.config.tie_word_embeddings
+    extra = [k for k in state if k not in expected and not (tied and k == "lm_head.weight")]
+    if extra:
+        raise MiniLlamaError(f"{out}: the model has parameters a Llama checkpoint cannot hold "
+                             f"({', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}); merge LoRA first")
+    tensors = {k: state[k] for k in expected}
+    limit = parse_size(max_shard_size)
+    out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, t in tensors.items():
+        nbytes = t.numel() * t.element_size()
+        if shards[-1] and size + nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += nbytes
+    n = len(shards)
+    names = [SINGLE_FILE] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+    for shard, fname in Progress(list(zip(shards, names)), desc="saving", unit="shard", disable=n < 4):
+        cpu = {k: v.detach().to("cpu").contiguous() for k, v in shard.items()}
+        _atomic(out / fname, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "pt"}))
+    if n > 1:
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+                 "weight_map": {k: fname for shard, fname in zip(shards, names) for k in shard}}
+        _atomic_text(out / INDEX_FILE, json.dumps(index, indent=2) + "\n")
+    stale = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$")
+    for p in out.iterdir():
+        if stale.fullmatch(p.name) and p.name not in names and not (n > 1 and p.name == INDEX_FILE):
+            p.unlink()
+    dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
+    config = model.config.to_hf_dict() | {"torch_dtype": dtype}
+    _atomic_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    gen = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
+    if model.config.pad_token_id is not None:
+        gen["pad_token_id"] = model.config.pad_token_id
+    _atomic_text(out / "generation_config.json", json.dumps(gen, indent=2) + "\n")
+    return out
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
