@@ -5,11 +5,32 @@ Public API::
     from minillama import Llama, LlamaConfig, Tokenizer, load_tokenizer, MiniLlamaError
     model = Llama.from_pretrained("meta-llama/Llama-2-7b-chat-hf", dtype="bfloat16", device="cuda")
     tok = load_tokenizer("meta-llama/Llama-2-7b-chat-hf")
-"""
-from .config import LlamaConfig
-from .errors import MiniLlamaError
-from .generate import finish_reasons, left_pad
-from .model import Llama
-from .tokenizer import Tokenizer, load_tokenizer
 
-__all__ = ["Llama", "LlamaConfig", "Tokenizer", "load_tokenizer", "MiniLlamaError", "left_pad", "finish_reasons"]
+The names are imported lazily (PEP 562), so `import minillama.progress` (the dependency-free
+progress bar that `judge` and the scripts share) does not import torch.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "LlamaConfig": ".config",
+    "MiniLlamaError": ".errors",
+    "finish_reasons": ".generate",
+    "left_pad": ".generate",
+    "Llama": ".model",
+    "Tokenizer": ".tokenizer",
+    "load_tokenizer": ".tokenizer",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value  # cache: later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'minillama' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
