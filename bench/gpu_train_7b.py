@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--out", default="bench_train_7b.json")
     args = p.parse_args(argv)
     if args.tiny:
-        common = ["--shape", "tiny", "--device", "cpu", "--steps", "1", "--warmup", "1"]
+        common = ["--shape", "tiny", "--device", "cpu", "--steps", "1", "--warmup", "1", "--repeats", "1"]
     else:
-        common = ["--shape", "7b", "--device", "cuda", "--steps", str(args.steps), "--warmup", "5"]
+        common = ["--shape", "7b", "--device", "cuda", "--steps", str(args.steps), "--warmup", "5", "--repeats", "2"]
     return bench_train.main(common + ["--batches", "1x256,8x256", "--out", args.out] + ["--compile"] * args.compile)
 
 

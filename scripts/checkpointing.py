@@ -131,3 +131,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
                    "cuda": [rng_t[f"rank{rank}.cuda.{i}"] for i in range(rng_j["n_cuda"])],
                    "python": rng_j["python"], "numpy": rng_j["numpy"]})
     return state
+
+
+def metrics_logger(path: Path, start_step: int, write: bool):
+    """A function appending one JSON row per call to metrics.jsonl (when `write`: rank 0); rows after a resumed
+    checkpoint's step are dropped first, so the file equals that of an uninterrupted run."""
+    if write and path.is_file():
+        rows = [r for r in path.read_text().splitlines() if json.loads(r)["step"] <= start_step]
+        path.write_text("".join(r + "\n" for r in rows))
+
+    def log(row: dict) -> None:
+        if write:
+            with open(path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    return log

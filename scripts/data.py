@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import torch
@@ -236,3 +237,32 @@ def tokenize_ids(records: dict[str, dict], ids: list[str], tokenizer, template: 
         truncated += ex["truncated"]
         examples.append({**ex, "id": i})
     return examples, {"tokenized": len(examples), "truncated": truncated, "no_target_ids": dropped}
+
+
+def prepare(cfg, run: Path, tok, write: bool = True) -> tuple[list[dict], list[dict], dict]:
+    """Load + validate, split, tokenise a run's dataset (`cfg`: a TrainConfig); print the counts and
+    write data_report.json and split.json into `run` when `write` (rank 0).
+
+    Returns:
+        (train examples, validation examples, report).
+    """
+    path = run / "demo_data.json" if cfg.data == "demo" else resolve_dataset(cfg.data)
+    records, report = load_records(path, cfg.on_bad_record)
+    train_ids, val_ids = split_ids(list(records), cfg.val_size, cfg.seed)
+    args = (tok, cfg.template, cfg.cutoff_len, cfg.train_on_inputs)
+    train_ex, train_counts = tokenize_ids(records, train_ids, *args)
+    val_ex, val_counts = tokenize_ids(records, val_ids, *args)
+    report.update(sha256=sha256_file(path), train=train_counts, val=val_counts)
+    if not train_ex:
+        raise DataError(f"{path}: no training record has a response token within cutoff_len {cfg.cutoff_len}")
+    if write:
+        print(f"data: {path}: {report['kept']} of {report['total']} records kept, {report['skipped']} skipped"
+              + "".join(f"\n  {path}: record {p['index']}: {p['problem']}" for p in report["problems"][:10])
+              + (f"\n  ... {report['skipped'] - 10} more in data_report.json" if report["skipped"] > 10 else "")
+              + f"\n  train {len(train_ex)} / val {len(val_ids)} pairs, {train_counts['truncated']} train "
+              f"sequences cut at {cfg.cutoff_len} tokens, {len(train_counts['no_target_ids'])} without a target dropped",
+              file=sys.stderr)
+        (run / "data_report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (run / "split.json").write_text(json.dumps({"seed": cfg.seed, "val_size": cfg.val_size, "val_ids": val_ids,
+                                                    "train_ids": train_ids}, indent=1) + "\n")
+    return train_ex, val_ex, report

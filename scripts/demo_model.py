@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
 import time
 from pathlib import Path
@@ -128,23 +127,25 @@ def greedy_responses(model, tok: Tokenizer, records: list[dict], template: str, 
     return out
 
 
+def named_condition(text: str) -> str | None:
+    """The demo condition a text names first (longest names tried first), or None."""
+    lowered = text.lower()
+    hits = [(lowered.find(c[0].lower()), -len(c[0]), c[0]) for c in demo_data.CONDITIONS if c[0].lower() in lowered]
+    return min(hits)[2] if hits else None
+
+
 def compare_base_and_tuned(base_model, tuned_model, tok: Tokenizer, records: list[dict], ids: list[str],
                            template: str) -> dict:
-    """Mean unigram F1 against the references on held-out records, base vs fine-tuned, plus examples."""
+    """Held-out comparison, base vs fine-tuned: mean unigram F1 against the references, the share of
+    answers naming the reference's condition, and the first three responses."""
     result: dict = {"metric": "unigram F1 (bag of lower-cased words)", "n": len(records)}
     for name, model in (("base", base_model), ("finetuned", tuned_model)):
         responses = greedy_responses(model, tok, records, template)
         scores = [unigram_f1(h, r["output"]) for h, r in zip(responses, records)]
+        right = [named_condition(h) == named_condition(r["output"]) for h, r in zip(responses, records)]
         result[name] = {"mean_f1": sum(scores) / max(len(scores), 1),
+                        "condition_accuracy": sum(right) / max(len(right), 1),
                         "examples": [{"id": i, "response": h} for i, h in list(zip(ids, responses))[:3]]}
     result["references"] = [{"id": i, "reference": r["output"]} for i, r in list(zip(ids, records))[:3]]
     return result
 
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) generators."""
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -141,7 +141,7 @@ def _corr_table(table: dict, title: str) -> list[str]:
         cells = []
         for x in DIMENSIONS:
             s = table[m][x]["spearman"]
-            cells.append("undefined (constant)" if s["stat"] is None else f"{s['stat']:+.3f} ({pv(s['p'])})")
+            cells.append("n/a (constant scores)" if s["stat"] is None else f"{s['stat']:+.3f} ({pv(s['p'])})")
         out.append(row([METRIC_LABELS[m], *cells]))
     return out
 
@@ -169,7 +169,8 @@ def _agreement(a: dict | None) -> list[str]:
             rate = "n/a" if p["agreement_rate"] is None else f"{p['agreement_rate'] * 100:.0f}%"
             cells.append(f"{p['agree']}/{p['agree'] + p['disagree']} ({rate}); ties {p['metric_tie']}/{p['judge_tie']}/{p['both_tie']}")
         out.append(row([METRIC_LABELS[m], *cells]))
-    out += ["", f"### Where they disagree most ({a['n_conflicting_items']} items where the tracks prefer different models)", "",
+    n = a["n_conflicting_items"]
+    out += ["", f"### Where they disagree most ({n} item{'s' if n != 1 else ''} where the tracks prefer different models)", "",
             "Each track's preference for the fine-tuned model is the mean of its standardised paired "
             "differences (metrics scaled by their root-mean-square difference, judge dimensions likewise); "
             "the items shown have the most negative product of the two."]

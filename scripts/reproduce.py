@@ -34,6 +34,7 @@ from scripts.manifest import sha256_file, write_json_atomic  # noqa: E402
 from scripts.pipeline_config import (PRESETS, ConfigError, PipelineError, ReproduceConfig,  # noqa: E402
                                      load_config, preset)
 
+STANDIN = "standin"  # judge endpoint placeholder: the loopback stand-in, started by the stage itself
 STAGE_DIRS = {"generate": "generations", "track_a": "track_a", "track_b": "track_b"}
 HF_ACCESS = ("request access at https://huggingface.co/{repo} (Meta's licence form), then run "
              "`huggingface-cli login` or set HF_TOKEN on a machine that can reach huggingface.co, "
@@ -164,26 +165,38 @@ class Pipeline:
         fingerprint = {"pairs": self.pairs_fingerprint(), "evalkit_args": self.cfg.evalkit_args}
         self.staged("track_a", fingerprint, work)
 
-    def stage_track_b(self, base_url: str | None, model: str | None) -> None:
-        """Stage 4: the LLM judge and Table 2, when an endpoint is configured."""
+    def stage_track_b(self) -> None:
+        """Stage 4: the LLM judge and Table 2, when an endpoint is configured (see `judge_endpoint`)."""
         out = self.run / STAGE_DIRS["track_b"]
+        base_url, model = judge_endpoint(self.cfg)
         if not base_url:
             if (out / "stage.done").exists():
                 log(f"[track_b] no judge endpoint configured; keeping the earlier judgments in {out}")
                 return
-            log("[track_b] skipped: no judge endpoint configured (pass --judge-base-url URL of any "
-                "OpenAI-compatible server, or set OPENAI_BASE_URL, or use --judge-standin for the offline "
-                "stand-in)")
+            log("[track_b] skipped: no judge endpoint configured; enable it with --judge-base-url URL (any "
+                "OpenAI-compatible server: OpenAI, vLLM, llama.cpp, Ollama) or OPENAI_BASE_URL, or with "
+                "--judge-standin (offline loopback stand-in, synthetic scores)")
             self.record("track_b", status="skipped", wall_s=None, reason="no judge endpoint configured")
             return
         from judge import cli as judge_cli
 
         def work(out: Path) -> None:
+            url, stop = base_url, None
+            if url == STANDIN:  # started only when the stage runs, stopped when it ends
+                from judge.standin import start_standin
+
+                url, stop = start_standin(port=0)
+                log(f"[track_b] judge: loopback stand-in at {url} (synthetic scores: checks the plumbing, "
+                    "not the models)")
             argv = ["run", *sum((["--pairs", p] for p in self.pairs()), []), "--out", str(out),
-                    "--base-url", base_url, *(["--model", model] if model else []), *self.cfg.judge.args]
-            call_cli(judge_cli.main, argv, "Track B (judge run; rerun to resume)")
-        fingerprint = {"pairs": self.pairs_fingerprint(), "base_url": "standin" if self.cfg.judge.standin else base_url,
-                       "model": model, "args": self.cfg.judge.args}
+                    "--base-url", url, *(["--model", model] if model else []), *self.cfg.judge.args]
+            try:
+                call_cli(judge_cli.main, argv, "Track B (judge run; rerun to resume)")
+            finally:
+                if stop is not None:
+                    stop()
+        fingerprint = {"pairs": self.pairs_fingerprint(), "base_url": base_url, "model": model,
+                       "args": self.cfg.judge.args}
         self.staged("track_b", fingerprint, work)
 
     def stage_report(self) -> Path:
@@ -254,17 +267,11 @@ def check_model_access(model: str | None) -> None:
                             + HF_ACCESS.format(repo=model)) from None
 
 
-def judge_endpoint(cfg: ReproduceConfig) -> tuple[str | None, str | None, object]:
-    """(base_url, model, stop) from the flags, the config, `OPENAI_BASE_URL` or the stand-in."""
-    model = cfg.judge.model
+def judge_endpoint(cfg: ReproduceConfig) -> tuple[str | None, str | None]:
+    """(base_url, model) from the flags / config, else `OPENAI_BASE_URL`; `STANDIN` for the stand-in."""
     if cfg.judge.standin:
-        from judge.standin import start_standin
-
-        url, stop = start_standin(port=0)
-        log(f"[track_b] judge: loopback stand-in at {url} (synthetic scores: checks the plumbing, not the models)")
-        return url, model or "standin", stop
-    url = cfg.judge.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    return url, model, None
+        return STANDIN, cfg.judge.model or "standin"
+    return cfg.judge.base_url or os.environ.get("OPENAI_BASE_URL") or None, cfg.judge.model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     from scripts.train_config import TrainError
 
     errors = (PipelineError, TrainError, MiniLlamaError, LoraError, EvalkitError, JudgeError, OSError)
-    stop = None
     try:
         cfg = resolve_config(args)
         if not cfg.train_run and not (Path(cfg.run_dir) / "train" / "DONE").exists():
@@ -325,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         train_run = pipe.stage_train()
         pipe.stage_generate(train_run)
         pipe.stage_track_a()
-        url, model, stop = judge_endpoint(cfg)
-        pipe.stage_track_b(url, model)
+        pipe.stage_track_b()
         report = pipe.stage_report()
         log(f"reproduce: report written to {report}")
         return 0
@@ -340,9 +345,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    finally:
-        if stop is not None:
-            stop()
 
 
 if __name__ == "__main__":

@@ -54,22 +54,32 @@ def autocast_for(dtype: torch.dtype, device: torch.device):
     return contextlib.nullcontext
 
 
-def summed_nll(model, ids: torch.Tensor, labels: torch.Tensor, loss_norm: str) -> torch.Tensor:
-    """Eq. 3's numerator summed over a micro-batch: sum over sequences of (sum of target NLL) for
-    "token", or of (mean target NLL of the sequence) for "sequence".
+class SummedNLL(torch.nn.Module):
+    """Eq. 3's numerator on a micro-batch, as one module around the causal LM (what DDP and
+    torch.compile wrap): the sum over sequences of (sum of target-token NLL) for "token", or of (mean
+    target-token NLL of the sequence) for "sequence".
 
-    Shapes:
-        ids, labels: [B, T] -> scalar
+    The vocabulary projection runs only at positions that predict a target (the response tokens
+    unless train_on_inputs), so the prompt never costs an lm_head matmul or a row of [.., vocab]
+    logits. `lm` is any model with HF Llama's `.model` (backbone) and `.lm_head`.
     """
-    logits = model(ids)  # [B, T, V]
-    logits = logits[:, :-1].float()  # [B, T-1, V]: position t predicts token t+1
-    targets = labels[:, 1:]  # [B, T-1]
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                          ignore_index=data.IGNORE_INDEX, reduction="none").view_as(targets)  # [B, T-1]
-    if loss_norm == "token":
-        return nll.sum()
-    n = (targets != data.IGNORE_INDEX).sum(1).clamp(min=1)  # [B]
-    return (nll.sum(1) / n).sum()  # Eq. 3 per sequence, summed over the batch
+
+    def __init__(self, lm: torch.nn.Module, loss_norm: str = "token"):
+        super().__init__()
+        self.lm, self.loss_norm = lm, loss_norm
+
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Shapes: ids, labels [B, T] -> scalar."""
+        targets = F.pad(labels[:, 1:], (0, 1), value=data.IGNORE_INDEX)  # [B, T]: position t predicts t+1
+        keep = targets != data.IGNORE_INDEX  # [B, T]
+        hidden = self.lm.model(ids)  # [B, T, d]
+        logits = self.lm.lm_head(hidden[keep]).float()  # [N, V], N = target tokens of the micro-batch
+        nll = F.cross_entropy(logits, targets[keep], reduction="none")  # [N]: -log P(x_t | x_<t), Eq. 3
+        if self.loss_norm == "token":
+            return nll.sum()
+        rows = keep.nonzero()[:, 0]  # [N]: the sequence of each target
+        per_seq = torch.zeros(ids.shape[0], dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)  # [B]
+        return (per_seq / keep.sum(1).clamp(min=1)).sum()  # Eq. 3 per sequence, summed over the batch
 
 
 def loss_denominator(batch: list[dict], loss_norm: str) -> int:
@@ -106,7 +116,7 @@ def evaluate(model, examples: list[dict], cfg: TrainConfig, info: ddp.DistInfo, 
     for i in range(0, len(mine), cfg.micro_batch_size):
         ids, labels = data.collate(mine[i:i + cfg.micro_batch_size])
         with autocast():
-            total += summed_nll(model, ids.to(info.device), labels.to(info.device), cfg.loss_norm).item()
+            total += model(ids.to(info.device), labels.to(info.device)).item()
     total, denom = ddp.all_reduce_sum([total, loss_denominator(mine, cfg.loss_norm)], info)
     return total / max(denom, 1)
 
@@ -128,7 +138,7 @@ def train_loop(cfg, info, model, raw_model, optimizer, train_ex, val_ex, run, st
             ids, labels = (t.to(info.device) for t in data.collate(mb))
             with ddp.no_sync(model, skip=j < len(micro) - 1):
                 with autocast():
-                    nll = summed_nll(model, ids, labels, cfg.loss_norm)
+                    nll = model(ids, labels)
                 (nll * scale).backward()
             loss_sum += nll.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
@@ -159,29 +169,6 @@ def train_loop(cfg, info, model, raw_model, optimizer, train_ex, val_ex, run, st
             return False
     bar.close()
     return True
-
-
-def prepare_data(cfg: TrainConfig, run: Path, tok, info: ddp.DistInfo) -> tuple[list[dict], list[dict], dict]:
-    """Load + validate, split, tokenise; rank 0 writes data_report.json and split.json."""
-    path = run / "demo_data.json" if cfg.data == "demo" else data.resolve_dataset(cfg.data)
-    records, report = data.load_records(path, cfg.on_bad_record)
-    train_ids, val_ids = data.split_ids(list(records), cfg.val_size, cfg.seed)
-    args = (tok, cfg.template, cfg.cutoff_len, cfg.train_on_inputs)
-    train_ex, train_counts = data.tokenize_ids(records, train_ids, *args)
-    val_ex, val_counts = data.tokenize_ids(records, val_ids, *args)
-    report.update(sha256=data.sha256_file(path), train=train_counts, val=val_counts)
-    if not train_ex:
-        raise data.DataError(f"{path}: no training record has a response token within cutoff_len {cfg.cutoff_len}")
-    if info.is_main:
-        print(f"data: {path}: {report['kept']} of {report['total']} records kept, {report['skipped']} skipped"
-              + "".join(f"\n  skipped record {p['index']}: {p['problem']}" for p in report["problems"][:10])
-              + f"\n  train {len(train_ex)} / val {len(val_ids)} pairs, {train_counts['truncated']} train "
-              f"sequences cut at {cfg.cutoff_len} tokens, {len(train_counts['no_target_ids'])} without a target dropped",
-              file=sys.stderr)
-        (run / "data_report.json").write_text(json.dumps(report, indent=1) + "\n")
-        (run / "split.json").write_text(json.dumps({"seed": cfg.seed, "val_size": cfg.val_size, "val_ids": val_ids,
-                                                    "train_ids": train_ids}, indent=1) + "\n")
-    return train_ex, val_ex, report
 
 
 def load_base(cfg: TrainConfig, run: Path, info: ddp.DistInfo, dtype: torch.dtype):
@@ -261,7 +248,7 @@ def _run(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and info.device.type == "cuda") \
         else torch.float32
     raw_model, tok, base = load_base(cfg, run, info, dtype)
-    train_ex, val_ex, report = prepare_data(cfg, run, tok, info)
+    train_ex, val_ex, report = data.prepare(cfg, run, tok, write=info.is_main)
     optimizer = torch.optim.AdamW([p for p in raw_model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                                   weight_decay=cfg.weight_decay, fused=info.device.type == "cuda")
@@ -276,8 +263,9 @@ def _run(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
                     "train_records": len(train_ex), "val_records": len(val_ex), "total_steps": total_steps,
                     "lora": str(lora.trainable_summary(raw_model)), "torch": torch.__version__}
         (run / "config.json").write_text(json.dumps({**config_to_dict(cfg), "resolved": resolved}, indent=1) + "\n")
-    model = ddp.wrap(torch.compile(raw_model) if cfg.compile else raw_model, info)
-    log = metrics_logger(run / "metrics.jsonl", state["step"], info)
+    loss_module = SummedNLL(raw_model, cfg.loss_norm)
+    model = ddp.wrap(torch.compile(loss_module) if cfg.compile else loss_module, info)
+    log = checkpointing.metrics_logger(run / "metrics.jsonl", state["step"], info.is_main)
     if state["step"] == 0 and val_ex:
         log({"type": "val", "step": 0, "loss": evaluate(model, val_ex, cfg, info, autocast_for(dtype, info.device))})
     if not train_loop(cfg, info, model, raw_model, optimizer, train_ex, val_ex, run, state, total_steps, log):
@@ -287,20 +275,6 @@ def _run(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
         finish(cfg, run, raw_model, tok, state)
     ddp.barrier(info)
     return run
-
-
-def metrics_logger(path: Path, start_step: int, info: ddp.DistInfo):
-    """A function appending one JSON row per call to metrics.jsonl (rank 0); rows after a resumed
-    checkpoint's step are dropped first, so the file equals that of an uninterrupted run."""
-    if info.is_main and path.is_file():
-        rows = [r for r in path.read_text().splitlines() if json.loads(r)["step"] <= start_step]
-        path.write_text("".join(r + "\n" for r in rows))
-
-    def log(row: dict) -> None:
-        if info.is_main:
-            with open(path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-    return log
 
 
 def finish(cfg: TrainConfig, run: Path, model, tok, state: dict) -> None:
@@ -317,8 +291,10 @@ def finish(cfg: TrainConfig, run: Path, model, tok, state: dict) -> None:
         tuned = lora.load_adapter(Llama.from_pretrained(run / "base"), run / "adapter")
         result = demo_model.compare_base_and_tuned(base_model, tuned, tok, held_out, split["val_ids"], cfg.template)
         (run / "demo_eval.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(f"demo: held-out unigram F1  base {result['base']['mean_f1']:.3f} -> fine-tuned "
-              f"{result['finetuned']['mean_f1']:.3f} (n={result['n']})", file=sys.stderr)
+        base_r, tuned_r = result["base"], result["finetuned"]
+        print(f"demo, {result['n']} held-out pairs: unigram F1 base {base_r['mean_f1']:.3f} -> fine-tuned "
+              f"{tuned_r['mean_f1']:.3f}; right condition named {base_r['condition_accuracy']:.0%} -> "
+              f"{tuned_r['condition_accuracy']:.0%}", file=sys.stderr)
     print(f"best validation loss {state['best_val_loss']} at step {state['best_step']}; run folder {run}",
           file=sys.stderr)
     (run / "DONE").write_text(json.dumps({"step": state["step"], "best_val_loss": state["best_val_loss"],

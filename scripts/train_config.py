@@ -70,7 +70,7 @@ class TrainConfig:
     num_threads: int = 0  # > 0: torch.set_num_threads (CPU)
     # --- demo only ---
     demo_records: int = 600  # size of the generated demo dataset
-    demo_pretrain_steps: int = 250  # full-parameter warm-up of the demo base on generic text (see demo_model.py)
+    demo_pretrain_steps: int = 600  # full-parameter warm-up of the demo base on generic text (see demo_model.py)
     demo_eval: bool = True  # after training, greedy-generate the held-out pairs with base and fine-tuned
 
     def validate(self) -> None:
@@ -97,7 +97,7 @@ PRESETS: dict[str, dict] = {
     "none": {},
     "demo": dict(
         base="demo", data="demo", out="runs/demo", template="alpaca", cutoff_len=192, val_size=40,
-        learning_rate=1e-2, batch_size=8, micro_batch_size=8, num_epochs=2.0, warmup_steps=10,
+        learning_rate=1e-2, batch_size=8, micro_batch_size=8, num_epochs=3.0, warmup_steps=10,
         eval_steps=25, save_steps=50, lora_dropout=0.05, seed=42,
     ),
     "paper": dict(

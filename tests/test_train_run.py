@@ -99,9 +99,9 @@ def test_demo_validation_loss_falls(tmp_path):
     run = train.main(["--out", str(tmp_path / "demo"), "--demo-records", "160", "--val-size", "24",
                       "--demo-pretrain-steps", "40", "--max-steps", "24", "--eval-steps", "8", "--num-threads", "1"])
     val = [r["loss"] for r in metrics(run) if r["type"] == "val"]
-    assert len(val) == 4 and val[-1] < 0.8 * val[0], val
+    assert len(val) == 4 and all(b < a for a, b in zip(val, val[1:])) and val[-1] < 0.85 * val[0], val
     result = json.loads((run / "demo_eval.json").read_text())
-    assert result["n"] == 24 and 0.0 <= result["base"]["mean_f1"] <= 1.0
+    assert result["n"] == 24 and result["finetuned"]["mean_f1"] > result["base"]["mean_f1"], result
     assert (run / "DONE").is_file() and (run / "base" / "tokenizer.model").is_file()
 
 
@@ -112,3 +112,11 @@ def test_paper_preset_without_weights_fails_in_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: meta-llama/Llama-2-7b-chat-hf:") and "huggingface-cli login" in lines[0]
+
+
+def test_activation_checkpointing_gives_the_same_update(tiny, tmp_path):
+    plain = train.main(args_for(tiny, tmp_path / "plain", "--max-steps", "2"))
+    ckpt = train.main(args_for(tiny, tmp_path / "ckpt", "--max-steps", "2", "--activation-checkpointing"))
+    a, b = adapter(plain, "adapter_last"), adapter(ckpt, "adapter_last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
