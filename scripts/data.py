@@ -22,7 +22,8 @@ GENMEDGPT_SHA256 = "780c1a6aa67d461359ac220c120134429290b1e340545c3ad8954e1aa235
 IGNORE_INDEX = -100  # label of tokens left out of the loss (PyTorch cross_entropy's ignore_index)
 FIELDS = ("instruction", "input", "output")
 
-# alpaca-lora templates/alpaca.json, the prompt ChatDoctor's train_lora.py trains on.
+# alpaca-lora's templates/alpaca.json: the wording of ChatDoctor's train_lora.py `generate_prompt`, without
+# the indentation that its triple-quoted f-string leaves inside the prompt text.
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"

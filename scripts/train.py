@@ -179,6 +179,8 @@ def load_base(cfg: TrainConfig, run: Path, info: ddp.DistInfo, dtype: torch.dtyp
         demo_model.build_demo_base(run / "base", recs, cfg.demo_pretrain_steps, seed=cfg.seed)
     ddp.barrier(info)
     if not Path(base).expanduser().is_dir():
+        if base.startswith((".", "/", "~")) or base.count("/") != 1:
+            raise TrainError(f"{base}: base model folder not found")
         check_hub_access(base)
     tok = load_tokenizer(base)
     model = Llama.from_pretrained(base, dtype=dtype, device=info.device)

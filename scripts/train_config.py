@@ -35,14 +35,14 @@ class TrainConfig:
     out: str = "runs/demo"  # the run folder (never overwritten without --resume or --force)
     # --- data processing ---
     cutoff_len: int = 256  # alpaca-lora default; also the paper's cutoff_len
-    train_on_inputs: bool = False  # False = loss on response tokens only, as the paper's Sec. 3.3 says (alpaca-lora: True)
-    val_size: int = 120  # the paper holds out 120 pairs (alpaca-lora: 2000)
-    seed: int = 42  # alpaca-lora's split seed; also seeds shuffling, init and dropout
+    train_on_inputs: bool = False  # False = loss on response tokens only, as the paper's Sec. 3.3 says (ChatDoctor: True)
+    val_size: int = 120  # the paper holds out 120 pairs (alpaca-lora/ChatDoctor: 2000)
+    seed: int = 42  # ChatDoctor's split seed; also seeds shuffling, LoRA init and dropout
     # --- LoRA (Hu et al. 2021); the paper does not state r/alpha/dropout/targets: alpaca-lora's values ---
     lora_r: int = 8  # alpaca-lora default rank
     lora_alpha: int = 16  # alpaca-lora default scale numerator (scale = alpha / r)
     lora_dropout: float = 0.05  # alpaca-lora default
-    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # all attention projections
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # all attention (ChatDoctor: PEFT's q,v)
     # --- optimisation ---
     learning_rate: float = 3e-4  # alpaca-lora default (the paper preset uses 3e-5)
     batch_size: int = 128  # global batch (sequences per optimiser step); alpaca-lora default

@@ -93,6 +93,10 @@ def test_refuses_to_overwrite_a_run_folder(tiny, tmp_path, capsys):
     assert (out / "config.json").read_text() == "precious"
     assert train.cli(["--resume", "--out", str(out)]) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
+    (out / "notes.txt").write_text("not ours")
+    assert train.cli(args_for(tiny, out, "--force", "--max-steps", "1")) == 0
+    assert json.loads((out / "config.json").read_text())["max_steps"] == 1 and (out / "DONE").is_file()
+    assert (out / "notes.txt").read_text() == "not ours"  # --force deletes only what a run writes
 
 
 def test_demo_validation_loss_falls(tmp_path):
