@@ -49,7 +49,7 @@ def plot_distributions(rows: Sequence[dict], models: Sequence[str], out_paths: d
     written = []
     for metric, path in out_paths.items():
         data = [np.array([r[metric] for r in rows if r["model"] == m]) for m in models]
-        fig = Figure(figsize=(1.6 + 1.4 * len(models), 4.0), dpi=100)
+        fig = Figure(figsize=(2.2 + 1.4 * len(models), 4.2), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         ax.boxplot(data, showfliers=False, widths=0.5)
@@ -59,9 +59,10 @@ def plot_distributions(rows: Sequence[dict], models: Sequence[str], out_paths: d
             ax.plot([i - 0.25, i + 0.25], [values.mean()] * 2, color="black", linewidth=1.5)
         ax.set_xticks(range(1, len(models) + 1))
         ax.set_xticklabels(models, rotation=15)
-        ax.set_ylabel(f"{METRIC_LABELS[metric]} per item (box: quartiles, median; black: mean)")
+        ax.set_ylabel(f"{METRIC_LABELS[metric]} per item")
         ax.set_title(f"{METRIC_LABELS[metric]}, N = {len(data[0])} items")
-        fig.tight_layout()
+        fig.text(0.5, 0.01, "box: quartiles and median; black bar: mean", ha="center", fontsize=8)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
         fig.savefig(path, format="png")
         written.append(Path(path))
     return written

@@ -54,7 +54,7 @@ def heuristic_scores(question: str, answer: str) -> tuple[dict, str]:
     q, a = set(_words(question)), _words(answer)
     overlap = len(q & set(a)) / len(q) if q else 0.0
     relevance = 1 + round(4 * overlap)
-    comprehensiveness = 1 + min(4, len(answer.split()) // 40)
+    comprehensiveness = 1 + min(4, len(answer.split()) // 12)  # one point per 12 words, at most 5
     scores = {"accuracy": 3, "comprehensiveness": comprehensiveness,
               "helpfulness": round((relevance + comprehensiveness) / 2), "relevance": relevance}
     why = (f"{LABEL}: {len(q & set(a))}/{len(q)} question words appear in the answer, "
