@@ -14,103 +14,34 @@ outputs are complete, so an interrupted reproduction resumes where it stopped:
 5. report    `report.md`, `report.json`, `figures/` (always rewritten: it only reads the files above)
 
 Stages 2-4 write `stage.done` (with a fingerprint of their inputs) when they finish; `pipeline.json`
-keeps the resolved config and the wall time of every stage.
+keeps the resolved config and the wall time of every stage (both kept by `scripts/stages.py`).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import shutil
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.manifest import sha256_file, write_json_atomic  # noqa: E402
+from scripts.manifest import sha256_file  # noqa: E402
 from scripts.pipeline_config import (PRESETS, ConfigError, PipelineError, ReproduceConfig,  # noqa: E402
                                      load_config, preset)
+from scripts.stages import STAGE_DIRS, StageBook, call_cli, log, now  # noqa: E402, F401  (re-exported)
+from scripts.train_run import HF_ACCESS, check_model_access  # noqa: E402, F401  (re-exported)
 
 STANDIN = "standin"  # judge endpoint placeholder: the loopback stand-in, started by the stage itself
-STAGE_DIRS = {"generate": "generations", "track_a": "track_a", "track_b": "track_b"}
-HF_ACCESS = ("request access at https://huggingface.co/{repo} (Meta's licence form), then run "
-             "`huggingface-cli login` or set HF_TOKEN on a machine that can reach huggingface.co, "
-             "or pass a local copy with --config (train_args: [\"--base\", \"DIR\"])")
 
 
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class Pipeline:
+class Pipeline(StageBook):
     """Runs the stages in order on one run folder; see the module docstring."""
-
-    def __init__(self, cfg: ReproduceConfig, force: bool = False):
-        self.cfg, self.force = cfg, force
-        self.run = Path(cfg.run_dir)
-        self.state_path = self.run / "pipeline.json"
-        self.state: dict = {"config": cfg.to_dict(), "stages": {}}
-
-    # ----- bookkeeping -------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Create the run folder; refuse to resume one made with other settings (unless --force)."""
-        if self.force:
-            for d in list(STAGE_DIRS.values()) + ["figures"]:
-                shutil.rmtree(self.run / d, ignore_errors=True)
-            for f in ("report.md", "report.json", "pipeline.json"):
-                (self.run / f).unlink(missing_ok=True)
-        self.run.mkdir(parents=True, exist_ok=True)
-        if self.state_path.exists():
-            old = json.loads(self.state_path.read_text(encoding="utf-8"))
-            keys = ("preset", "train_args", "train_run", "generation", "evalkit_args")
-            changed = [k for k in keys if old.get("config", {}).get(k) != self.state["config"][k]]
-            if changed:
-                raise ConfigError(f"{self.state_path}: this run folder was made with other settings "
-                                  f"({', '.join(changed)}); pass --force to redo it or choose another --run-dir")
-            self.state["stages"] = old.get("stages", {})
-            self.state["commands"] = old.get("commands", [])
-        self.state.setdefault("commands", []).append({"command": self.state.get("command"), "at": now()})
-        self.save()
-
-    def save(self) -> None:
-        write_json_atomic(self.state_path, self.state)
-
-    def record(self, stage: str, **info) -> None:
-        self.state["stages"][stage] = info
-        self.save()
-
-    def staged(self, stage: str, fingerprint: dict, work) -> None:
-        """Run `work()` unless `<dir>/stage.done` holds the same fingerprint; time it; mark it done."""
-        out = self.run / STAGE_DIRS[stage]
-        marker = out / "stage.done"
-        if marker.exists():
-            done = json.loads(marker.read_text(encoding="utf-8"))
-            if done.get("fingerprint") == fingerprint:
-                log(f"[{stage}] complete in {out}, skipped")
-                self.state["stages"].setdefault(stage, {"status": "done", "wall_s": done.get("wall_s")})
-                self.state["stages"][stage]["skipped_at"] = now()
-                self.save()
-                return
-            marker.unlink()
-        out.mkdir(parents=True, exist_ok=True)
-        t0, started = time.perf_counter(), now()
-        work(out)
-        wall = round(time.perf_counter() - t0, 2)
-        write_json_atomic(marker, {"stage": stage, "fingerprint": fingerprint, "wall_s": wall,
-                                   "started_at": started, "finished_at": now()})
-        self.record(stage, status="done", wall_s=wall, started_at=started, finished_at=now())
 
     # ----- stages ------------------------------------------------------------------------------
     def stage_train(self):
         """Stage 1: a finished training run (trained here, resumed, or given with --train-run)."""
-        from scripts.generate import TrainRun
+        from scripts.train_run import TrainRun
 
         if self.cfg.train_run:
             log(f"[train] using the finished run {self.cfg.train_run}")
@@ -211,37 +142,6 @@ class Pipeline:
         return path
 
 
-class _ErrorLineCatcher:
-    """Stands in for stderr while a stage's CLI runs: passes everything through (progress bars
-    included) except its `error: ...` line, which is kept so the pipeline reports it once, itself."""
-
-    def __init__(self, stream):
-        self.stream, self.errors, self._eat_newline = stream, [], False
-
-    def write(self, text: str) -> int:
-        if text.startswith("error: "):
-            self.errors.append(text[len("error: "):].strip())
-            self._eat_newline = not text.endswith("\n")
-        elif not (self._eat_newline and text == "\n"):
-            self.stream.write(text)
-        else:
-            self._eat_newline = False
-        return len(text)
-
-    def __getattr__(self, name):  # flush, isatty, fileno ... of the real stream
-        return getattr(self.stream, name)
-
-
-def call_cli(main, argv: list[str], what: str) -> None:
-    """Run a stage's CLI entry point; a non-zero exit becomes one PipelineError line."""
-    catcher = _ErrorLineCatcher(sys.stderr)
-    with contextlib.redirect_stderr(catcher):
-        rc = main(argv)
-    if rc:
-        detail = catcher.errors[-1] if catcher.errors else f"exit status {rc}"
-        raise PipelineError(f"{what}: {detail}")
-
-
 def train_base(cfg: ReproduceConfig) -> str | None:
     """The base model training will load: `--base` in train_args, else the preset's."""
     args = cfg.train_args
@@ -251,20 +151,6 @@ def train_base(cfg: ReproduceConfig) -> str | None:
         if a.startswith("--base="):
             return a.split("=", 1)[1]
     return cfg.base_model
-
-
-def check_model_access(model: str | None) -> None:
-    """Fail in one line, before hours of work, when a Hub model's files cannot be had here."""
-    if not model or model == "demo" or Path(model).expanduser().exists() or "/" not in model:
-        return
-    from huggingface_hub import hf_hub_download
-
-    try:
-        hf_hub_download(model, "config.json")
-    except Exception as e:  # gated, offline, no network, no such repo: all end the same way
-        reason = type(e).__name__
-        raise PipelineError(f"{model}: the model's weights are not available on this machine ({reason}); "
-                            + HF_ACCESS.format(repo=model)) from None
 
 
 def judge_endpoint(cfg: ReproduceConfig) -> tuple[str | None, str | None]:
