@@ -66,13 +66,13 @@ def read_pairs(path: str | Path) -> System:
         if not text.strip():
             continue  # blank lines (e.g. a trailing newline) carry no record
         rec = _parse_line(path, lineno, text)
-        if rec.id in records:
-            raise EvalkitError.at(path, lineno, f"duplicate id {rec.id!r} (first on line {records[rec.id].line})")
         if model is None:
             model = rec.model
-        elif rec.model != model:
+        elif rec.model != model:  # before the id check: two concatenated systems repeat every id
             raise EvalkitError.at(path, lineno, f"model {rec.model!r} differs from {model!r} of the first "
                                   "record; give each system its own --pairs file")
+        if rec.id in records:
+            raise EvalkitError.at(path, lineno, f"duplicate id {rec.id!r} (first on line {records[rec.id].line})")
         records[rec.id] = rec
     if model is None:
         raise EvalkitError.at(path, None, "no records (empty file)")

@@ -16,6 +16,7 @@ from judge.pairs import models_in_order, read_pairs, sample_ids
 from judge.pricing import estimate_cost, parse_price
 from judge.rubric import DIMENSIONS, PAIRWISE_SCHEMA, POINTWISE_SCHEMA
 from judge.runner import build_jobs, run_jobs
+from judge.standin_answers import SERVED_MODEL as STANDIN_MODEL
 from judge.table import render_markdown, table2
 
 
@@ -62,6 +63,23 @@ def _config(args) -> JudgeConfig:
         api_version=args.api_version, seed=args.seed, max_tokens=args.max_tokens, timeout=args.timeout,
         concurrency=args.concurrency, rpm=args.rpm, max_retries=args.max_retries,
         response_format=args.response_format)
+
+
+def _note_limit(limit: int | None, items) -> None:
+    """Say in one line when --limit asks for more ids than the pairs files hold (all are judged)."""
+    n_ids = len({item.id for item in items})
+    if limit is not None and limit > n_ids:
+        print(f"note: --limit {limit} exceeds the {n_ids} ids in the pairs files; judging all {n_ids}",
+              file=sys.stderr)
+
+
+def _usage_cost(model: str, usage: dict, price, served: list[str]) -> dict:
+    """Token totals and estimated cost; not applicable when the stand-in heuristic answered."""
+    usage = estimate_cost(model, usage, price)
+    if STANDIN_MODEL in served:
+        usage.update(estimated_cost_usd=None, cost_note=f"not applicable (answered by the stand-in "
+                     f"{STANDIN_MODEL}, not a priced judge model)")
+    return usage
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -126,7 +144,9 @@ async def _judge(jobs, config, journal, show_progress: bool) -> dict:
 def run(args) -> int:
     """The `run` command: validate, then dry-run or judge, then write the tables. Returns the exit status."""
     config = _config(args)
-    items = sample_ids(read_pairs(args.pairs), args.limit, args.seed)
+    items = read_pairs(args.pairs)
+    _note_limit(args.limit, items)
+    items = sample_ids(items, args.limit, args.seed)
     models = models_in_order(items)
     price = parse_price(args.price) if args.price else None
     jobs = build_jobs(items, config, args.repeats, args.pairwise, args.with_reference)
@@ -153,8 +173,8 @@ def run(args) -> int:
     rows, pair_rows = _rows(jobs, journal, "pointwise", order), _rows(jobs, journal, "pairwise", order)
     records = [journal.get(job.key) for job in jobs]
     usage = {k: sum(r["usage"][k] for r in records) for k in ("prompt_tokens", "completion_tokens")}
-    usage = {**estimate_cost(config.model, usage, price), "requests": sum(r["attempts"] for r in records)}
     served = sorted({r["served_model"] for r in records if r.get("served_model")})
+    usage = {**_usage_cost(config.model, usage, price, served), "requests": sum(r["attempts"] for r in records)}
     table = table2(rows, models, args.repeats, pair_rows if args.pairwise else None, config.model, usage, served)
     _write_atomic(out / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     if args.pairwise:

@@ -26,9 +26,9 @@ def read_pairs(paths: list[str | Path]) -> list[Item]:
     """All records of the given files, validated.
 
     Raises:
-        JudgeError: `<file>: <problem>` for an unreadable file, malformed JSON, a missing or non-string
-            field, a repeated (id, model), systems that cover different ids, or one id whose question
-            differs between records.
+        JudgeError: `<file>:<line>: <problem>` for invalid JSON, a missing or non-string field, a
+            repeated (id, model) or one id whose question differs between records; `<file>: <problem>`
+            for an unreadable file, a file with no records, or systems that cover different ids.
     """
     items: list[Item] = []
     seen: dict[tuple[str, str], str] = {}
@@ -37,29 +37,30 @@ def read_pairs(paths: list[str | Path]) -> list[Item]:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise JudgeError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        before = len(items)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
+            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
-            except ValueError as exc:
-                raise JudgeError(f"{path}: line {number}: malformed JSON ({exc.msg})") from None
+            except json.JSONDecodeError as exc:
+                raise JudgeError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):
-                raise JudgeError(f"{path}: line {number}: expected a JSON object")
+                raise JudgeError(f"{where}: expected a JSON object")
             for name in REQUIRED:
                 if not isinstance(record.get(name), str):
                     problem = "missing" if name not in record else "not a string"
-                    raise JudgeError(f"{path}: line {number}: field {name!r} is {problem}")
+                    raise JudgeError(f"{where}: field {name!r} is {problem}")
             reference = record.get("reference")
-            where = f"{path}: line {number}"
             key = (record["id"], record["model"])
             if key in seen:
                 raise JudgeError(f"{where}: id {key[0]!r} of model {key[1]!r} already appeared in {seen[key]}")
             seen[key] = where
             items.append(Item(record["id"], record["model"], record["prompt"], record["response"],
                               reference if isinstance(reference, str) else None))
-    if not items:
-        raise JudgeError(f"{', '.join(map(str, paths))}: no records")
+        if len(items) == before:
+            raise JudgeError(f"{path}: no records (empty file)")
     _check_paired(items, seen)
     return items
 
@@ -74,7 +75,7 @@ def _check_paired(items: list[Item], seen: dict) -> None:
         if first[0] != item.prompt:
             raise JudgeError(f"{seen[(item.id, item.model)]}: id {item.id!r} has a different prompt than in {first[1]}")
     models = list(ids_by_model)
-    file_of = {item.model: seen[(item.id, item.model)].split(": line")[0] for item in reversed(items)}
+    file_of = {item.model: seen[(item.id, item.model)].rsplit(":", 1)[0] for item in reversed(items)}
     for model in models[1:]:
         base = models[0]
         unmatched = ids_by_model[base] ^ ids_by_model[model]

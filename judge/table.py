@@ -129,6 +129,13 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _p(value) -> str:
+    """A p-value as evalkit's Table 1 prints it: 4 decimals, `<0.0001` below that, `n/a` when None."""
+    if value is None:
+        return "n/a"
+    return "<0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
 def render_markdown(table: dict) -> str:
     """Table 2 in Markdown, laid out as in the paper, followed by the extra sections that apply."""
     models, base = table["models"], table["baseline"]
@@ -147,7 +154,7 @@ def render_markdown(table: dict) -> str:
         cells = [TITLES[d], *[_fmt(table["mean"][m][d]) for m in models]]
         for m in models[1:]:
             p = table["p_values"][m][d]
-            cells += [_fmt(p["mann_whitney"], 4), _fmt(p["wilcoxon"], 4)]
+            cells += [_p(p["mann_whitney"]), _p(p["wilcoxon"])]
         lines.append("| " + " | ".join(cells) + " |")
     pad = [""] * (len(head) - 1 - len(models))
     lines.append("| N (items scored) | " + " | ".join([str(table["n"][m]) for m in models] + pad) + " |")
@@ -166,8 +173,9 @@ def render_markdown(table: dict) -> str:
             cells = [f"{_fmt(sc[d]['exact_agreement'])} / {_fmt(sc[d]['mean_abs_diff'])}" for d in table["dimensions"]]
             lines.append(f"| {m} | {sc['items']} | " + " | ".join(cells) + " |")
     if "pairwise" in table:
-        lines += ["", "Pairwise comparison, each item judged in both orders (wins count consistent verdicts):", "",
-                  "| A | B | items | A wins | B wins | ties | inconsistent | position-bias rate | prefers 1st | "
+        lines += ["", "Pairwise comparison, each item judged in both orders (wins count consistent verdicts; "
+                  "one judgment per item and repeat):", "",
+                  "| A | B | judgments | A wins | B wins | ties | inconsistent | position-bias rate | prefers 1st | "
                   "prefers 2nd | failures |", "|" + "---|" * 11]
         for p in table["pairwise"]:
             lines.append(f"| {p['a']} | {p['b']} | {p['n']} | {p['wins_a']} | {p['wins_b']} | {p['ties']} | "
@@ -175,8 +183,16 @@ def render_markdown(table: dict) -> str:
                          f"{p['prefers_second']} | {p['failures']} |")
     if "usage" in table:
         u = table["usage"]
-        cost = "unknown (no price for this model; pass --price IN,OUT)" if u["estimated_cost_usd"] is None \
-            else f"${u['estimated_cost_usd']:.4f}"
+        cost = _cost(u)
         lines += ["", f"Token usage: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens "
                   f"over {u.get('requests', 0)} HTTP requests; estimated cost {cost}."]
     return "\n".join(lines) + "\n"
+
+
+def _cost(usage: dict) -> str:
+    """The estimated cost as text: dollars, not applicable (the stand-in), or unknown (no price)."""
+    if usage.get("cost_note"):
+        return usage["cost_note"]
+    if usage["estimated_cost_usd"] is None:
+        return "unknown (no price for this model; pass --price IN,OUT)"
+    return f"${usage['estimated_cost_usd']:.4f}"

@@ -47,6 +47,7 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
     """
     path = Path(path_or_id).expanduser()
     if path.is_dir():
+        _refuse_adapter_dir(path)
         return path
     text = str(path_or_id)
     if path.exists():
@@ -61,6 +62,14 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise MiniLlamaError(f"{text}: not a local folder, and downloading it from the Hugging Face Hub "
                              f"failed ({type(exc).__name__}: {first})") from None
+
+
+def _refuse_adapter_dir(path: Path) -> None:
+    """A PEFT LoRA adapter folder (adapter_config.json, no config.json) is not a model: say what to pass."""
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        raise MiniLlamaError(f"{path}: is a LoRA adapter folder (adapter_config.json, no config.json), not a "
+                             "model; pass the base model, or merge the adapter into it first with "
+                             f"`python -m lora merge --base BASE --adapter {path} --out DIR`")
 
 
 def weight_index(model_dir: Path) -> dict[str, TensorInfo]:

@@ -47,7 +47,7 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
     extra = [k for k in state if k not in expected and not (tied and k == "lm_head.weight")]
     if extra:
         raise MiniLlamaError(f"{out}: the model has parameters a Llama checkpoint cannot hold "
-                             f"({', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}); merge LoRA first")
+                             f"({', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}); {_lora_advice(model)}")
     tensors = {k: state[k] for k in expected}
     limit = parse_size(max_shard_size)
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
@@ -81,6 +81,15 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
         gen["pad_token_id"] = model.config.pad_token_id
     _atomic_text(out / "generation_config.json", json.dumps(gen, indent=2) + "\n")
     return out
+
+
+def _lora_advice(model) -> str:
+    """What to do about LoRA layers left in `model`: merged-but-wrapped ones still need unloading."""
+    wrapped = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "merged")]
+    if wrapped and all(m.merged for m in wrapped):
+        return ("the LoRA layers are merged but still wrapped (merge_lora(..., unload=False)); call "
+                "lora.merge_lora(model) (unload=True) before saving")
+    return "merge LoRA first"
 
 
 def _atomic(path: Path, write) -> None:

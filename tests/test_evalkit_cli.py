@@ -169,6 +169,7 @@ GOOD = item(0, "m", "a response")
     ([GOOD, GOOD], "2: duplicate id 'q0' (first on line 1)"),
     ([GOOD, dict(item(1, "m", "x"), finish_reason="eos")], "2: field 'finish_reason' must be 'stop' or 'length'"),
     ([GOOD, item(1, "other", "x")], "2: model 'other' differs from 'm'"),
+    ([GOOD, item(0, "other", "x")], "2: model 'other' differs from 'm'"),  # cat base.jsonl tuned.jsonl
     ([], " no records (empty file)"),
 ])
 def test_bad_input_names_file_and_line(tmp_path, capsys, lines, problem):

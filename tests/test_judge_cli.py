@@ -155,6 +155,10 @@ def test_pairwise_position_bias_and_repeats(env):
         assert len((out / "judgments.jsonl").read_text().splitlines()) == 24
         assert len((out / "pairwise.jsonl").read_text().splitlines()) == 24  # 6 ids x 2 orders x 2 repeats
         assert table["usage"]["requests"] == 48 and table["usage"]["prompt_tokens"] > 0
+        md = (out / "table2.md").read_text()
+        assert "| A | B | judgments |" in md  # 12 = 6 ids x 2 repeats, not 12 items
+        assert table["usage"]["estimated_cost_usd"] is None and "$" not in md  # no gpt-4o price for the stand-in
+        assert "estimated cost not applicable (answered by the stand-in standin-heuristic-NOT-A-JUDGE" in md
 
 
 def test_dry_run_prints_prompt_and_count_without_network_or_key(tmp_path, monkeypatch, capsys):
@@ -166,6 +170,22 @@ def test_dry_run_prints_prompt_and_count_without_network_or_key(tmp_path, monkey
     assert "[Patient question]" in out and "Accuracy: Evaluates the factual" in out
     assert "requests: 96 to send (96 judgments in total, 0 already" in out  # (24 + 12 ids * 2 orders) * 2
     assert not any(m in out for m in MODELS) and not (tmp_path / "o").exists()
+
+
+def test_limit_above_the_number_of_ids_is_said(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pairs = write_pairs(tmp_path, 6)
+    assert run_cli(pairs, tmp_path / "o", closed_port_url(), "--dry-run", "--limit", "100") == 0
+    err = capsys.readouterr().err
+    assert err == "note: --limit 100 exceeds the 6 ids in the pairs files; judging all 6\n", err
+
+
+def test_empty_first_pairs_file_is_refused(tmp_path, capsys):
+    empty = bad(tmp_path / "empty.jsonl", "\n")
+    pairs = write_pairs(tmp_path, 3)
+    assert run_cli([empty, pairs[1]], tmp_path / "o", closed_port_url()) == 1
+    assert capsys.readouterr().err == f"error: {empty}: no records (empty file)\n"
+    assert not (tmp_path / "o").exists()
 
 
 def closed_port_url() -> str:
@@ -180,8 +200,8 @@ def bad(path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("malformed", "line 2: malformed JSON"),
-    ("missing", "line 1: field 'response' is missing"),
+    ("malformed", ":2: invalid JSON"),
+    ("missing", ":1: field 'response' is missing"),
     ("mismatch", "has no record for id"),
     ("prompt", "has a different prompt"),
     ("nokey", "OPENAI_API_KEY is not set"),

@@ -76,3 +76,12 @@ def test_position_bias_hand_example():
     p = position_bias(rows, "a", "b")
     assert p == {"a": "a", "b": "b", "n": 4, "wins_a": 0, "wins_b": 1, "ties": 1, "inconsistent": 2,
                  "position_bias_rate": 0.5, "prefers_first": 1, "prefers_second": 1, "failures": 1}
+
+
+def test_tiny_p_values_print_as_in_evalkit():
+    rows = [row(m, i, 3) for m in ("a", "b") for i in range(5)]
+    t = table2(rows, ["a", "b"])
+    t["p_values"]["b"]["accuracy"] = {"mann_whitney": 3e-7, "wilcoxon": 0.0}
+    md = render_markdown(t)
+    assert "| Accuracy | 3.00 | 3.00 | <0.0001 | <0.0001 |" in md and "0.0000" not in md
+    assert "| Relevance | 3.00 | 3.00 | 1.0000 | 1.0000 |" in md

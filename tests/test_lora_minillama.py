@@ -69,6 +69,17 @@ def test_minillama_adapter_loads_in_peft_and_transformers(tmp_path, base_dir):
     torch.testing.assert_close(logits(hf_ours, input_ids()), expected)
 
 
+def test_save_after_merge_without_unload_says_unload(tmp_path, base_dir):
+    model = apply_lora(minillama.Llama.from_pretrained(base_dir), LoraConfig(r=2))
+    merge_lora(model, unload=False)
+    with pytest.raises(minillama.MiniLlamaError, match=r"merged but still wrapped.*lora\.merge_lora\(model\) "
+                       r"\(unload=True\) before saving"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    merge_lora(model)  # unload=True: plain nn.Linear layers, saved as a Llama checkpoint
+    assert (model.save_pretrained(tmp_path / "out") / "config.json").is_file()
+
+
 def test_training_step_on_minillama_changes_only_a_and_b(base_dir):
     model = apply_lora(minillama.Llama.from_pretrained(base_dir), LoraConfig(r=4, dropout=0.0))
     randomize_lora(model)

@@ -98,6 +98,17 @@ def test_bad_input_is_one_error_line(model_dir, how, words):
     assert set(after) <= set(before) | {"pytorch_model.bin"}  # nothing new written
 
 
+def test_lora_adapter_folder_as_model_says_pass_the_base(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    rc, out, err = _run(["generate", "--model", str(adapter), "--prompt", "x"])
+    assert rc == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: {adapter}: is a LoRA adapter folder") and "no tokenizer.model" not in err
+    assert "pass the base model" in err and f"python -m lora merge --base BASE --adapter {adapter}" in err
+
+
 def test_bad_input_subprocess_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(tmp_path / "none"),
                            "--prompt", "x"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
