@@ -148,6 +148,18 @@ def load_records(path: Path, on_bad_record: str = "skip") -> tuple[dict[str, dic
     return records, report
 
 
+def usable_records(path: Path, on_bad_record: str = "skip") -> tuple[dict[str, dict], dict]:
+    """`load_records`, refusing a file of which no record is usable (naming the first problem)."""
+    records, report = load_records(path, on_bad_record)
+    if not records:
+        if not report["problems"]:
+            raise DataError(f"{path}: holds no records")
+        first = report["problems"][0]
+        raise DataError(f"{path}: none of {report['total']} records is usable (first: record {first['index']}: "
+                        f"{first['problem']}; see --on-bad-record)")
+    return records, report
+
+
 def prompt_ids(record: dict, tokenizer, template: str) -> list[int]:
     """Token ids of the prompt (BOS included) that precedes the response.
 
@@ -248,7 +260,7 @@ def prepare(cfg, run: Path, tok, write: bool = True) -> tuple[list[dict], list[d
         (train examples, validation examples, report).
     """
     path = run / "demo_data.json" if cfg.data == "demo" else resolve_dataset(cfg.data)
-    records, report = load_records(path, cfg.on_bad_record)
+    records, report = usable_records(path, cfg.on_bad_record)
     train_ids, val_ids = split_ids(list(records), cfg.val_size, cfg.seed)
     args = (tok, cfg.template, cfg.cutoff_len, cfg.train_on_inputs)
     train_ex, train_counts = tokenize_ids(records, train_ids, *args)

@@ -203,3 +203,8 @@ def run_generation(run: TrainRun, out_dir: Path, settings: GenerationSettings) -
         counts[name] = {"n": len(done), "stop": sum(r.get("finish_reason") == "stop" for r in done.values()),
                         "length": sum(r.get("finish_reason") == "length" for r in done.values())}
     return {"decoding": meta, "counts": counts, "n_items": len(records)}
+
+
+if __name__ == "__main__":
+    print(f"{Path(__file__).name}: this module is a stage of scripts/reproduce.py; run that", file=sys.stderr)
+    sys.exit(2)

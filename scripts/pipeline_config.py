@@ -81,7 +81,9 @@ class ReproduceConfig:
         preset: "demo" (CPU, offline, minutes) or "paper" (section 4.3, one GPU, gated weights).
         run_dir: the run folder every stage writes into.
         train_args: extra argv for `scripts.train.main` (the preset flag is added first).
-        train_run: a finished training run folder to use instead of training (skips stage 1).
+        train_run: a finished training run folder to use instead of training (skips stage 1); a
+            relative path is taken from the current directory (like `--train-run`), not from the
+            config file's folder.
         base_model: the model the preset needs, checked for access before hours of work start.
         generation: decoding settings (see `GenerationSettings`).
         evalkit_args: extra flags for `python -m evalkit score`.

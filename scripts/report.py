@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scripts import agreement
-from scripts.manifest import build_manifest, sha256_file, write_json_atomic
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import agreement  # noqa: E402
+from scripts.manifest import build_manifest, sha256_file, write_json_atomic  # noqa: E402
 
 PAPER_TABLE1 = {  # the paper's Table 1 (N = 84 of 120, Mann-Whitney U p-values)
     "base": {"bleu": 0.0033, "rouge1": 0.1819, "rouge2": 0.0298, "rougeL": 0.1696, "meteor": 0.1004},
@@ -148,13 +151,31 @@ def build(run: Path, state: dict) -> dict:
         "table1": table1, "exclusions": read_json(run / "track_a" / "exclusions.json"),
         "table2": table2, "track_b": {"status": "done" if table2 else track_b_status.get("status", "skipped"),
                                       "reason": track_b_status.get("reason"),
-                                      "standin": bool(cfg.get("judge", {}).get("standin"))},
+                                      "standin": judged_by_standin(run) if table2 else False},
         "agreement": agreement_analysis(run) if table2 else None,
         "paper": {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2},
         "figures": figures, "figure_notes": notes,
         "manifest": build_manifest(cfg, train_cfg, state.get("stages", {}), checksums, seeds,
                                    state.get("commands")),
     }
+
+
+def judged_by_standin(run: Path) -> bool:
+    """Whether Track B's judgments (the ones reported) came from the loopback stand-in: its records name
+    it as `served_model`. Read from the files, not the current config, which a later run may change."""
+    from judge.standin_answers import SERVED_MODEL
+
+    path = run / "track_b" / "judgments.jsonl"
+    if not path.is_file():
+        return False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line says nothing about who judged
+        if isinstance(record, dict) and record.get("served_model") == SERVED_MODEL:
+            return True
+    return False
 
 
 def _judge_seed(args: list[str]) -> int:
@@ -176,3 +197,8 @@ def write_report(run: Path, state: dict) -> Path:
     tmp.write_text(render(data), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+if __name__ == "__main__":
+    print(f"{Path(__file__).name}: this module is a stage of scripts/reproduce.py; run that", file=sys.stderr)
+    sys.exit(2)

@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args) -> ReproduceConfig:
     cfg = load_config(args.config) if args.config else preset(args.preset or "demo")
+    if cfg.train_run:  # a config file's relative path is taken from the cwd, as --train-run's is
+        cfg.train_run = str(Path(cfg.train_run).expanduser().resolve())
     if args.run_dir:
         cfg.run_dir = args.run_dir
     if args.skip_train and not (args.train_run or cfg.train_run):

@@ -178,10 +178,7 @@ def load_base(cfg: TrainConfig, run: Path, info: ddp.DistInfo, dtype: torch.dtyp
         recs = json.loads((run / "demo_data.json").read_text())
         demo_model.build_demo_base(run / "base", recs, cfg.demo_pretrain_steps, seed=cfg.seed)
     ddp.barrier(info)
-    if not Path(base).expanduser().is_dir():
-        if base.startswith((".", "/", "~")) or base.count("/") != 1:
-            raise TrainError(f"{base}: base model folder not found")
-        check_hub_access(base)
+    check_base(base)
     tok = load_tokenizer(base)
     model = Llama.from_pretrained(base, dtype=dtype, device=info.device)
     torch.manual_seed(cfg.seed)
@@ -192,16 +189,38 @@ def load_base(cfg: TrainConfig, run: Path, info: ddp.DistInfo, dtype: torch.dtyp
     return model, tok, base
 
 
-def check_hub_access(repo_id: str) -> None:
-    """Fail in one line, with the way to get access, when a Hub model cannot be downloaded."""
-    try:
-        from huggingface_hub import hf_hub_download
+HF_LICENCE = ("accept the Llama 2 licence on https://huggingface.co/{repo}, then `huggingface-cli login` (or set "
+              "HF_TOKEN), or pass --base PATH to a local copy")
 
-        hf_hub_download(repo_id, "config.json")
-    except Exception as e:  # gated (401/403), not found, offline: all end the same way for the user
-        raise TrainError(f"{repo_id}: cannot download the base model ({type(e).__name__}); accept the Llama 2 "
-                         f"licence on https://huggingface.co/{repo_id}, then `huggingface-cli login` (or set "
-                         "HF_TOKEN), or pass --base PATH to a local copy") from None
+
+def check_hub_access(repo_id: str) -> None:
+    """Fail in one line when a Hub model cannot be downloaded: no network, gated (the way to get access),
+    no such repo. One short probe, no retry loop; nothing is written."""
+    from scripts.train_run import hub_access_message, hub_problem
+
+    problem = hub_problem(repo_id)
+    if problem:
+        raise TrainError(hub_access_message(repo_id, *problem, HF_LICENCE.format(repo=repo_id), "pass --base DIR"))
+
+
+def check_base(base: str) -> None:
+    """A base that is neither "demo" nor a local folder must be a reachable Hub id (`org/name`)."""
+    if base == "demo" or Path(base).expanduser().is_dir():
+        return
+    if base.startswith((".", "/", "~")) or base.count("/") != 1:
+        raise TrainError(f"{base}: base model folder not found")
+    check_hub_access(base)
+
+
+def preflight(cfg: TrainConfig, info: ddp.DistInfo) -> None:
+    """The cheap checks that need no run folder, done before anything is written into it: the batch
+    split over processes, the base model, and the dataset (exists, has usable records)."""
+    if cfg.batch_size % (cfg.micro_batch_size * info.world_size):
+        raise TrainError(f"config: batch_size {cfg.batch_size} is not a multiple of micro_batch_size x processes "
+                         f"= {cfg.micro_batch_size * info.world_size}")
+    check_base(cfg.base)
+    if cfg.data != "demo":
+        data.usable_records(data.resolve_dataset(cfg.data), cfg.on_bad_record)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -228,8 +247,22 @@ def read_run_config(run: Path) -> dict:
 
 
 def _run(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
+    """Check, then train into `run`; a run folder this call created is removed again if a failure
+    leaves it empty."""
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
+    created = not run.exists()
+    try:
+        return _train(cfg, args, run, info)
+    except BaseException:
+        if created and info.is_main and run.is_dir() and not any(run.iterdir()):
+            run.rmdir()
+        raise
+
+
+def _train(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
+    if not (args.resume and (run / "DONE").is_file()):  # a finished run resumed needs nothing checked
+        preflight(cfg, info)
     error = None
     if info.is_main:
         try:
@@ -242,9 +275,6 @@ def _run(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
     if (run / "DONE").is_file():
         print(f"{run}: this run has finished already (DONE)", file=sys.stderr)
         return run
-    if cfg.batch_size % (cfg.micro_batch_size * info.world_size):
-        raise TrainError(f"config: batch_size {cfg.batch_size} is not a multiple of micro_batch_size x processes "
-                         f"= {cfg.micro_batch_size * info.world_size}")
     if cfg.data == "demo" and info.is_main and not (run / "demo_data.json").is_file():
         demo_data.write_demo_dataset(run / "demo_data.json", cfg.demo_records, seed=cfg.seed)
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and info.device.type == "cuda") \

@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Presets: demo (default; CPU, offline), paper (Sec. 4.3), none (field "
                                        "defaults, give --base and --data). See docs/training.md.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="starting values (default: demo)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    p.add_argument("--force", action="store_true", help="delete the run folder's previous results first")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    again.add_argument("--force", action="store_true", help="delete the run folder's previous results first")
     p.add_argument("--dataset", dest="data", help="alias of --data (e.g. --dataset genmedgpt-5k)")
     helps = field_comments()
     for f in dataclasses.fields(TrainConfig):

@@ -138,15 +138,58 @@ def resolve_data(run_dir: Path, config: dict) -> Path:
     return resolve_dataset(config.get("data", ""))
 
 
+def hub_problem(repo_id: str, timeout: float = 10.0) -> tuple[str, str] | None:
+    """Why Hub model `repo_id`'s config.json cannot be had here, or None if it can (cached or reachable).
+
+    One HEAD request with a short timeout and no retries (hf_hub_download retries for ~25 s offline).
+
+    Returns:
+        (kind, detail): kind is "offline" (HF_HUB_OFFLINE set, no cached copy), "network" (huggingface.co
+        unreachable), "gated" (401/403: licence not accepted or no token), "missing" (no such repo) or
+        "other"; detail is the underlying error in a few words.
+    """
+    from huggingface_hub import constants, errors, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "offline", "HF_HUB_OFFLINE is set and there is no cached copy"
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=timeout)
+    except errors.GatedRepoError:
+        return "gated", "gated repo"
+    except errors.RepositoryNotFoundError:
+        return "missing", "no such repo, or a private one"
+    except errors.HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        return ("gated" if status in (401, 403) else "other"), f"HTTP {status}"
+    except Exception as e:  # httpx2's ConnectError / timeouts carry no common public base to import
+        names = {c.__name__ for c in type(e).__mro__}
+        if names & {"TransportError", "ConnectionError", "TimeoutError"}:
+            return "network", " ".join(str(e).split()) or type(e).__name__
+        return "other", f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return None
+
+
+def hub_access_message(repo_id: str, kind: str, detail: str, licence: str, local: str) -> str:
+    """The one-line reason for `hub_problem`'s (kind, detail); `licence` says how to get access to a
+    gated model, `local` how to pass a local copy instead."""
+    if kind == "network":
+        return (f"{repo_id}: cannot reach huggingface.co ({detail}); check the network or set HF_HUB_OFFLINE=1 "
+                f"with a cached copy, or {local}")
+    if kind == "missing":
+        return f"{repo_id}: no such model on huggingface.co ({detail}); check the name, or {local}"
+    if kind == "offline":
+        return f"{repo_id}: not in the local Hugging Face cache ({detail}); unset HF_HUB_OFFLINE to download, " \
+               + licence
+    return f"{repo_id}: cannot download the base model ({detail}); " + licence
+
+
 def check_model_access(model: str | None) -> None:
     """Fail in one line, before hours of work, when a Hub model's files cannot be had here."""
     if not model or model == "demo" or Path(model).expanduser().exists() or "/" not in model:
         return
-    from huggingface_hub import hf_hub_download
-
-    try:
-        hf_hub_download(model, "config.json")
-    except Exception as e:  # gated, offline, no network, no such repo: all end the same way
-        reason = type(e).__name__
-        raise PipelineError(f"{model}: the model's weights are not available on this machine ({reason}); "
-                            + HF_ACCESS.format(repo=model)) from None
+    problem = hub_problem(model)
+    if problem:
+        local = 'pass a local copy with --config (train_args: ["--base", "DIR"])'
+        raise PipelineError(hub_access_message(model, *problem, HF_ACCESS.format(repo=model), local))

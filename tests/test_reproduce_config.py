@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +124,50 @@ def test_train_base_and_access_check_for_local_models(tmp_path):
     assert reproduce.train_base(cfg) == str(tmp_path)
     reproduce.check_model_access(str(tmp_path))  # a local folder needs no access check
     reproduce.check_model_access(None)
+
+
+def test_config_train_run_is_resolved_like_the_flag(tmp_path, monkeypatch):
+    """A relative `train_run` in a config file names the same folder as `--train-run` (from the cwd), so the
+    run folder made with one is not refused as "other settings" with the other."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.json").write_text(json.dumps({"train_run": "trained"}))
+    parser = reproduce.build_parser()
+    from_file = reproduce.resolve_config(parser.parse_args(["--config", "c.json", "--run-dir", "run"]))
+    from_flag = reproduce.resolve_config(parser.parse_args(["--train-run", "trained", "--run-dir", "run"]))
+    assert from_file.train_run == from_flag.train_run == str(tmp_path / "trained")
+    reproduce.Pipeline(from_flag).prepare()
+    reproduce.Pipeline(from_file).prepare()  # same settings: not refused
+
+
+@pytest.mark.parametrize("module", ["generate.py", "report.py"])
+def test_stage_modules_run_directly_point_to_reproduce(module):
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "scripts" / module), "--help"], cwd=repo.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == f"{module}: this module is a stage of scripts/reproduce.py; run that"
+
+
+@pytest.mark.parametrize("status, kind, expect", [
+    (403, "GatedRepoError", "request access at https://huggingface.co/org/model"),
+    (404, "RepositoryNotFoundError", "no such model on huggingface.co"),
+    (None, "ConnectionError", "cannot reach huggingface.co (Name or service not known)"),
+])
+def test_model_access_says_which_problem(monkeypatch, status, kind, expect):
+    """Gated (the licence line), missing (check the name) and unreachable (the network) are told apart."""
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
+    def probe(url, timeout=None, **kw):
+        if status is None:
+            raise ConnectionError("Name or service not known")
+        httpx2 = pytest.importorskip("httpx2")
+        response = httpx2.Response(status, request=httpx2.Request("HEAD", url))
+        raise getattr(errors, kind)("refused", response=response)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **kw: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", probe)
+    with pytest.raises(PipelineError) as e:
+        reproduce.check_model_access("org/model")
+    assert str(e.value).startswith("org/model: ") and expect in str(e.value)
+    assert ("licence" in str(e.value)) == (kind == "GatedRepoError")

@@ -203,3 +203,19 @@ def test_paper_preset_without_gated_weights_fails_with_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: meta-llama/Llama-2-7b-chat-hf"), p.stderr
     assert "https://huggingface.co/meta-llama/Llama-2-7b-chat-hf" in lines[0] and "HF_TOKEN" in lines[0]
     assert p.stdout == "" and not (tmp_path / "paper").exists()
+
+
+def test_rerun_without_endpoint_keeps_the_standin_warning(resumed, tmp_path, capsys, monkeypatch):
+    """The stand-in's judgments, kept by a rerun without --judge-standin, are still reported as synthetic."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    run = resumed["run"]
+    assert reproduce.main(["--config", str(resumed["cfg"]), "--run-dir", str(run)]) == 0
+    assert "keeping the earlier judgments" in capsys.readouterr().out
+    report = json.loads((run / "report.json").read_text())
+    assert report["table2"] and report["track_b"]["standin"] is True
+    assert "Track B used the loopback stand-in judge" in (run / "report.md").read_text()
+    from scripts.report import judged_by_standin
+
+    (tmp_path / "track_b").mkdir()
+    (tmp_path / "track_b" / "judgments.jsonl").write_text(json.dumps({"served_model": "gpt-4-0613"}) + "\n")
+    assert not judged_by_standin(tmp_path)

@@ -157,3 +157,14 @@ def test_demo_dataset_shape_and_own_words():
     assert len(records) == 60 and all(set(r) == {"instruction", "input", "output"} for r in records)
     assert records == demo_data.make_records(60, seed=0)
     assert all(r["output"].strip() and r["input"].strip() for r in records)
+
+
+def test_no_usable_record_names_the_first_problem(tmp_path):
+    path = write(tmp_path / "other.jsonl", [{"question": "q", "answer": "a"}] * 3, jsonl=True)
+    with pytest.raises(data.DataError) as e:
+        data.usable_records(path)
+    assert str(e.value) == (f"{path}: none of 3 records is usable (first: record 0: missing field 'instruction'; "
+                            "see --on-bad-record)")
+    (tmp_path / "empty.json").write_text("[]")
+    with pytest.raises(data.DataError, match="empty.json: holds no records"):
+        data.usable_records(tmp_path / "empty.json")

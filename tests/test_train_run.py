@@ -124,3 +124,64 @@ def test_activation_checkpointing_gives_the_same_update(tiny, tmp_path):
     a, b = adapter(plain, "adapter_last"), adapter(ckpt, "adapter_last")
     for k in a:
         torch.testing.assert_close(a[k], b[k])
+
+
+def test_failed_start_writes_nothing(tiny, tmp_path, capsys):
+    """Bad --base / --data fail before the run folder is touched, so the corrected rerun is not refused."""
+    base, data_file = tiny
+    out = tmp_path / "run"
+    assert train.cli(["--out", str(out), "--base", str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'}: base model folder not found"
+    assert not out.exists()  # not even an empty folder
+    bad = tmp_path / "other.jsonl"
+    bad.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
+    out.mkdir()
+    assert train.cli(args_for(tiny, out, "--data", str(bad))) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {bad}: none of 1 records is usable (first: record 0: missing field 'instruction'; "
+                   "see --on-bad-record)"]
+    assert out.is_dir() and not any(out.iterdir())  # the user's own folder stays
+    assert train.cli(args_for(tiny, out, "--max-steps", "1")) == 0
+
+
+def test_resume_and_force_are_exclusive(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.cli(["--resume", "--force"])
+    assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, expect", [
+    (ConnectionError("[Errno -2] Name or service not known"),
+     "cannot reach huggingface.co ([Errno -2] Name or service not known); check the network"),
+    (TimeoutError("timed out"), "cannot reach huggingface.co (timed out)"),
+])
+def test_hub_unreachable_is_not_reported_as_a_licence_problem(monkeypatch, tmp_path, error, expect):
+    """No network: one quick probe, a message about the network (not the licence), no folder."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    calls = []
+
+    def probe(url, timeout=None, **kw):
+        calls.append(timeout)
+        raise error
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **kw: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", probe)
+    with pytest.raises(train.TrainError) as e:
+        train.main(["--preset", "paper", "--out", str(tmp_path / "paper")])
+    assert str(e.value).startswith(f"meta-llama/Llama-2-7b-chat-hf: {expect}") and "licence" not in str(e.value)
+    assert calls == [10.0] and not (tmp_path / "paper").exists()
+
+
+def test_gpu_train_7b_writes_into_bench_results(monkeypatch, capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_train
+    import gpu_train_7b
+
+    seen = []
+    monkeypatch.setattr(bench_train, "main", lambda argv: seen.append(argv) or [])
+    gpu_train_7b.main(["--tiny"])
+    out = Path(seen[0][seen[0].index("--out") + 1])
+    assert out == REPO / "bench" / "results" / "bench_train_7b.json"
+    assert str(out) in capsys.readouterr().err
