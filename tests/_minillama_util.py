@@ -27,13 +27,3 @@ def hf_llama_tokenizer(model_file: Path):
     return transformers.LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab, scores), legacy=False,
                                        add_prefix_space=True, split_special_tokens=True)
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run each test on one intra-op thread (CI shares 2 cores), restoring the setting afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -18,6 +18,15 @@ def shared_file(name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each test on one intra-op thread (CI shares 2 cores), restoring the setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def genmedgpt_path() -> Path:
     return shared_file("genmedgpt-5k.json")

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import importlib
-import json
 import random
-import warnings
-from pathlib import Path
 
 import pytest
 
+from _evalkit_util import genmedgpt_records, nltk_wordnet
 from evalkit.meteor import SYNONYMS_OFF_NOTE, align, count_chunks, meteor, synonyms_available
-from evalkit.wordnet import export_nltk_layout, find_wordnet, load_wordnet
+from evalkit.wordnet import load_wordnet
 
 meteor_mod = importlib.import_module("evalkit.meteor")  # the module (evalkit.meteor is also the function's name)
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -89,33 +86,9 @@ def test_synonyms_available_with_debian_wordnet(wordnet):
     assert synonyms_available() is True
 
 
-def nltk_wordnet(folder: Path):
-    """nltk's WordNetCorpusReader on a copy of the found WordNet folder (see export_nltk_layout)."""
-    source = find_wordnet()
-    if source is None or not source.is_dir():
-        pytest.skip("WordNet 3.0 folder not found (install wordnet-base or set WORDNET_DIR)")
-    nltk = pytest.importorskip("nltk")
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    export_nltk_layout(folder, source)
-    if str(folder) not in nltk.data.path:
-        nltk.data.path.append(str(folder))  # nltk only opens files under its data paths
-
-    class Reader(WordNetCorpusReader):
-        def map_wn(self, version="wordnet"):  # the OMW mapping needs nltk's own wordnet data: unused here
-            return None
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Reader(str(folder), None)
-
-
 def genmedgpt_pairs(n_pairs: int, wordnet, seed: int = 0) -> list[tuple[str, str]]:
     """(hypothesis, reference) pairs: outputs against perturbed copies and against other outputs."""
-    path = SHARED_DATA / "genmedgpt-5k.json"
-    if not path.is_file():
-        pytest.skip(f"reference data {path} is absent (see ../shared/data/README.md)")
-    outputs = [r["output"] for r in json.loads(path.read_text(encoding="utf-8"))]
+    outputs = [r["output"] for r in genmedgpt_records()]
     rng = random.Random(seed)
     pairs = []
     for i in range(n_pairs // 2):

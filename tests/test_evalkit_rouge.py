@@ -1,15 +1,12 @@
 """ROUGE-1/2/L: hand-computed vectors for each formula and parity with rouge-score on GenMedGPT pairs."""
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
 import pytest
 
+from _evalkit_util import genmedgpt_records
 from evalkit.rouge import f1, f_beta, lcs_length, rouge, rouge_scores, rouge_tokenize
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_tokenizer_lowercases_splits_and_stems_long_words_only():
@@ -89,10 +86,7 @@ def test_bad_arguments():
 
 def genmedgpt_pairs(n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
     """(hypothesis, reference) pairs: each output against a perturbed copy and against another output."""
-    path = SHARED_DATA / "genmedgpt-5k.json"
-    if not path.is_file():
-        pytest.skip(f"reference data {path} is absent (see ../shared/data/README.md)")
-    outputs = [r["output"] for r in json.loads(path.read_text(encoding="utf-8"))]
+    outputs = [r["output"] for r in genmedgpt_records()]
     rng = random.Random(seed)
     pairs = []
     for i in range(n_pairs // 2):

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import importlib
-import json
-import warnings
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from _evalkit_util import genmedgpt_records, nltk_wordnet
 from evalkit.porter import stem
 from evalkit.wordnet import REQUIRED_FILES, WordNet, WordNetError, export_nltk_layout, find_wordnet, load_wordnet
 
 wnmod = importlib.import_module("evalkit.wordnet")
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HEADER = "  1 This is a hand-made WordNet database for tests.\n  2 \n"
 
 # synsets per file: (key, lex_filenum, ss_type, words); pointers and glosses are kept minimal.
@@ -159,27 +157,6 @@ def test_nltk_data_paths_follow_nltk(monkeypatch, tmp_path):
 
 
 # -- parity with nltk's reader on the real WordNet 3.0 ---------------------------------------------
-def nltk_wordnet(folder: Path):
-    """nltk's WordNetCorpusReader on a copy of the found database (plus `lexnames`) in `folder`."""
-    source = find_wordnet()
-    if source is None or not source.is_dir():
-        pytest.skip("WordNet 3.0 folder not found (install wordnet-base or set WORDNET_DIR)")
-    nltk = pytest.importorskip("nltk")
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    export_nltk_layout(folder, source)
-    if str(folder) not in nltk.data.path:
-        nltk.data.path.append(str(folder))  # nltk only opens files under its data paths
-
-    class Reader(WordNetCorpusReader):
-        def map_wn(self, version="wordnet"):  # the OMW mapping needs nltk's own wordnet data: unused here
-            return None
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Reader(str(folder), None)
-
-
 @pytest.fixture(scope="module")
 def reference_wordnet(tmp_path_factory):
     return nltk_wordnet(tmp_path_factory.mktemp("nltk_wordnet"))
@@ -197,11 +174,8 @@ def test_real_wordnet_hand_vectors():
 
 
 def test_parity_with_nltk_on_dataset_words(reference_wordnet):
-    path = SHARED_DATA / "genmedgpt-5k.json"
-    if not path.is_file():
-        pytest.skip(f"reference data {path} is absent (see ../shared/data/README.md)")
     words: set[str] = set()
-    for record in json.loads(path.read_text(encoding="utf-8")):
+    for record in genmedgpt_records():
         tokens = (record["input"] + " " + record["output"]).lower().split()
         words.update(tokens)
         words.update(stem(t) for t in tokens)  # METEOR looks up stems

@@ -11,7 +11,6 @@ import lora.adapter_io as adapter_io
 from _lora_util import assert_same_state, input_ids, logits, make_tiny_hf_llama, randomize_lora, snapshot
 from lora import LoraConfig, LoraError, apply_lora, load_adapter, lora_layers, save_adapter
 
-torch.set_num_threads(1)
 CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 Q0A = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
 

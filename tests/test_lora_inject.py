@@ -10,7 +10,6 @@ import torch.nn as nn
 from _lora_util import assert_same_state, input_ids, logits, make_tiny_hf_llama, randomize_lora, snapshot
 from lora import LoraConfig, LoraError, LoRALinear, apply_lora, lora_layers, merge_lora, trainable_summary
 
-torch.set_num_threads(1)
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 

@@ -9,7 +9,6 @@ import torch.nn as nn
 
 from lora import LoraConfig, LoraError, LoRALinear
 
-torch.set_num_threads(1)
 
 
 def _layer(bias: bool = True, r: int = 4, alpha: float = 8, dtype=torch.float32, seed: int = 0,

@@ -16,7 +16,6 @@ from lora.cli import main as lora_main
 minillama = pytest.importorskip("minillama")
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
-torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]

@@ -12,7 +12,6 @@ from lora import LoraConfig, apply_lora, load_adapter, lora_layers, merge_lora, 
 
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
-torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]

@@ -7,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from _minillama_util import one_torch_thread  # noqa: F401 (autouse fixture)
 from conftest import make_tiny_hf_llama
 from minillama import Llama, LlamaConfig, MiniLlamaError
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from _minillama_util import one_torch_thread  # noqa: F401 (autouse fixture)
 from conftest import REPO_ROOT, make_tiny_hf_llama
 from minillama import Llama, Tokenizer
 from minillama.cli import main

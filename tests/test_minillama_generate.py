@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _minillama_util import one_torch_thread  # noqa: F401 (autouse fixture)
 from conftest import make_tiny_hf_llama
 from minillama import Llama, LlamaConfig, MiniLlamaError, finish_reasons, left_pad
 from minillama.sampling import sample_next

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from _minillama_util import one_torch_thread  # noqa: F401 (autouse fixture)
 from conftest import make_tiny_hf_llama
 from minillama import Llama, LlamaConfig
 

@@ -41,16 +41,6 @@ def reproduce_cli(args: list[str], timeout: float = 300, **extra_env) -> subproc
                           env=env(**extra_env), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process stages share 2 cores with other test runs: one thread is faster and steadier."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

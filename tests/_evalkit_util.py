@@ -1,0 +1,37 @@
+"""Helpers shared by the evalkit parity tests: nltk's WordNet reader on our files, GenMedGPT outputs."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_file
+from evalkit.wordnet import export_nltk_layout, find_wordnet
+
+
+def nltk_wordnet(folder: Path):
+    """nltk's WordNetCorpusReader on a copy of the found database (plus `lexnames`) in `folder`."""
+    source = find_wordnet()
+    if source is None or not source.is_dir():
+        pytest.skip("WordNet 3.0 folder not found (install wordnet-base or set WORDNET_DIR)")
+    nltk = pytest.importorskip("nltk")
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    export_nltk_layout(folder, source)
+    if str(folder) not in nltk.data.path:
+        nltk.data.path.append(str(folder))  # nltk only opens files under its data paths
+
+    class Reader(WordNetCorpusReader):
+        def map_wn(self, version="wordnet"):  # the OMW mapping needs nltk's own wordnet data: unused here
+            return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Reader(str(folder), None)
+
+
+def genmedgpt_records() -> list[dict]:
+    """The GenMedGPT-5k records from ../shared/data (the test is skipped when the file is absent)."""
+    return json.loads(shared_file("genmedgpt-5k.json").read_text(encoding="utf-8"))
