@@ -43,8 +43,42 @@ def closest_ref_length(ref_lens: Sequence[int], hyp_len: int) -> int:
     return min(ref_lens, key=lambda r: (abs(r - hyp_len), r))
 
 
+def _check_text(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"BLEU {name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_refs(refs, name: str = "reference") -> tuple[str, ...]:
+    """One reference string, or a non-empty sequence of them, as a tuple."""
+    if isinstance(refs, str):
+        return (refs,)
+    if refs is None or not hasattr(refs, "__iter__") or isinstance(refs, (bytes, dict)):
+        raise TypeError(f"BLEU {name} must be a string or a list of strings, got {type(refs).__name__}")
+    refs = tuple(refs)
+    if not refs:
+        raise ValueError("BLEU needs at least one reference")
+    for r in refs:
+        _check_text(r, name)
+    return refs
+
+
+def _check_number(value, name: str, minimum: float = 0.0, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"BLEU {name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"BLEU {name} must be a finite number >= {minimum:g}, got {value}")
+
+
 def brevity_penalty(hyp_len: int, ref_len: int) -> float:
     """BP = 1 if c > r, 0 if c = 0, else exp(1 - r / c)   # Sec. 2.2.2, Papineni et al. 2002."""
+    for name, n in (("hyp_len", hyp_len), ("ref_len", ref_len)):
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"brevity_penalty {name} must be an integer, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"brevity_penalty {name} must be >= 0, got {n}")
     if hyp_len > ref_len:
         return 1.0
     if hyp_len == 0:
@@ -93,6 +127,22 @@ class BLEU:
                  auto_reweigh: bool = False, corpus: bool = False, nltk_alpha: float = 5, nltk_k: float = 5):
         if preset not in PRESETS:
             raise ValueError(f"unknown BLEU preset {preset!r}; choose one of {sorted(PRESETS)}")
+        for name, flag in (("lowercase", lowercase), ("auto_reweigh", auto_reweigh), ("corpus", corpus)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"BLEU {name} must be True or False, got {flag!r}")
+        if effective_order is not None and not isinstance(effective_order, bool):
+            raise TypeError(f"BLEU effective_order must be None, True or False, got {effective_order!r}")
+        _check_number(smooth_value, "smooth_value", allow_none=True)
+        _check_number(nltk_alpha, "nltk_alpha")
+        _check_number(nltk_k, "nltk_k")
+        if weights is not None:
+            if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
+                raise TypeError(f"BLEU weights must be a sequence of numbers, got {type(weights).__name__}")
+            weights = tuple(weights)
+            for w in weights:
+                _check_number(w, "weight")
+            if not weights or sum(weights) <= 0:
+                raise ValueError(f"BLEU weights must be non-empty with a positive sum, got {weights}")
         tok, default_smooth, eff_sentence, eff_corpus = PRESETS[preset]
         self.tokenizer = get_tokenizer(tokenize or tok)
         self.smooth = smooth or default_smooth
@@ -117,9 +167,8 @@ class BLEU:
 
     def stats(self, hyp: str, refs: str | Sequence[str]) -> BleuStats:
         """Sufficient statistics of ``hyp`` against one reference string or several."""
-        refs = (refs,) if isinstance(refs, str) else tuple(refs)
-        if not refs:
-            raise ValueError("BLEU needs at least one reference")
+        _check_text(hyp, "hypothesis")
+        refs = _check_refs(refs)
         ref_ngrams, ref_lens = self._ref_info(refs)
         tokens = self.tokenizer(hyp, self.lowercase)
         c = len(tokens)
@@ -180,6 +229,9 @@ class BLEU:
 
     def corpus(self, hyps: Sequence[str], refs: Sequence[str | Sequence[str]]) -> float:
         """Corpus BLEU: statistics summed over the pairs ``(hyps[i], refs[i])`` before Eq. 4."""
+        for name, seq in (("hypotheses", hyps), ("references", refs)):
+            if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
+                raise TypeError(f"corpus BLEU {name} must be a list (one entry per segment), got {type(seq).__name__}")
         if len(hyps) != len(refs):
             raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
         if not hyps:
@@ -192,14 +244,25 @@ def _scorer(corpus: bool, preset: str, options: tuple) -> BLEU:
     return BLEU(preset, corpus=corpus, **dict(options))
 
 
+def _cached_scorer(corpus: bool, preset: str, options: dict) -> BLEU:
+    """The `BLEU` scorer of these settings, built once (options must be hashable: lists become tuples)."""
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    try:
+        return _scorer(corpus, preset, tuple(sorted(options.items())))
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+        return BLEU(preset, corpus=corpus, **options)  # an unhashable option: its own check says what is wrong
+
+
 def bleu(hyp: str, ref: str | Sequence[str], preset: str = "sacrebleu", **options) -> float:
     """Sentence BLEU on the paper's 0-1 scale; ``options`` are those of ``BLEU`` (smooth=, tokenize= ...)."""
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    return _scorer(False, preset, tuple(sorted(options.items()))).sentence(hyp, ref)
+    _check_text(hyp, "hypothesis")
+    ref = _check_refs(ref)
+    return _cached_scorer(False, preset, options).sentence(hyp, ref)
 
 
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[str | Sequence[str]], preset: str = "sacrebleu",
                 **options) -> float:
     """Corpus BLEU (one reference string, or a list of them, per hypothesis), 0-1 scale."""
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    return _scorer(True, preset, tuple(sorted(options.items()))).corpus(hyps, refs)
+    return _cached_scorer(True, preset, options).corpus(hyps, refs)

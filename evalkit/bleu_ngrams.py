@@ -93,6 +93,7 @@ def clipped_matches(tokens: Sequence[str], ref: RefNgrams, max_order: int = 4) -
         elif len(hyp_set) == len(tokens) - n + 1 or ref.all_once(n):
             correct.append(len(common))
         else:
-            hyp_counts, ref_counts = Counter(ngrams(tokens, n)), ref.counts(n)
+            hyp_counts = Counter(filter(common.__contains__, ngrams(tokens, n)))  # only n-grams that can match
+            ref_counts = ref.counts(n)
             correct.append(sum([min(hyp_counts[g], ref_counts[g]) for g in common]))
     return correct

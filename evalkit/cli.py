@@ -1,11 +1,13 @@
 """Command line: ``python -m evalkit score --pairs FILE [--pairs FILE ...] --out DIR``.
 
-Reads one JSONL pairs file per system (the first is the baseline), excludes empty, truncated and
-missing responses explicitly, scores every kept item with BLEU, ROUGE-1/2/L and METEOR and writes to
+Reads one JSONL pairs file per system (the first is the baseline), excludes empty, truncated,
+missing and too long responses explicitly (``evalkit/records.py``), scores every kept item with BLEU, ROUGE-1/2/L and METEOR and writes to
 DIR: ``scores.csv`` and ``scores.jsonl`` (one row per (id, model)), ``exclusions.json``,
 ``table1.md``, ``table1.json`` and ``dist_<metric>.png``. Everything is computed before anything is
 written; files are written to temporary names and renamed, and existing results are only replaced
-with ``--force``. Bad input prints ``error: <file>:<line>: <problem>`` and exits with status 2.
+with ``--force``; a failed write (a full disk) removes every temporary file it made. Bad input
+prints ``error: <file>:<line>: <problem>`` (or ``error: --flag: <problem>``) and exits with status 2;
+a failure while writing exits with 1 (exit codes: docs/cli.md).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,6 +27,7 @@ from evalkit.records import read_pairs, select_items
 from evalkit.score import METRICS, ScoreConfig, score_systems
 from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS
 from evalkit.table import build_tables, render_markdown
+from minillama.jobcontrol import os_problem, run_cli
 
 RESULT_FILES = ("scores.csv", "scores.jsonl", "exclusions.json", "table1.md", "table1.json")
 
@@ -56,13 +60,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.bootstrap < 1 or args.permutations < 1:
-        raise EvalkitError("--bootstrap and --permutations must be >= 1")
-    if args.rouge_beta <= 0:
-        raise EvalkitError(f"--rouge-beta must be > 0, got {args.rouge_beta}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise EvalkitError.at(out, None, "exists and is not a folder")
+    """Every option checked before anything is read, computed or written."""
+    for flag, value in (("--bootstrap", args.bootstrap), ("--permutations", args.permutations)):
+        if value < 1:
+            raise EvalkitError(f"{flag}: must be >= 1, got {value}")
+    if not math.isfinite(args.rouge_beta) or args.rouge_beta <= 0:
+        raise EvalkitError(f"--rouge-beta: must be a finite number > 0, got {args.rouge_beta}")
+    if args.seed < 0:
+        raise EvalkitError(f"--seed: must be >= 0, got {args.seed}")
+    _check_out(Path(args.out))
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or that this process cannot create or write into."""
+    if out.exists():
+        if not out.is_dir():
+            raise EvalkitError(f"--out {out}: exists and is not a folder")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise EvalkitError(f"--out {out}: cannot write into this folder (permission denied)")
+        return
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EvalkitError(f"--out {out}: cannot be created: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EvalkitError(f"--out {out}: cannot be created: no permission to write in {parent}")
 
 
 def _csv_text(rows: Sequence[dict]) -> str:
@@ -74,29 +97,72 @@ def _csv_text(rows: Sequence[dict]) -> str:
     return buf.getvalue()
 
 
-def _write_atomic(files: dict[Path, str], figures_from: dict[Path, Path]) -> None:
-    """Write each text to a temporary sibling, then rename all (figures are already drawn to temps)."""
-    temps = {}
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` and force it to disk (a full disk fails here, not after the rename)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _make_folder(out: Path) -> list[Path]:
+    """Create ``out`` and its missing parents; returns the folders created, deepest first."""
+    created = []
+    folder = out
+    while not folder.exists():
+        created.append(folder)
+        folder = folder.parent
+    out.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _write_results(out: Path, files: dict[str, str], draw) -> None:
+    """Write every result to a hidden temporary sibling, then rename them all over the final names.
+
+    ``draw(tag)`` draws the figures to temporary names ending in ``tag``; it returns {temporary: final}.
+    On any failure (a full disk,
+    a read-only folder) every temporary file and every folder this call created is removed, so the
+    results already in ``out`` are left exactly as they were, and one line names the path.
+
+    Raises:
+        EvalkitError: exit status 1, ``"<path>: cannot write (<reason>); ..."``.
+    """
+    tag = f".tmp{os.getpid()}"
+    temps = {out / f".{name}{tag}": out / name for name in files}
+    created: list[Path] = []
+    renamed = 0
     try:
-        for path, text in files.items():
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            tmp.write_text(text, encoding="utf-8")
-            temps[tmp] = path
-        temps.update(figures_from)
+        created = _make_folder(out)
+        for tmp, text in zip(temps, files.values()):
+            _write_text(tmp, text)
+        figures = draw(tag)
+        temps.update(figures)
         for tmp, path in temps.items():
             os.replace(tmp, path)
+            renamed += 1
+    except OSError as e:
+        where = e.filename or out
+        kept = (f"the results in {out} were left as they were" if not renamed else
+                f"{renamed} of {len(temps)} result files in {out} were replaced before the failure")
+        raise EvalkitError(f"{where}: cannot write ({os_problem(e)}); {kept}", exit_code=1) from None
     finally:
-        for tmp in temps:
+        for tmp in list(temps) + [out / f".{name}{tag}" for name in figure_names()]:
             if tmp.exists():
                 tmp.unlink()
+        if not renamed:
+            for folder in created:  # deepest first; only empty folders this call made
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
 def run_score(args: argparse.Namespace) -> dict:
     """Do the ``score`` command; returns the table dict."""
     _check_args(args)
     out = Path(args.out)
-    draw = not args.no_figures and matplotlib_available()
-    names = list(RESULT_FILES) + (figure_names() if draw else [])
+    draw_figures = not args.no_figures and matplotlib_available()
+    names = list(RESULT_FILES) + (figure_names() if draw_figures else [])
     existing = [n for n in names if (out / n).exists()]
     if existing and not args.force:
         raise EvalkitError.at(out / existing[0], None, "exists; pass --force to overwrite the results in "
@@ -106,36 +172,41 @@ def run_score(args: argparse.Namespace) -> dict:
     selection = select_items(systems, keep_truncated=args.keep_truncated, strict_ids=args.strict_ids)
     rows = score_systems(systems, selection, config, progress=not args.quiet)
     table = build_tables(rows, systems, selection, config, args.seed, args.bootstrap, args.permutations)
-    out.mkdir(parents=True, exist_ok=True)
-    figures: dict[Path, Path] = {}
-    if draw:
-        temps = {m: out / f".{n}.tmp{os.getpid()}" for m, n in zip(METRICS, figure_names())}
+
+    def draw(tag: str) -> dict[Path, Path]:
+        if not draw_figures:
+            return {}
+        temps = {m: out / f".{n}{tag}" for m, n in zip(METRICS, figure_names())}
         plot_distributions(rows, [s.model for s in systems], temps, seed=args.seed)
-        figures = {temps[m]: out / n for m, n in zip(METRICS, figure_names())}
+        return {temps[m]: out / n for m, n in zip(METRICS, figure_names())}
+
+    if draw_figures:
         table["figures"] = figure_names()
     else:
         table["figure_note"] = "figures not requested (--no-figures)" if args.no_figures else FIGURE_SKIPPED
     files = {
-        out / "scores.csv": _csv_text(rows),
-        out / "scores.jsonl": "".join(json.dumps(r) + "\n" for r in rows),
-        out / "exclusions.json": json.dumps(selection.to_json(), indent=2) + "\n",
-        out / "table1.json": json.dumps(table, indent=2) + "\n",
-        out / "table1.md": render_markdown(table),
+        "scores.csv": _csv_text(rows),
+        "scores.jsonl": "".join(json.dumps(r) + "\n" for r in rows),
+        "exclusions.json": json.dumps(selection.to_json(), indent=2) + "\n",
+        "table1.json": json.dumps(table, indent=2) + "\n",
+        "table1.md": render_markdown(table),
     }
-    _write_atomic(files, figures)
+    _write_results(out, files, draw)
     return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input)."""
+    """Entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while writing, 2 bad input or
+    usage, 130 on SIGINT, 143 on SIGTERM (nothing is written before scoring ends; temporary files go)."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.command == "score":
             table = run_score(args)
             if not args.quiet:
                 print(f"N = {table['n']} items per system, {table['exclusions']['n_excluded']} ids excluded; "
                       f"wrote {args.out}/table1.md", file=sys.stderr)
-    except EvalkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(body, handled=(EvalkitError, OSError),
+                   interrupted="interrupted; no result file was written or changed (rerun the same command)")

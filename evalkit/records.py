@@ -4,7 +4,9 @@ One line per item: ``{"id": str, "model": str, "prompt": str, "reference": str, 
 plus optional ``"finish_reason": "stop" | "length"`` and ``"meta": {...}``. One file per system.
 
 Exclusions are never silent: an item is excluded when its response is empty (or whitespace only),
-was truncated (``finish_reason == "length"``: it hit ``max_new_tokens``) or is missing for a system. Each
+was truncated (``finish_reason == "length"``: it hit ``max_new_tokens``), is missing for a system, or
+is too long to score ("too_long": ROUGE-L's LCS would need more than ``LCS_CELL_LIMIT`` = 1e11 cells,
+response tokens x reference tokens; a 20 MB response against a reference of 30,000 tokens). Each
 exclusion is listed with id, system and reason; by default an item excluded for any system is
 excluded for all, so that the systems are compared on the same items (paired).
 """
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Sequence
 
 from evalkit.errors import EvalkitError
+from evalkit.rouge import LCS_CELL_LIMIT, lcs_too_long
 
 REQUIRED = ("id", "model", "prompt", "reference", "response")
 FINISH_REASONS = ("stop", "length")
-REASONS = ("empty", "truncated", "missing")
+REASONS = ("empty", "truncated", "missing", "too_long")
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,25 @@ def read_pairs(path: str | Path) -> System:
             field, a wrong type, an unknown ``finish_reason``, a duplicate id or a second model name;
             ``"<file>: <problem>"`` when the file cannot be read or holds no record.
     """
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"read_pairs takes a file path (str or Path), got {type(path).__name__}")
     path = str(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
         raise EvalkitError.at(path, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        lines = data.decode("utf-8").split("\n")  # not splitlines(): JSON strings may hold U+2028 raw
+    except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise EvalkitError.at(path, lineno, f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {column}); "
+                              "pairs files must be UTF-8 JSONL") from None
     records: dict[str, Record] = {}
     model = None
     for lineno, text in enumerate(lines, start=1):
+        text = text.removesuffix("\r")
         if not text.strip():
             continue  # blank lines (e.g. a trailing newline) carry no record
         rec = _parse_line(path, lineno, text)
@@ -137,7 +150,9 @@ class Selection:
         return {"n_ids": self.n_ids, "n_kept": len(self.ids), "n_excluded": len(self.excluded_ids),
                 "excluded_ids": self.excluded_ids, "counts": self.counts(), "exclusions": self.exclusions,
                 "kept_truncated": self.kept_truncated,
-                "rule": "an item excluded for any system is excluded for all (paired comparison)"}
+                "rule": "an item excluded for any system is excluded for all (paired comparison)",
+                "too_long_rule": f"response tokens x reference tokens > {LCS_CELL_LIMIT:.0e} (ROUGE-L's LCS "
+                                 "table; about 10 s of work on one core)"}
 
 
 def select_items(systems: Sequence[System], keep_truncated: bool = False, strict_ids: bool = False) -> Selection:
@@ -154,6 +169,16 @@ def select_items(systems: Sequence[System], keep_truncated: bool = False, strict
             ``strict_ids`` and the id sets differ, when two files carry the same model name, or when
             no item is left.
     """
+    given = systems
+    systems = list(given) if hasattr(given, "__iter__") and not isinstance(given, (str, System)) else None
+    if systems is None or not all(isinstance(s, System) for s in systems):
+        raise TypeError("select_items takes a list of System (one per pairs file, from evalkit.read_pairs), got "
+                        f"{type(given).__name__}")
+    if not systems:
+        raise ValueError("select_items needs at least one System")
+    for name, flag in (("keep_truncated", keep_truncated), ("strict_ids", strict_ids)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"select_items {name} must be True or False, got {flag!r}")
     seen_models: dict[str, str] = {}
     for s in systems:
         if s.model in seen_models:
@@ -185,12 +210,13 @@ def select_items(systems: Sequence[System], keep_truncated: bool = False, strict
                 reason = "missing"
             elif not rec.response.strip():
                 reason = "empty"
-            elif rec.finish_reason == "length":
-                entry = {"id": item_id, "model": s.model, "reason": "truncated", "file": rec.path, "line": rec.line}
-                if keep_truncated:
-                    sel.kept_truncated.append(entry)
-                    continue
+            elif rec.finish_reason == "length" and not keep_truncated:
                 reason = "truncated"
+            elif lcs_too_long(rec.response, rec.reference):
+                reason = "too_long"
+            elif rec.finish_reason == "length":
+                sel.kept_truncated.append({"id": item_id, "model": s.model, "reason": "truncated",
+                                           "file": rec.path, "line": rec.line})
             if reason is not None:
                 sel.exclusions.append({"id": item_id, "model": s.model, "reason": reason,
                                        "file": s.path if rec is None else rec.path,

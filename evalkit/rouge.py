@@ -17,6 +17,7 @@ the recall-weighted F_beta for ROUGE-L, so `beta` changes ROUGE-L only; ROUGE-1/
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections import Counter
 from typing import NamedTuple, Sequence
@@ -27,6 +28,8 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 _NGRAM_ORDER = {f"rouge{n}": n for n in range(1, 10)}  # ROUGE-N types and their n
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")  # rouge_score.tokenize.NON_ALPHANUM_RE
 _STEMMER = PorterStemmer()  # rouge_score's DefaultTokenizer: nltk's PorterStemmer() (NLTK_EXTENSIONS)
+_LONG_SIDE = 4096  # tokens: above this, lcs_length puts the shorter sequence in the bit vector
+LCS_CELL_LIMIT = 10**11  # hyp tokens x ref tokens: ROUGE-L refuses larger pairs (about 10 s of LCS work)
 
 
 class Score(NamedTuple):
@@ -55,22 +58,35 @@ def rouge_tokenize(text: str, stem: bool = False) -> list[str]:
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     """Length of the longest common subsequence, bit-parallel (Allison & Dix 1986; Hyyro 2004).
 
-    Bit i of V is 1 while row i of the DP table has no LCS increment yet; each token of `b` costs a
-    few big-integer operations instead of a DP row, and LCS = len(a) - popcount(V).
+    One sequence is a bit vector V (bit i is 1 while row i of the DP table has no LCS increment yet);
+    each token of the other costs a few big-integer operations instead of a DP row, and
+    LCS = len(a) - popcount(V). Cost: len(b) steps of ceil(len(a) / 64) machine words each, plus
+    building a's masks. The vector side is the longer sequence while it is short (fewer Python
+    steps), else the shorter one: masks over a long side would cost O(len(a)^2 / 64) to build, which
+    made a 20 MB response take minutes.
     """
-    if len(a) < len(b):
+    if (len(a) < len(b)) == (max(len(a), len(b)) <= _LONG_SIDE):
         a, b = b, a
     masks: dict[str, int] = {}
     for i, token in enumerate(a):
         masks[token] = masks.get(token, 0) | (1 << i)
     full = (1 << len(a)) - 1
     v = full
-    for token in b:
-        match = masks.get(token)
-        if match:
-            u = v & match
-            v = ((v + u) | (v - u)) & full
+    get = masks.get
+    for match in filter(None, map(get, b)):  # tokens of b absent from a change nothing
+        u = v & match
+        v = ((v + u) | (v - u)) & full
     return len(a) - v.bit_count()
+
+
+def lcs_too_long(hyp: str, ref: str) -> bool:
+    """Whether ROUGE-L of this pair would exceed `LCS_CELL_LIMIT` (hyp tokens x ref tokens).
+
+    Exact LCS needs that many table cells in the worst case (no algorithm is much faster in general);
+    the bit-parallel `lcs_length` does 64 per machine word, about 1e10 cells per second on one core.
+    Stemming never changes the number of tokens, so the count is taken without it.
+    """
+    return len(_tokens(hyp, False)) * len(_tokens(ref, False)) > LCS_CELL_LIMIT
 
 
 def f1(precision: float, recall: float) -> float:
@@ -78,8 +94,21 @@ def f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
+def check_beta(beta: float) -> float:
+    """`beta` itself if it is a finite number > 0; else TypeError / ValueError saying so.
+
+    NaN would make every F_beta 0.0 (every comparison with NaN is false) and inf would make it NaN.
+    """
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"rouge beta must be a number, got {type(beta).__name__}")
+    if not math.isfinite(beta) or beta <= 0:
+        raise ValueError(f"rouge beta must be a finite number > 0, got {beta}")
+    return beta
+
+
 def f_beta(precision: float, recall: float, beta: float = 1.0) -> float:
     """(1 + beta^2) P R / (R + beta^2 P) (Eq. 7); beta > 1 weighs recall more; beta = 1 is F1."""
+    check_beta(beta)
     if beta == 1.0:
         return f1(precision, recall)
     b2 = beta * beta
@@ -121,13 +150,19 @@ def rouge_scores(hyp: str, ref: str, beta: float = 1.0, stem: bool = False,
         rouge_types: any of "rouge1".."rouge9" and "rougeL".
     """
     if not isinstance(hyp, str) or not isinstance(ref, str):
-        raise TypeError(f"rouge takes two strings, got {type(hyp).__name__} and {type(ref).__name__}")
-    if beta <= 0:
-        raise ValueError(f"rouge beta must be positive, got {beta}")
+        raise TypeError(f"rouge takes two strings (hyp, ref), got {type(hyp).__name__} and {type(ref).__name__}")
+    check_beta(beta)
+    if not isinstance(stem, bool):
+        raise TypeError(f"rouge stem must be True or False, got {stem!r}")
+    if isinstance(rouge_types, str) or not all(isinstance(t, str) for t in rouge_types):
+        raise TypeError(f"rouge_types must be a sequence of names such as ('rouge1', 'rougeL'), got {rouge_types!r}")
     hyp_tokens, ref_tokens = _tokens(hyp, stem), _tokens(ref, stem)
     result = {}
     for rouge_type in rouge_types:
         if rouge_type == "rougeL":
+            if len(hyp_tokens) * len(ref_tokens) > LCS_CELL_LIMIT:
+                raise ValueError(f"ROUGE-L of {len(hyp_tokens)} x {len(ref_tokens)} tokens exceeds LCS_CELL_LIMIT "
+                                 f"({LCS_CELL_LIMIT:.0e} cells, about 10 s of work)")
             result[rouge_type] = _lcs_score(hyp_tokens, ref_tokens, beta)
         elif rouge_type in _NGRAM_ORDER:
             result[rouge_type] = _ngram_score(hyp_tokens, ref_tokens, _NGRAM_ORDER[rouge_type])

@@ -11,12 +11,12 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence, TextIO
 
-from evalkit.bleu import BLEU
+from evalkit.bleu import BLEU, PRESETS
 from evalkit.errors import EvalkitError
 from evalkit.meteor import SYNONYMS_OFF_NOTE, meteor, synonyms_available
 from evalkit.records import Selection, System
-from evalkit.rouge import rouge
-from evalkit.smoothing import BleuWarning
+from evalkit.rouge import check_beta, rouge
+from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS, BleuWarning
 
 METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor")
 METRIC_LABELS = {"bleu": "BLEU", "rouge1": "ROUGE-1F", "rouge2": "ROUGE-2F", "rougeL": "ROUGE-LF",
@@ -40,6 +40,17 @@ class ScoreConfig:
     rouge_beta: float = 1.0
     stem: bool = False
     meteor_penalty: bool = True
+
+    def __post_init__(self) -> None:
+        if self.bleu_preset not in PRESETS:
+            raise ValueError(f"ScoreConfig.bleu_preset must be one of {sorted(PRESETS)}, got {self.bleu_preset!r}")
+        if self.bleu_smooth is not None and self.bleu_smooth not in SACREBLEU_METHODS + NLTK_METHODS:
+            raise ValueError(f"ScoreConfig.bleu_smooth must be None or one of {SACREBLEU_METHODS + NLTK_METHODS}, "
+                             f"got {self.bleu_smooth!r}")
+        check_beta(self.rouge_beta)
+        for name in ("stem", "meteor_penalty"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"ScoreConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
     def describe(self) -> dict:
         """The settings and the synonym stage's availability, for table1.json and table1.md."""
@@ -89,6 +100,8 @@ class Scorer:
     """Computes the five metric values of (response, reference) pairs under one ``ScoreConfig``."""
 
     def __init__(self, config: ScoreConfig = ScoreConfig()):
+        if not isinstance(config, ScoreConfig):
+            raise TypeError(f"Scorer takes a ScoreConfig, got {type(config).__name__}")
         self.config = config
         self.bleu = BLEU(config.bleu_preset, smooth=config.bleu_smooth)
         self.meteor_kwargs = {} if config.meteor_penalty else {"penalty": False}
@@ -109,6 +122,15 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
     Raises:
         EvalkitError: ``"<file>:<line>: cannot score id ..."`` when a metric rejects an item.
     """
+    if isinstance(systems, System) or not all(isinstance(s, System) for s in systems):
+        raise TypeError("score_systems takes a list of System (from evalkit.read_pairs), got "
+                        f"{type(systems).__name__}")
+    if not isinstance(selection, Selection):
+        raise TypeError(f"score_systems takes a Selection (from evalkit.select_items), got {type(selection).__name__}")
+    missing = [(s.path, i) for s in systems for i in selection.ids if i not in s.records]
+    if missing:
+        raise ValueError(f"selection id {missing[0][1]!r} is not in {missing[0][0]}; build the selection from "
+                         "these systems with evalkit.select_items")
     scorer = Scorer(config)
     rows = []
     bar = Progress(len(systems) * len(selection.ids), "scoring", disable=not progress)

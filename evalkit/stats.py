@@ -29,11 +29,38 @@ class TestResult:
     method: str
 
 
+def _scores(values, name: str) -> np.ndarray:
+    """A 1-D float array of finite scores, or TypeError / ValueError naming the argument."""
+    if values is None or isinstance(values, (str, bytes, dict, set)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be a sequence of numbers (list, tuple or 1-D array), got {type(values).__name__}")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must hold numbers only") from None
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds a NaN or infinite score (position {int(np.argmin(np.isfinite(array)))})")
+    return array
+
+
 def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.ndim != 1 or y.ndim != 1:
-        raise ValueError("scores must be 1-D sequences")
-    return x, y
+    return _scores(x, "x"), _scores(y, "y")
+
+
+def _count(value, name: str) -> int:
+    """A positive integer (resamples, permutations, chunk sizes), or TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _seed(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise TypeError(f"seed must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def _diff(x, y) -> np.ndarray:
@@ -137,6 +164,9 @@ def paired_bootstrap_ci(x, y, n_resamples: int = 10_000, confidence: float = 0.9
     n = len(d)
     if n == 0:
         raise ValueError("bootstrap needs at least one pair")
+    n_resamples, chunk, seed = _count(n_resamples, "n_resamples"), _count(chunk, "chunk"), _seed(seed)
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
     for start in range(0, n_resamples, chunk):
@@ -160,6 +190,7 @@ def approximate_randomization(x, y, n_permutations: int = 10_000, seed: int = 0,
     n = len(d)
     if n == 0:
         raise ValueError("randomisation needs at least one pair")
+    n_permutations, chunk, seed = _count(n_permutations, "n_permutations"), _count(chunk, "chunk"), _seed(seed)
     observed = abs(float(d.mean()))
     rng = np.random.default_rng(seed)
     hits = 0

@@ -93,6 +93,8 @@ def render_markdown(t: dict) -> str:
     lines += ["", f"N = {t['n']} items per system, the same ids for every system (paired). "
               f"{ex['n_ids']} ids in the files; {ex['n_excluded']} excluded for all systems "
               f"(reasons by (id, system): {counts}; every one is listed in exclusions.json).", ""]
+    if ex["counts"].get("too_long"):
+        lines += [f"too_long: {ex['too_long_rule']}; such an item is not scored by any metric.", ""]
     if ex["excluded_ids"]:
         shown = ex["excluded_ids"][:50]
         more = f" ... and {len(ex['excluded_ids']) - 50} more" if len(ex["excluded_ids"]) > 50 else ""

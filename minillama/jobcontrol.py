@@ -1,0 +1,161 @@
+"""How every command line of the project behaves as a process: exit codes, signals, an exclusive lock.
+
+It lives in `minillama`, the package with no dependency inside the project, so that `evalkit`, `judge`,
+`lora` and the scripts can all import it without a cycle; it imports neither torch nor numpy
+(`minillama/__init__.py` is lazy).
+
+Exit codes (docs/cli.md, "Exit codes"): 0 success; 1 failure while running (network, server, disk
+full, a lock held by another run, a job whose every item failed); 2 bad input or usage (argparse's own
+code); 130 on SIGINT; 143 on SIGTERM (128 + the signal number, as a shell reports a killed child).
+
+    with sigterm_raises():            # SIGTERM -> Terminated, so `finally` blocks run
+        try:
+            ...
+        except (KeyboardInterrupt, Terminated) as exc:
+            return exit_code(exc)     # 130 / 143
+
+    with exclusive_lock(out / "journal.lock", "judge run"):   # a second run gets a LockedError
+        ...
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # failure while running: network, server, disk full, lock held, every item failed
+EXIT_USAGE = 2  # bad input or usage: argparse's own code
+EXIT_SIGINT = 128 + signal.SIGINT  # 130
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised by `sigterm_raises`); a BaseException, like KeyboardInterrupt, so that
+    `except Exception` does not swallow it and `finally` blocks (checkpoints, temp-file cleanup) run."""
+
+
+class LockedError(OSError):
+    """The lock file is held by another live process; the message says which file and which pid.
+
+    Attributes:
+        exit_code: 1 (a failure while running: the same command succeeds once the other run ends).
+    """
+
+    exit_code = EXIT_FAILURE
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit status for `exc`: 130 for KeyboardInterrupt, 143 for `Terminated`, the `exit_code`
+    attribute of the project's error classes (2 for bad input unless the error says otherwise), 1 for
+    any other OSError (disk full, permission denied while writing), None for anything else (a bug:
+    let its traceback show)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_SIGINT
+    if isinstance(exc, Terminated):
+        return EXIT_SIGTERM
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    if isinstance(exc, OSError):
+        return EXIT_FAILURE
+    return None
+
+
+def one_line(exc: BaseException | str) -> str:
+    """The message of `exc` folded onto one line (runs of whitespace, newlines included, become one space)."""
+    return " ".join(str(exc).split())
+
+
+def os_problem(exc: OSError) -> str:
+    """`"No space left on device"` from an OSError (its strerror, else its text), never its traceback."""
+    return exc.strerror or one_line(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread; the old handler comes back after.
+
+    Outside the main thread (where Python cannot set handlers) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], ...] = (),
+            interrupted: str | Callable[[], str] = "interrupted", err: TextIO | None = None) -> int:
+    """Run a command's `body` under the project's exit-code convention; returns the exit status.
+
+    Args:
+        body: the command; returns its exit status (None means 0).
+        handled: exception classes that are reported as `error: <one line>` (their `exit_code`
+            attribute, else 1 for OSError); anything else propagates with its traceback (a bug).
+        interrupted: the line printed on SIGINT / SIGTERM (or a function returning it, called then),
+            e.g. "interrupted; rerun the same command to resume".
+        err: where the lines go (default: sys.stderr at call time).
+    """
+    import sys
+
+    err = err or sys.stderr
+    with sigterm_raises():
+        try:
+            code = body()
+            return EXIT_OK if code is None else code
+        except (KeyboardInterrupt, Terminated) as exc:
+            line = interrupted() if callable(interrupted) else interrupted
+            print(line, file=err, flush=True)
+            return exit_code(exc)  # type: ignore[return-value]
+        except handled as exc:
+            print(f"error: {one_line(exc)}", file=err, flush=True)
+            code = exit_code(exc)
+            return EXIT_FAILURE if code is None else code
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str = "another run") -> Iterator[Path]:
+    """Hold an exclusive `flock` on `path` (created if missing) for the block.
+
+    The kernel releases the lock when the holder's process dies, however it dies (SIGKILL included),
+    so a lock left by a killed run never blocks the next one. The file holds the holder's pid, only
+    for the error message; it is not removed afterwards (removing it would race with a new holder).
+    On systems without `fcntl` (Windows) the block runs without a lock.
+
+    Raises:
+        LockedError: another live process holds the lock: `"<path>: <what> (pid N) is using it; ..."`.
+        OSError: the lock file cannot be created (e.g. a read-only folder, disk full).
+    """
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield path
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise LockedError(f"{path}: {what} (pid {holder}) is using this folder; wait for it to end, or "
+                              "use another output folder") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError:
+            pass  # the pid is only for messages; a full disk must not stop a run that holds the lock
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
