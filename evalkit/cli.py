@@ -27,7 +27,7 @@ from evalkit.records import read_pairs, select_items
 from evalkit.score import METRICS, ScoreConfig, score_systems
 from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS
 from evalkit.table import build_tables, render_markdown
-from minillama.jobcontrol import os_problem, run_cli
+from minillama.jobcontrol import folder_problem, os_problem, run_cli
 
 RESULT_FILES = ("scores.csv", "scores.jsonl", "exclusions.json", "table1.md", "table1.json")
 
@@ -68,24 +68,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise EvalkitError(f"--rouge-beta: must be a finite number > 0, got {args.rouge_beta}")
     if args.seed < 0:
         raise EvalkitError(f"--seed: must be >= 0, got {args.seed}")
-    _check_out(Path(args.out))
-
-
-def _check_out(out: Path) -> None:
-    """Refuse an ``--out`` that is a file, or that this process cannot create or write into."""
-    if out.exists():
-        if not out.is_dir():
-            raise EvalkitError(f"--out {out}: exists and is not a folder")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise EvalkitError(f"--out {out}: cannot write into this folder (permission denied)")
-        return
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise EvalkitError(f"--out {out}: cannot be created: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise EvalkitError(f"--out {out}: cannot be created: no permission to write in {parent}")
+    problem = folder_problem(args.out)
+    if problem:
+        raise EvalkitError(f"--out {args.out}: {problem}")
 
 
 def _csv_text(rows: Sequence[dict]) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from judge.client import FORMAT_MODES, JudgeClient, request_body
-from judge.config import DEFAULT_BASE_URL, DEFAULT_MODEL, JudgeConfig, is_loopback, key_from_env
+from judge.config import DEFAULT_BASE_URL, DEFAULT_MODEL, JudgeConfig, is_loopback, key_from_env, url_problem
 from judge.errors import FatalJudgeError, JudgeError
 from judge.journal import Journal
 from judge.pairs import models_in_order, read_pairs, sample_ids
@@ -18,6 +19,7 @@ from judge.rubric import DIMENSIONS, PAIRWISE_SCHEMA, POINTWISE_SCHEMA
 from judge.runner import build_jobs, run_jobs
 from judge.standin_answers import SERVED_MODEL as STANDIN_MODEL
 from judge.table import render_markdown, table2
+from minillama.jobcontrol import Terminated, folder_problem, os_problem, run_cli, sigterm_cancels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,13 +54,23 @@ def _config(args) -> JudgeConfig:
     """Flags (then environment, then defaults) -> a checked JudgeConfig; bad values raise JudgeError."""
     for name in ("concurrency", "repeats", "max_tokens"):
         if getattr(args, name) < 1:
-            raise JudgeError(f"--{name.replace('_', '-')} must be at least 1")
+            raise JudgeError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
     if args.limit is not None and args.limit < 1:
-        raise JudgeError("--limit must be at least 1")
-    if args.max_retries < 0 or args.timeout <= 0 or (args.rpm is not None and args.rpm <= 0):
-        raise JudgeError("--max-retries must be >= 0, --timeout and --rpm positive")
+        raise JudgeError(f"--limit: must be at least 1, got {args.limit}")
+    if args.max_retries < 0:
+        raise JudgeError(f"--max-retries: must be >= 0, got {args.max_retries}")
+    for flag, value in (("--timeout", args.timeout), ("--rpm", args.rpm)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise JudgeError(f"{flag}: must be a positive number, got {value}")
+    if args.seed < 0:
+        raise JudgeError(f"--seed: must be >= 0, got {args.seed}")
+    source = "--base-url" if args.base_url else "OPENAI_BASE_URL" if os.environ.get("OPENAI_BASE_URL") else None
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    problem = url_problem(base_url)
+    if problem:
+        raise JudgeError(f"{source or 'base URL'}: {base_url!r} {problem}")
     return JudgeConfig(
-        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        base_url=base_url,
         model=args.model or os.environ.get("JUDGE_MODEL") or DEFAULT_MODEL, api_key=key_from_env(),
         api_version=args.api_version, seed=args.seed, max_tokens=args.max_tokens, timeout=args.timeout,
         concurrency=args.concurrency, rpm=args.rpm, max_retries=args.max_retries,
@@ -83,13 +95,23 @@ def _usage_cost(model: str, usage: dict, price, served: list[str]) -> dict:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file renamed over the target."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write a whole file or nothing: a temporary file, forced to disk, renamed over the target.
+
+    Raises:
+        JudgeError: exit status 1 (a full disk ...); the temporary file is removed, the target untouched.
+    """
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise JudgeError(f"{path}: cannot write ({exc.strerror}); the journal is intact, rerun to retry") from None
+        raise JudgeError(f"{path}: cannot write ({os_problem(exc)}); the journal is intact, rerun the same "
+                         "command to write the tables again", exit_code=1) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _dry_run(jobs, journal: Journal, config: JudgeConfig) -> None:
@@ -123,8 +145,9 @@ def _rows(jobs, journal: Journal, kind: str, order: dict) -> list[dict]:
         else:
             row.update(models=list(job.models), winner=record.get("winner"), winner_model=record.get("winner_model"))
         row.update(justification=record.get("justification"), method=record.get("method"),
-                   repaired=record.get("repaired", False), judge_model=record["judge_model"],
-                   served_model=record.get("served_model"), key=job.key)
+                   repaired=record.get("repaired", False), truncated=record.get("truncated", False),
+                   finish_reason=record.get("finish_reason"), response_format=record.get("response_format"),
+                   judge_model=record["judge_model"], served_model=record.get("served_model"), key=job.key)
         if record["status"] != "ok":
             row.update(problem=record.get("problem"), raw=record.get("raw"))
         rows.append(row)
@@ -132,28 +155,47 @@ def _rows(jobs, journal: Journal, kind: str, order: dict) -> list[dict]:
 
 
 async def _judge(jobs, config, journal, show_progress: bool) -> dict:
-    """Judge the jobs with a progress bar (requests done / all judgments of the run)."""
+    """Judge the jobs with a progress bar (requests done / all judgments of the run).
+
+    SIGTERM cancels the run like Ctrl-C does (asyncio's own SIGINT handling): the requests in flight
+    are abandoned, the journal writes already started are finished, then `Terminated` is raised.
+    """
     from minillama.progress import Progress  # dependency-free bar shared by the project
 
     done = sum(job.key in journal for job in jobs)
-    with Progress(total=len(jobs), initial=done, desc="judge", unit="req", disable=not show_progress) as bar:
-        async with JudgeClient(config) as client:
-            return await run_jobs(jobs, client, journal, progress=bar)
+    with sigterm_cancels(asyncio.current_task()) as received:
+        try:
+            with Progress(total=len(jobs), initial=done, desc="judge", unit="req", disable=not show_progress) as bar:
+                async with JudgeClient(config) as client:
+                    return await run_jobs(jobs, client, journal, progress=bar)
+        except asyncio.CancelledError:
+            if received:
+                raise Terminated("received SIGTERM") from None
+            raise
 
 
-def run(args) -> int:
-    """The `run` command: validate, then dry-run or judge, then write the tables. Returns the exit status."""
+def run(args, state: dict | None = None) -> int:
+    """The `run` command: validate, then dry-run or judge, then write the tables. Returns the exit status.
+
+    `state` receives "journal" and "jobs" once known (the CLI's interruption line counts from them).
+    """
+    state = {} if state is None else state
     config = _config(args)
+    out = Path(args.out)
+    problem = folder_problem(out)
+    if problem:
+        raise JudgeError(f"--out {out}: {problem}")
+    price = parse_price(args.price) if args.price else None
     items = read_pairs(args.pairs)
+    models = models_in_order(items)
+    if args.pairwise and len(models) < 2:
+        raise JudgeError(f"--pairwise: needs at least two systems, the pairs files hold one ({models[0]!r}); "
+                         "pass one --pairs file per system")
     _note_limit(args.limit, items)
     items = sample_ids(items, args.limit, args.seed)
-    models = models_in_order(items)
-    price = parse_price(args.price) if args.price else None
     jobs = build_jobs(items, config, args.repeats, args.pairwise, args.with_reference)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise JudgeError(f"{out}: exists and is not a folder")
     journal = Journal(out / "journal.jsonl")
+    state.update(journal=journal, jobs=jobs)
     if journal.torn:
         print(f"warning: {journal.path}: skipped {journal.torn} unreadable line(s) (a crash cut a write); "
               "those judgments are requested again", file=sys.stderr)
@@ -169,6 +211,17 @@ def run(args) -> int:
             kept = sum(job.key in journal for job in jobs)
             raise FatalJudgeError(f"{exc} (stopped; {kept}/{len(jobs)} judgments kept in {journal.path}, "
                                   "rerun the same command to resume)") from None
+        _write_outputs(args, config, jobs, journal, items, models, price, session)
+        return 0
+
+
+def _write_outputs(args, config: JudgeConfig, jobs, journal: Journal, items, models, price, session: dict) -> None:
+    """judgments.jsonl (pairwise.jsonl), table2.json and table2.md from the journal, then the summary lines.
+
+    Raises:
+        JudgeError: exit status 1 when every judgment of the run failed (the tables are written first).
+    """
+    out = Path(args.out)
     order = {i: n for n, i in enumerate(dict.fromkeys(item.id for item in items))}
     rows, pair_rows = _rows(jobs, journal, "pointwise", order), _rows(jobs, journal, "pairwise", order)
     records = [journal.get(job.key) for job in jobs]
@@ -185,21 +238,30 @@ def run(args) -> int:
     print(markdown)
     print(f"judged {session['requested']} new, {session['skipped']} from the journal; wrote {out}/table2.md")
     failed = sum(r["status"] == "error" for r in records)
+    unreadable = sum(r["status"] == "parse_failure" for r in records)
+    if failed + unreadable == len(records):
+        raise JudgeError(f"every one of the {len(records)} judgments failed ({unreadable} unreadable replies, "
+                         f"{failed} request errors); the replies and problems are in {out}/judgments.jsonl",
+                         exit_code=1)
     if failed:
         print(f"warning: {failed} judgment(s) ended in request errors; rerun the same command to retry them",
               file=sys.stderr)
-    return 0
+
+
+def _interrupted_line(state: dict) -> str:
+    """The one line printed on SIGINT / SIGTERM: how much is kept and how to resume."""
+    journal, jobs = state.get("journal"), state.get("jobs")
+    if journal is None or jobs is None:
+        return "interrupted; nothing was written"
+    kept = sum(job.key in journal for job in jobs)
+    return f"interrupted; rerun to resume ({kept}/{len(jobs)} judgments kept in {journal.path})"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 error, 130 interrupted)."""
+    """CLI entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while running (the server
+    refused the run, a full disk, a journal locked by another run, every judgment failed), 2 bad input
+    or usage, 130 on SIGINT, 143 on SIGTERM."""
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except JudgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: finished judgments are in the journal; rerun the same command to resume",
-              file=sys.stderr)
-        return 130
+    state: dict = {}
+    return run_cli(lambda: run(args, state), handled=(JudgeError, OSError),
+                   interrupted=lambda: _interrupted_line(state))

@@ -19,12 +19,16 @@ from judge.retry import (backoff_seconds, is_quota_error, is_retryable_status, m
 FORMAT_MODES = ("json_schema", "json_object", "none")  # tried in this order with response_format="auto"
 
 
-def request_body(config: JudgeConfig, messages: list[dict], schema: dict, schema_name: str, mode: str) -> dict:
+def request_body(config: JudgeConfig, messages: list[dict], schema: dict, schema_name: str, mode: str,
+                 max_tokens: int | None = None) -> dict:
     """The JSON body of a chat request: model, messages, sampling parameters and `response_format`.
 
-    `mode` is "json_schema" (strict schema), "json_object" (any JSON) or "none" (no field sent).
+    `mode` is "json_schema" (strict schema), "json_object" (any JSON) or "none" (no field sent);
+    `max_tokens` overrides the config's cap (a repair request after a reply cut at the cap).
     """
     body = {"model": config.model, "messages": messages, **config.sampling}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     if mode == "json_schema":
         body["response_format"] = {"type": "json_schema",
                                    "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
@@ -45,7 +49,8 @@ class ChatResult:
         text: the assistant message content ("" when the server sent none).
         usage: token counts summed over every attempt that returned usage.
         attempts: HTTP attempts made (1 when the first one succeeded).
-        response_format: the structured-output mode the successful attempt used.
+        response_format: the structured-output mode the successful attempt asked for (whether the
+            server honoured it shows in the reply: see `judge.runner.honoured_format`).
         finish_reason: the server's finish reason ("stop", "length", ...), if given.
         served_model: the model name the server says answered (e.g. a dated snapshot), if given.
     """
@@ -100,12 +105,13 @@ class JudgeClient:
         """The structured-output mode currently used."""
         return self._modes[0]
 
-    def body(self, messages: list[dict], schema: dict, schema_name: str) -> dict:
+    def body(self, messages: list[dict], schema: dict, schema_name: str, max_tokens: int | None = None) -> dict:
         """The JSON request body in the current structured-output mode."""
-        return request_body(self.config, messages, schema, schema_name, self._modes[0])
+        return request_body(self.config, messages, schema, schema_name, self._modes[0], max_tokens)
 
-    async def chat(self, messages: list[dict], schema: dict, schema_name: str = "judgment") -> ChatResult:
-        """Send one chat request, retrying as the rules say.
+    async def chat(self, messages: list[dict], schema: dict, schema_name: str = "judgment",
+                   max_tokens: int | None = None) -> ChatResult:
+        """Send one chat request, retrying as the rules say (`max_tokens` overrides the config's cap).
 
         Raises:
             FatalJudgeError: 401/403, a quota 429, another 4xx, or no connection after all retries.
@@ -116,7 +122,7 @@ class JudgeClient:
         while True:
             attempts += 1
             mode = self._modes[0]
-            payload = json.dumps(self.body(messages, schema, schema_name), ensure_ascii=False)
+            payload = json.dumps(self.body(messages, schema, schema_name, max_tokens), ensure_ascii=False)
             hint, problem, connect_failed = None, None, False
             try:
                 async with self.throttle:
@@ -178,11 +184,20 @@ class JudgeClient:
 
 
 def _message(text: str, limit: int = 200) -> str:
-    """The server's `error.message` if the body is OpenAI-style JSON, else the start of the body."""
+    """What the server said, in one line: `error.message` of an OpenAI-style body, `detail` of a
+    FastAPI-style one (vLLM, many proxies), `message`, or a plain `error` string; else the body itself
+    (any other JSON shape, HTML, plain text). The caller has already redacted the key from `text`."""
+    msg = None
     try:
-        error = json.loads(text).get("error")
-        msg = error.get("message") if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        msg = None
-    msg = (msg or text or "(empty body)").replace("\n", " ").strip()
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        for value in (error.get("message") if isinstance(error, dict) else error, body.get("detail"),
+                      body.get("message")):
+            if value:
+                msg = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                break
+    msg = " ".join((msg or text or "(empty body)").split())
     return msg[:limit] + ("..." if len(msg) > limit else "")

@@ -42,6 +42,20 @@ def redact(text: str, secret: Secret | None) -> str:
     return text
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a judge base URL (not http(s), no host, a bad port), or None when it can."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a port such as ":abc" or ":99999")
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "is not an http:// or https:// URL (e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1)"
+    if not parts.hostname:
+        return "has no host name (e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1)"
+    return None
+
+
 def is_loopback(url: str) -> bool:
     """True when `url` points at this machine (local servers such as the stand-in need no key)."""
     host = (urlsplit(url).hostname or "").lower()

@@ -3,12 +3,25 @@ from __future__ import annotations
 
 
 class JudgeError(Exception):
-    """Bad input or configuration: the CLI prints `error: <message>` and exits non-zero."""
+    """One line the CLI prints as `error: <message>`, exiting with `exit_code`.
+
+    `exit_code` is 2 (bad input or usage: a pairs file, a flag, a missing key) unless the error is a
+    failure while running (a full disk, a journal locked by another run), raised with `exit_code=1`.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str = "", exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
 
 
 class FatalJudgeError(JudgeError):
-    """The endpoint refused the run as a whole (401, 400, exhausted quota, unreachable host).
+    """The endpoint refused the run as a whole (401, 400, exhausted quota, unreachable host): exit 1.
 
     Retrying cannot help, so the runner cancels the requests in flight, keeps the journal as it is,
     and the CLI prints one line. Messages never contain the API key (see `judge.config.redact`).
     """
+
+    exit_code = 1

@@ -1,12 +1,14 @@
 """Append-only JSONL journal of finished judgments: durable, keyed, resumable, crash-tolerant."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
 
 from judge.errors import JudgeError
+from minillama.jobcontrol import LockedError, exclusive_lock, os_problem
 
 
 def judgment_key(judge_model: str, messages: list[dict], sampling: dict, repeat: int, item: list) -> str:
@@ -24,11 +26,13 @@ def judgment_key(judge_model: str, messages: list[dict], sampling: dict, repeat:
 
 
 class Journal:
-    """One JSON object per line, each with a "key"; appended, flushed and fsynced one line at a time.
+    """One JSON object per line, each with a "key"; appended, written and fsynced one line at a time.
 
     A crash can only tear the last line (a partial write): reading skips such lines and counts them
     in `torn`, and appending first ends the torn line so the next record starts on a fresh line.
-    Nothing is ever rewritten or truncated.
+    Nothing is ever rewritten or truncated. While open for appending, the journal holds an exclusive
+    lock (`<journal>.lock`, `minillama.jobcontrol.exclusive_lock`): a second run on the same journal
+    is refused instead of requesting every item again; the lock dies with its process (even SIGKILL).
 
     Args:
         path: the journal file (created with its folder when missing).
@@ -36,11 +40,15 @@ class Journal:
     """
 
     def __init__(self, path: str | Path, fsync: bool = True):
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"Journal takes a file path (str or Path), got {type(path).__name__}")
         self.path = Path(path)
+        self.lock_path = self.path.with_suffix(".lock")
         self.fsync = fsync
         self.torn = 0
         self.records: dict[str, dict] = {}  # key -> latest record
         self._file = None
+        self._lock: contextlib.ExitStack | None = None
         self._needs_newline = False
         if self.path.exists():
             self._load()
@@ -51,7 +59,8 @@ class Journal:
             with open(self.path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            raise JudgeError(f"{self.path}: cannot read the journal ({exc.strerror})") from None
+            raise JudgeError(f"{self.path}: cannot read the journal ({exc.strerror})", exit_code=1) from None
+        self.records, self.torn = {}, 0
         for number, line in enumerate(data.split(b"\n"), start=1):
             if not line.strip():
                 continue
@@ -73,35 +82,71 @@ class Journal:
         return self.records.get(key)
 
     def open(self) -> "Journal":
-        """Open for appending (creating the folder and file)."""
-        if self._file is None:
+        """Lock the journal, read it again (another run may have added to it), and open it for appending.
+
+        Raises:
+            JudgeError: exit status 1: another live run holds the lock, or the file or its folder
+                cannot be created or opened (one line naming the path).
+        """
+        if self._file is not None:
+            return self
+        lock = contextlib.ExitStack()
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._file = open(self.path, "ab")
-            except OSError as exc:
-                raise JudgeError(f"{self.path}: cannot open the journal for appending ({exc.strerror})") from None
-            if self._needs_newline:
-                self._file.write(b"\n")  # end a torn last line; its bytes stay as they were
-                self._needs_newline = False
+            lock.enter_context(exclusive_lock(self.lock_path, "another `python -m judge run`"))
+            if self.path.exists():
+                self._load()
+            self._file = open(self.path, "ab", buffering=0)  # unbuffered: a failed write leaves nothing queued
+        except LockedError as exc:
+            lock.close()
+            raise JudgeError(str(exc), exit_code=1) from None
+        except OSError as exc:
+            lock.close()
+            where = exc.filename or self.path
+            raise JudgeError(f"{where}: cannot open the journal for appending ({os_problem(exc)})", exit_code=1) from None
+        except BaseException:
+            lock.close()
+            raise
+        self._lock = lock
         return self
 
     def append(self, record: dict) -> None:
-        """Write one record durably: a whole line, flushed (and fsynced) before returning."""
-        if "key" not in record:
-            raise ValueError("a journal record needs a 'key'")
+        """Write one record durably: a whole line, written (and fsynced) before returning.
+
+        Raises:
+            JudgeError: exit status 1 when the line cannot be written (a full disk): every record
+                appended before is intact; a partly written line is skipped when the journal is read
+                and ended before the next record, so a rerun after freeing space resumes cleanly.
+        """
+        if not isinstance(record, dict) or "key" not in record:
+            raise ValueError("a journal record must be a dict with a 'key'")
         if self._file is None:
             self.open()
         line = json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
-        self._file.write(line)
-        self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())
+        if self._needs_newline:
+            line = b"\n" + line  # end a torn last line; its bytes stay as they were
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[self._file.write(view):]
+            if self.fsync:
+                os.fsync(self._file.fileno())
+        except OSError as exc:
+            self._needs_newline = True  # part of the line may be on disk
+            raise JudgeError(f"{self.path}: cannot write the journal ({os_problem(exc)}); every judgment "
+                             "recorded before is kept; free space and rerun the same command to resume",
+                             exit_code=1) from None
+        self._needs_newline = False
         self.records[record["key"]] = record
 
     def close(self) -> None:
+        """Close the file and release the lock."""
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> "Journal":
         return self.open()

@@ -148,3 +148,35 @@ def parse_scores(text: str) -> Parsed:
 def parse_verdict(text: str) -> Parsed:
     """"A", "B" or "tie" from a pairwise reply, or a failure with the reason."""
     return _read(text, _verdict_from_dict, _verdict_marks)
+
+
+def _fits(value, spec: dict) -> bool:
+    """Whether a decoded JSON value fits one property of the judge's schemas (integer/string, enum)."""
+    kind = spec.get("type")
+    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return False
+    if kind == "string" and not isinstance(value, str):
+        return False
+    return "enum" not in spec or value in spec["enum"]
+
+
+def reply_format(requested: str, text: str, schema: dict) -> str:
+    """The structured-output mode the server actually honoured in this reply.
+
+    "json_schema" when the whole reply is a JSON object that fits `schema` (the required keys, no
+    other key, the types and enums) and that mode was asked for; "json_object" when the whole reply is
+    a JSON object (asked for with either mode); "none" otherwise: prose, a fenced or embedded object,
+    marks, an empty reply, or no mode asked for. A server that ignores `response_format` shows here.
+    """
+    if requested == "none":
+        return "none"
+    try:
+        obj = json.loads(text)
+    except (TypeError, ValueError):
+        return "none"
+    if not isinstance(obj, dict):
+        return "none"
+    props = schema.get("properties", {})
+    fits = (set(schema.get("required", [])) <= set(obj) <= set(props)
+            and all(_fits(v, props[k]) for k, v in obj.items()))
+    return "json_schema" if requested == "json_schema" and fits else "json_object"

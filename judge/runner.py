@@ -11,7 +11,7 @@ from judge.client import JudgeClient, RequestFailed
 from judge.config import JudgeConfig
 from judge.journal import Journal, judgment_key
 from judge.pairs import Item, models_in_order
-from judge.parse import parse_scores, parse_verdict
+from judge.parse import parse_scores, parse_verdict, reply_format
 from judge.rubric import (PAIRWISE_SCHEMA, POINTWISE_SCHEMA, pairwise_messages, pointwise_messages,
                           repair_messages)
 
@@ -69,25 +69,32 @@ async def judge_one(job: Job, client: JudgeClient) -> dict:
     """Ask the judge, read the answer, make one repair request if unreadable; a journal record.
 
     The record's status is "ok", "parse_failure" (raw replies kept, no score imputed) or "error"
-    (transport failure after all retries; retried when the run is resumed).
+    (transport failure after all retries; retried when the run is resumed). It keeps each reply's
+    `finish_reason`, and `response_format` is the mode the server honoured (`parse.reply_format`),
+    next to `response_format_requested`. A reply cut at `max_tokens` (finish_reason "length") that
+    cannot be read is reported as truncated, and the repair asks the same question again with twice
+    the cap (`repair_max_tokens`); other unreadable replies get the repair conversation.
     """
     pairwise = job.kind == "pairwise"
     schema, name, parse = ((PAIRWISE_SCHEMA, "verdict", parse_verdict) if pairwise
                            else (POINTWISE_SCHEMA, "judgment", parse_scores))
     record = {"key": job.key, "kind": job.kind, "id": job.id, "repeat": job.repeat,
-              "judge_model": client.config.model, "raw": [], "repaired": False,
-              "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "attempts": 0}
+              "judge_model": client.config.model, "raw": [], "finish_reasons": [], "repaired": False,
+              "truncated": False, "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "attempts": 0}
     record.update({"models": list(job.models)} if pairwise else {"model": job.models[0]})
-    messages, parsed = job.messages, None
+    messages, parsed, max_tokens = job.messages, None, None
     for attempt in range(2):  # the request, then at most one repair request
         try:
-            result = await client.chat(messages, schema, name)
+            result = await client.chat(messages, schema, name, max_tokens=max_tokens)
         except RequestFailed as exc:
             record.update(status="error", problem=str(exc))
             break
         record["raw"].append(result.text)
+        record["finish_reasons"].append(result.finish_reason)
         record["attempts"] += result.attempts
-        record["response_format"] = result.response_format
+        record["response_format_requested"] = result.response_format
+        record["response_format"] = reply_format(result.response_format, result.text, schema)
+        record["finish_reason"] = result.finish_reason
         record["served_model"] = result.served_model
         for k in record["usage"]:
             record["usage"][k] += result.usage.get(k, 0)
@@ -96,8 +103,16 @@ async def judge_one(job: Job, client: JudgeClient) -> dict:
         if parsed.ok:
             record.update(status="ok", method=parsed.method, justification=parsed.justification, problem="")
             break
-        record.update(status="parse_failure", problem=parsed.problem)
-        messages = repair_messages(job.messages, result.text, pairwise)
+        cap = max_tokens or client.config.max_tokens
+        if result.finish_reason == "length":
+            record["truncated"] = True  # the reply did not fit: ask the same question with room to finish
+            record.update(status="parse_failure", problem=f"reply truncated at max_tokens={cap} (finish_reason "
+                          f"'length'): {parsed.problem}")
+            messages, max_tokens = job.messages, 2 * cap
+            record["repair_max_tokens"] = max_tokens
+        else:
+            record.update(status="parse_failure", problem=parsed.problem)
+            messages = repair_messages(job.messages, result.text, pairwise)
     if record["status"] == "ok" and pairwise:
         record["winner"] = parsed.value
         record["winner_model"] = {"A": job.models[0], "B": job.models[1]}.get(parsed.value, "tie")

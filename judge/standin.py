@@ -21,6 +21,8 @@ Behaviour specs (`kind` or `kind:name=value`), by request index:
     json_in_text       the JSON answer wrapped in prose
     out_of_range       JSON with an impossible score of 7
     empty              an empty message
+    length             the JSON answer cut in half, finish_reason "length" (a reply that hit max_tokens)
+    detail400          HTTP 400 with a FastAPI-style body {"detail": "..."} (vLLM and many proxies)
 
 Run: `python -m judge.standin --port 8089 [--latency-ms 200] [--fail-plan "429:retry-after=1,2*500,drop"]`
 then `python -m judge run --base-url http://127.0.0.1:8089/v1 ...` (no key needed on loopback).
@@ -36,6 +38,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from judge.standin_answers import LABEL, SERVED_MODEL, STOPWORDS, _answer, heuristic_scores  # noqa: F401  (re-exported)
+from minillama.jobcontrol import os_problem, run_cli
 
 
 class _Server(ThreadingHTTPServer):
@@ -115,6 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(429, {"error": {"message": "You exceeded your current quota, please check your plan "
                                               "and billing details.", "type": "insufficient_quota",
                                               "code": "insufficient_quota"}})
+        if kind == "detail400":
+            return self._send(400, {"detail": f"stand-in scripted detail: model {body.get('model')!r} does not exist"})
         if kind == "drop":
             self.close_connection = True
             return
@@ -123,10 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
         content = {"prose": "The answer is reasonable and addresses the patient's concern fairly well.",
                    "empty": ""}.get(kind)
         content = _answer(body, kind, self.server.position_bias) if content is None else content
+        if kind == "length":
+            content = content[: len(content) // 2]
         reply = {"id": f"standin-{index}", "object": "chat.completion", "created": int(time.time()),
                  "model": SERVED_MODEL, "system_fingerprint": "standin-heuristic",
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                              "finish_reason": "stop"}],
+                              "finish_reason": "length" if kind == "length" else "stop"}],
                  "usage": {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
                            "completion_tokens": len(content.split())}}
         if kind == "truncated":
@@ -187,34 +194,63 @@ def start_standin(port: int = 0, latency_ms: float = 0, script=None, *, reject_f
     return f"http://{host}:{server.server_address[1]}/v1", stop
 
 
+BEHAVIOURS = ("ok", "slow", "quota", "drop", "malformed", "truncated", "prose", "marks", "json_in_text",
+              "out_of_range", "empty", "length", "detail400")  # plus any HTTP status code, e.g. "503"
+
+
 def parse_fail_plan(text: str) -> list[str]:
-    """`"429:retry-after=1,2*500,drop"` -> ["429:retry-after=1", "500", "500", "drop"]."""
+    """`"429:retry-after=1,2*500,drop"` -> ["429:retry-after=1", "500", "500", "drop"].
+
+    Raises:
+        ValueError: an unknown behaviour (one line naming it and the known ones).
+    """
     plan = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         count, star, spec = part.partition("*")
-        plan += [spec] * int(count) if star and count.isdigit() else [part]
+        specs = [spec] * int(count) if star and count.isdigit() else [part]
+        kind = specs[0].partition(":")[0] if specs else "ok"
+        if not (kind in BEHAVIOURS or (kind.isdigit() and 100 <= int(kind) <= 599)):
+            raise ValueError(f"unknown behaviour {kind!r} in {part!r}; known: {', '.join(BEHAVIOURS)} or an HTTP "
+                             "status such as 503")
+        plan += specs
     return plan
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m judge.standin`: serve until Ctrl-C."""
+def main(argv: list[str] | None = None) -> int:
+    """`python -m judge.standin`: serve until Ctrl-C (exit 130) or SIGTERM (exit 143); docs/cli.md."""
     parser = argparse.ArgumentParser(prog="python -m judge.standin", description=f"{LABEL}: " + __doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=8089)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089, help="TCP port (0: any free one; default 8089)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--fail-plan", default="", help="comma-separated behaviours of the first requests")
     parser.add_argument("--reject-formats", default="", help="e.g. json_schema,json_object")
     parser.add_argument("--position-bias", action="store_true")
     args = parser.parse_args(argv)
-    url, stop = start_standin(args.port, args.latency_ms, parse_fail_plan(args.fail_plan),
-                              reject_formats=[f for f in args.reject_formats.split(",") if f],
-                              position_bias=args.position_bias, host=args.host)
-    print(f"{LABEL}: OpenAI-compatible stand-in at {url} (word-overlap heuristic); Ctrl-C stops", flush=True)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port: must be in 0..65535, got {args.port}")
+    if not (args.latency_ms >= 0 and args.latency_ms != float("inf")):
+        parser.error(f"--latency-ms: must be a finite number >= 0, got {args.latency_ms}")
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        stop()
+        plan = parse_fail_plan(args.fail_plan)
+    except ValueError as exc:
+        parser.error(f"--fail-plan: {exc}")
+
+    def serve() -> int:
+        try:
+            url, stop = start_standin(args.port, args.latency_ms, plan,
+                                      reject_formats=[f for f in args.reject_formats.split(",") if f],
+                                      position_bias=args.position_bias, host=args.host)
+        except OSError as exc:
+            raise OSError(f"--host {args.host} --port {args.port}: cannot listen there ({os_problem(exc)})") from None
+        try:
+            print(f"{LABEL}: OpenAI-compatible stand-in at {url} (word-overlap heuristic); Ctrl-C stops", flush=True)
+            threading.Event().wait()
+        finally:
+            stop()
+        return 0
+
+    return run_cli(serve, handled=(OSError,), interrupted="stand-in stopped")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -90,8 +90,11 @@ def merge(args: argparse.Namespace) -> None:
     from lora.inject import lora_layers
     from lora.merge import merge_lora
 
+    from minillama.save import parse_size
+
     out = Path(args.out)
     _check_out(out)
+    parse_size(args.max_shard_size)  # a bad --max-shard-size fails here, not after the merge
     config = read_adapter_config(args.adapter)  # fail fast, before loading gigabytes
     read_adapter_tensors(args.adapter)
     model = Llama.from_pretrained(args.base, dtype=None if args.dtype == "auto" else args.dtype)
@@ -117,16 +120,18 @@ def merge(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 bad input, with `error: ...` on stderr)."""
+    """CLI entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while running (a full disk
+    while saving), 2 bad input or usage, 130 on SIGINT, 143 on SIGTERM; `error: ...` on stderr."""
     from minillama.errors import MiniLlamaError
+    from minillama.jobcontrol import run_cli
 
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> None:
         if args.command == "merge":
             merge(args)
         elif args.command == "count":
             count(args)
-    except (LoraError, MiniLlamaError, OSError) as e:
-        print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_cli(body, handled=(LoraError, MiniLlamaError, OSError),
+                   interrupted="interrupted; nothing was written to the output folder")

@@ -6,5 +6,7 @@ class LoraError(ValueError):
     """Bad LoRA input: an invalid config, a target that matches nothing, an adapter that does not fit.
 
     The message is one line and, when a file is involved, starts with that file's path, so a CLI can
-    print it as `error: <message>` without a traceback.
+    print it as `error: <message>` without a traceback; the exit status is `exit_code`, 2 (bad input).
     """
+
+    exit_code = 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import LlamaConfig
-from .errors import MiniLlamaError
+from .errors import MiniLlamaError, hub_error
 from .progress import Progress
 from .safetensors_io import TensorInfo, read_header, read_tensor
 
@@ -59,9 +59,8 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
     except Exception as exc:  # any Hub failure (offline, gated, not found, HTTP) becomes one line
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise MiniLlamaError(f"{text}: not a local folder, and downloading it from the Hugging Face Hub "
-                             f"failed ({type(exc).__name__}: {first})") from None
+        raise hub_error(f"{text}: not a local folder, and downloading it from the Hugging Face Hub failed",
+                        exc) from None
 
 
 def _refuse_adapter_dir(path: Path) -> None:

@@ -1,11 +1,13 @@
 """Command line: `python -m minillama generate --model PATH_OR_ID --prompt TEXT [--chat] ...`.
 
 Bad input (a missing folder, another architecture, a truncated or mis-shaped checkpoint, a pickle-only
-checkpoint, ...) prints one line `error: <file>: <problem>` on stderr and exits with status 1.
+checkpoint, an invalid config.json, an out-of-range flag ...) prints one line `error: <file or flag>:
+<problem>` on stderr and exits with status 2; a failed Hub download exits with 1 (docs/cli.md).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import Sequence, TextIO
@@ -14,6 +16,7 @@ import torch
 
 from .checkpoint import resolve_model_dir
 from .errors import MiniLlamaError
+from .jobcontrol import run_cli
 from .model import Llama
 from .tokenizer import Tokenizer, load_tokenizer
 
@@ -72,7 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse out-of-range flags before anything is loaded (one line naming the flag)."""
+    checks = [
+        ("--max-new-tokens", args.max_new_tokens >= 1, "an integer >= 1"),
+        ("--temperature", math.isfinite(args.temperature) and args.temperature >= 0, "a finite number >= 0"),
+        ("--top-p", 0.0 < args.top_p <= 1.0, "a number in (0, 1]"),
+        ("--top-k", args.top_k >= 0, "an integer >= 0 (0 = off)"),
+        ("--seed", args.seed is None or args.seed >= 0, "an integer >= 0"),
+    ]
+    for flag, ok, wanted in checks:
+        if not ok:
+            raise MiniLlamaError(f"{flag}: must be {wanted}, got {getattr(args, flag[2:].replace('-', '_'))}")
+
+
 def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    check_args(args)
     model_dir = resolve_model_dir(args.model)
     tokenizer = load_tokenizer(args.tokenizer or model_dir)
     model = Llama.from_pretrained(model_dir, dtype=args.dtype, device=args.device)
@@ -84,9 +102,17 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         ids = tokenizer.encode_chat(messages + [{"role": "user", "content": args.prompt}])
     else:
         ids = tokenizer.encode(args.prompt, bos=True)
+    limit = model.config.max_position_embeddings
+    if len(ids) >= limit:
+        raise MiniLlamaError(f"--prompt: {len(ids)} tokens fill the model's context of {limit} positions "
+                             f"(max_position_embeddings in {model_dir / 'config.json'}); shorten it")
+    max_new_tokens = min(args.max_new_tokens, limit - len(ids))
+    if max_new_tokens < args.max_new_tokens:
+        err.write(f"note: the model's context is {limit} positions; after the {len(ids)}-token prompt at most "
+                  f"{max_new_tokens} new tokens fit (--max-new-tokens {args.max_new_tokens})\n")
     streamer = TextStreamer(tokenizer, out, tokenizer.eos_id)
     start = time.perf_counter()
-    result = model.generate(torch.tensor([ids]), max_new_tokens=args.max_new_tokens,
+    result = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens,
                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             eos_id=tokenizer.eos_id, seed=args.seed, pad_id=tokenizer.pad_id, on_token=streamer)
     seconds = time.perf_counter() - start
@@ -95,20 +121,16 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.flush()
     n = result.shape[1] - len(ids)
     reason = "stop" if streamer.stopped else "length"
+    why = " (the model's context is full)" if reason == "length" and len(ids) + n >= limit else ""
     err.write(f"[minillama] {n} tokens in {seconds:.2f}s ({n / max(seconds, 1e-9):.1f} tokens/s), "
-              f"finish_reason={reason}\n")
+              f"finish_reason={reason}{why}\n")
     return 0
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 bad input, 2 usage error)."""
+    """Entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while running (a Hub download,
+    a read error), 2 bad input or usage, 130 on SIGINT, 143 on SIGTERM."""
     out, err = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
-    try:
-        return run_generate(args, out, err)
-    except MiniLlamaError as exc:
-        err.write(f"error: {exc}\n")
-        return 1
-    except KeyboardInterrupt:
-        err.write("error: interrupted\n")
-        return 130
+    return run_cli(lambda: run_generate(args, out, err), handled=(MiniLlamaError, OSError),
+                   interrupted="interrupted", err=err)

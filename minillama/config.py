@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -55,15 +56,36 @@ class LlamaConfig:
 
     def __post_init__(self) -> None:
         # Derived defaults (the dataclass is frozen, hence object.__setattr__): MHA, d / H wide heads.
+        for key in ("hidden_size", "num_attention_heads"):
+            _check_size(key, getattr(self, key))
         if self.num_key_value_heads is None:
             object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
         if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise MiniLlamaError(f"LlamaConfig: num_attention_heads={self.num_attention_heads} does not divide "
+                                     f"hidden_size={self.hidden_size} (and no head_dim is given)")
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
+        for key in ("vocab_size", "intermediate_size", "num_hidden_layers", "num_key_value_heads", "head_dim",
+                    "max_position_embeddings"):
+            _check_size(key, getattr(self, key))
+        for key in ("rms_norm_eps", "rope_theta"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise MiniLlamaError(f"LlamaConfig: {key} must be a finite number > 0, got {value!r}")
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise MiniLlamaError(f"LlamaConfig: tie_word_embeddings must be true or false, got {self.tie_word_embeddings!r}")
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(self, key)
+            if value is None:  # HF allows null ids (Llama-2 has no pad id)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:
+                raise MiniLlamaError(f"LlamaConfig: {key} must be a token id in [0, vocab_size={self.vocab_size}), "
+                                     f"got {value!r}")
         if self.num_attention_heads % self.num_key_value_heads:
-            raise MiniLlamaError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+            raise MiniLlamaError(f"LlamaConfig: num_attention_heads={self.num_attention_heads} is not a multiple of "
                                  f"num_key_value_heads={self.num_key_value_heads}")
         if self.head_dim % 2:
-            raise MiniLlamaError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+            raise MiniLlamaError(f"LlamaConfig: head_dim={self.head_dim} must be even for rotary embeddings")
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "LlamaConfig":
@@ -90,29 +112,30 @@ class LlamaConfig:
             raise MiniLlamaError(f"{source}: attention_bias/mlp_bias are set; Llama-2 has no biases")
         if d.get("hidden_act", "silu") != "silu":
             raise MiniLlamaError(f"{source}: hidden_act={d['hidden_act']!r} is not supported (Llama-2 uses silu)")
+        missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                               "num_attention_heads") if k not in d]
+        if missing:
+            raise MiniLlamaError(f"{source}: required field {missing[0]!r} is missing")
         try:
-            heads = int(d["num_attention_heads"])
-            hidden = int(d["hidden_size"])
             kwargs = dict(
-                vocab_size=int(d["vocab_size"]), hidden_size=hidden,
-                intermediate_size=int(d["intermediate_size"]),
-                num_hidden_layers=int(d["num_hidden_layers"]), num_attention_heads=heads,
-                num_key_value_heads=int(d.get("num_key_value_heads") or heads),
-                head_dim=int(d.get("head_dim") or hidden // heads),
-                max_position_embeddings=int(d.get("max_position_embeddings", 4096)),
-                rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
-                rope_theta=float(d.get("rope_theta", rope.get("rope_theta", 10000.0))),
-                tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
-                bos_token_id=_first_id(d.get("bos_token_id", 1)),
-                eos_token_id=_first_id(d.get("eos_token_id", 2)),
-                pad_token_id=_first_id(d.get("pad_token_id")),
+                vocab_size=_integer(d, "vocab_size"), hidden_size=_integer(d, "hidden_size"),
+                intermediate_size=_integer(d, "intermediate_size"),
+                num_hidden_layers=_integer(d, "num_hidden_layers"),
+                num_attention_heads=_integer(d, "num_attention_heads"),
+                num_key_value_heads=_integer(d, "num_key_value_heads", None),
+                head_dim=_integer(d, "head_dim", None),
+                max_position_embeddings=_integer(d, "max_position_embeddings", 4096),
+                rms_norm_eps=_number(d, "rms_norm_eps", 1e-6),
+                rope_theta=_number(d if "rope_theta" in d else rope, "rope_theta", 10000.0),
+                tie_word_embeddings=d.get("tie_word_embeddings", False),
+                bos_token_id=_first_id(d, "bos_token_id", 1),
+                eos_token_id=_first_id(d, "eos_token_id", 2),
+                pad_token_id=_first_id(d, "pad_token_id", None),
                 torch_dtype=d.get("torch_dtype") or d.get("dtype"),
             )
-        except KeyError as exc:
-            raise MiniLlamaError(f"{source}: required field {exc.args[0]!r} is missing") from None
-        except (TypeError, ValueError) as exc:
-            raise MiniLlamaError(f"{source}: malformed field ({exc})") from None
-        return cls(**kwargs)
+            return cls(**kwargs)
+        except MiniLlamaError as exc:
+            raise MiniLlamaError(f"{source}: {str(exc).removeprefix('LlamaConfig: ')}") from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> "LlamaConfig":
@@ -149,8 +172,37 @@ class LlamaConfig:
         return LlamaConfig(**{**asdict(self), **changes})
 
 
-def _first_id(value: Any) -> int | None:
+def _check_size(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MiniLlamaError(f"LlamaConfig: {key} must be a positive integer, got {value!r}")
+
+
+def _integer(d: dict[str, Any], key: str, default: Any = ...) -> Any:
+    """An integer field of config.json (4 or 4.0; not 4.5, "4", true); null or absent gives `default`."""
+    value = d.get(key)
+    if value is None:
+        if default is ...:
+            raise MiniLlamaError(f"LlamaConfig: required field {key!r} is missing")
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MiniLlamaError(f"LlamaConfig: {key} must be an integer, got {value!r}")
+    return value
+
+
+def _number(d: dict[str, Any], key: str, default: float) -> float:
+    value = d.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MiniLlamaError(f"LlamaConfig: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _first_id(d: dict[str, Any], key: str, default: int | None) -> int | None:
     """HF allows a list of ids for bos/eos; the first one is the canonical id."""
+    value = d.get(key, default)
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
-    return None if value is None else int(value)
+    return _integer({key: value}, key, None) if value is not None else None

@@ -1,13 +1,15 @@
 """Autoregressive generation with a preallocated KV cache: one model step per new token."""
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Callable
 
 import torch
 
 from .errors import MiniLlamaError
 from .kv_cache import make_cache
-from .model import positions_from_mask
+from .model import check_input_ids, positions_from_mask
 from .sampling import sample_next
 from .static_decode import StaticDecoder
 
@@ -40,18 +42,31 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
 
     Returns:
         Prompt and new tokens, `[B, T + n]` with n <= max_new_tokens (fewer when every row hit EOS).
+        Generation never goes past the model's context, `config.max_position_embeddings` positions:
+        when T + max_new_tokens exceeds it, at most `max_position_embeddings - T` tokens are added and a
+        `ContextLimitWarning` says so (those rows end as "length" in `finish_reasons`, as in Meta's
+        `generate`, which caps the total length at `max_seq_len`).
+
+    Raises:
+        MiniLlamaError: ids outside the vocabulary, a prompt that fills the context, bad settings.
 
     Shapes:
         input_ids, attention_mask: [B, T] -> [B, T + n]
     """
-    if input_ids.dim() != 2:
-        raise MiniLlamaError(f"input_ids must be [batch, length], got shape {list(input_ids.shape)}")
-    if max_new_tokens < 0 or not 0.0 < top_p <= 1.0 or top_k < 0 or temperature < 0:
-        raise MiniLlamaError(f"bad generation settings: max_new_tokens={max_new_tokens} temperature="
-                             f"{temperature} top_p={top_p} top_k={top_k}")
+    check_input_ids(input_ids, model.config.vocab_size)
+    check_settings(max_new_tokens, temperature, top_p, top_k, eos_id, pad_id, seed, model.config.vocab_size)
     device = model.device
     input_ids = input_ids.to(device)
     b, t0 = input_ids.shape
+    limit = model.config.max_position_embeddings
+    if t0 >= limit and max_new_tokens > 0:
+        raise MiniLlamaError(f"input_ids: the prompt has {t0} tokens; the model's context is max_position_embeddings="
+                             f"{limit} positions, so no token can be added")
+    if t0 + max_new_tokens > limit:
+        warnings.warn(f"generation stops at the model's context of {limit} positions: {limit - t0} new tokens "
+                      f"instead of max_new_tokens={max_new_tokens} after a {t0}-token prompt", ContextLimitWarning,
+                      stacklevel=3)
+        max_new_tokens = limit - t0
     if max_new_tokens == 0:
         return input_ids
     full_mask = None
@@ -106,14 +121,48 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
     return out[:, :t0 + n]
 
 
+class ContextLimitWarning(UserWarning):
+    """`generate` was asked for more tokens than the model's context holds; it stopped at the limit."""
+
+
+def check_settings(max_new_tokens, temperature, top_p, top_k, eos_id, pad_id, seed, vocab_size: int) -> None:
+    """Raise MiniLlamaError naming the first generation setting that is out of range or of a wrong type."""
+    def integer(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    problems = [
+        (integer(max_new_tokens) and max_new_tokens >= 0, f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}"),
+        (number(temperature) and temperature >= 0, f"temperature must be a finite number >= 0, got {temperature!r}"),
+        (number(top_p) and 0.0 < top_p <= 1.0, f"top_p must be a number in (0, 1], got {top_p!r}"),
+        (integer(top_k) and top_k >= 0, f"top_k must be an integer >= 0, got {top_k!r}"),
+        (eos_id is None or (integer(eos_id) and 0 <= eos_id < vocab_size),
+         f"eos_id must be None or a token id in [0, {vocab_size}), got {eos_id!r}"),
+        (integer(pad_id) and 0 <= pad_id < vocab_size, f"pad_id must be a token id in [0, {vocab_size}), got {pad_id!r}"),
+        (seed is None or (integer(seed) and seed >= 0), f"seed must be None or an integer >= 0, got {seed!r}"),
+    ]
+    for ok, problem in problems:
+        if not ok:
+            raise MiniLlamaError(f"generate: {problem}")
+
+
 def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack prompts of different lengths, padding on the left.
 
     Returns:
         input_ids and attention_mask, both `[B, max_len]`.
     """
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, (list, tuple)) or \
+            not all(isinstance(p, (list, tuple)) for p in prompts):
+        raise MiniLlamaError(f"left_pad: prompts must be a list of lists of token ids, got {type(prompts).__name__}")
     if not prompts or any(len(p) == 0 for p in prompts):
         raise MiniLlamaError("left_pad: every prompt needs at least one token")
+    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0:
+        raise MiniLlamaError(f"left_pad: pad_id must be an integer >= 0, got {pad_id!r}")
+    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for p in prompts for t in p):
+        raise MiniLlamaError("left_pad: token ids must be integers >= 0")
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -130,4 +179,12 @@ def finish_reasons(output: torch.Tensor, prompt_len: int, eos_id: int) -> list[s
     Shapes:
         output: [B, prompt_len + n] -> B strings
     """
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        raise MiniLlamaError(f"finish_reasons: output must be a 2-D tensor from generate, got "
+                             f"{type(output).__name__}{list(output.shape) if isinstance(output, torch.Tensor) else ''}")
+    for name, value in (("prompt_len", prompt_len), ("eos_id", eos_id)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise MiniLlamaError(f"finish_reasons: {name} must be an integer >= 0, got {value!r}")
+    if prompt_len > output.shape[1]:
+        raise MiniLlamaError(f"finish_reasons: prompt_len={prompt_len} is longer than the output ({output.shape[1]})")
     return ["stop" if bool((row == eos_id).any()) else "length" for row in output[:, prompt_len:]]

@@ -124,6 +124,66 @@ def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], 
             return EXIT_FAILURE if code is None else code
 
 
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why an output folder cannot be used, or None: checked before any work, nothing created.
+
+    A folder that exists must be a writable folder; one that does not must be creatable (its nearest
+    existing parent is a writable folder). Root passes permission checks, but not a read-only mount.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            return "exists and is not a folder"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return "cannot write into this folder (permission denied)"
+        return None
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: no permission to write in {parent}"
+    return None
+
+
+@contextlib.contextmanager
+def sigterm_cancels(task) -> Iterator[list]:
+    """For asyncio code: within the block, SIGTERM cancels `task` (through the event loop, so never in
+    the middle of a callback, as asyncio does for Ctrl-C); yields a list that is non-empty once the
+    signal came, so the caller can turn the cancellation into `Terminated`. The previous Python handler
+    is restored after. Outside the main thread the block runs unchanged.
+
+        with sigterm_cancels(asyncio.current_task()) as received:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                if received:
+                    raise Terminated("received SIGTERM") from None
+                raise
+    """
+    import asyncio
+
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_signal() -> None:
+        received.append(signal.SIGTERM)
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_signal)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no Unix signals
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike, what: str = "another run") -> Iterator[Path]:
     """Hold an exclusive `flock` on `path` (created if missing) for the block.

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import MiniLlamaError
+from .errors import MiniLlamaError, hub_error
 
 # Chat markers, verbatim from Meta's llama/generation.py.
 B_INST, E_INST = "[INST]", "[/INST]"
@@ -127,6 +127,5 @@ def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer:
     except MiniLlamaError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise MiniLlamaError(f"{text}: not a local tokenizer, and downloading tokenizer.model from the "
-                             f"Hugging Face Hub failed ({type(exc).__name__}: {first})") from None
+        raise hub_error(f"{text}: not a local tokenizer, and downloading tokenizer.model from the Hugging Face "
+                        "Hub failed", exc) from None

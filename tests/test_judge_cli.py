@@ -183,7 +183,7 @@ def test_limit_above_the_number_of_ids_is_said(tmp_path, monkeypatch, capsys):
 def test_empty_first_pairs_file_is_refused(tmp_path, capsys):
     empty = bad(tmp_path / "empty.jsonl", "\n")
     pairs = write_pairs(tmp_path, 3)
-    assert run_cli([empty, pairs[1]], tmp_path / "o", closed_port_url()) == 1
+    assert run_cli([empty, pairs[1]], tmp_path / "o", closed_port_url()) == 2  # bad input
     assert capsys.readouterr().err == f"error: {empty}: no records (empty file)\n"
     assert not (tmp_path / "o").exists()
 
@@ -231,7 +231,7 @@ def test_bad_input_one_line_and_journal_intact(env, monkeypatch, capsys, case, e
     out.mkdir()
     journal = out / "journal.jsonl"
     journal.write_text('{"key": "k0", "status": "ok"}\n')
-    assert run_cli(pairs, out, url, *extra) == 1
+    assert run_cli(pairs, out, url, *extra) == (1 if case == "unreachable" else 2)  # failure while running / bad input
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
     if case in ("malformed", "missing", "mismatch", "prompt", "nofile"):

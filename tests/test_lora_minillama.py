@@ -127,7 +127,7 @@ def test_merge_cli_refuses_a_non_empty_out(tmp_path, base_dir, peft_adapter, cap
     (out / "keep.txt").write_text("precious")
     code = lora_main(["merge", "--base", str(base_dir), "--adapter", str(peft_adapter[0]), "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith(f"error: {out}: already exists and is not empty") and err.count("\n") == 1
+    assert code == 2 and err.startswith(f"error: {out}: already exists and is not empty") and err.count("\n") == 1
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
 
 
@@ -137,7 +137,7 @@ def test_merge_cli_bad_adapter_is_one_line_without_traceback(tmp_path, base_dir)
     (bad / "adapter_config.json").write_text("{not json")
     proc = subprocess.run([sys.executable, "-m", "lora", "merge", "--base", str(base_dir), "--adapter", str(bad),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr  # bad input
     assert proc.stderr == f"error: {bad / 'adapter_config.json'}: malformed JSON (Expecting property name " \
                           "enclosed in double quotes at line 1 column 2)\n"
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
@@ -149,7 +149,7 @@ def test_count_cli_prints_the_7b_summary_line(capsys):
     total = 2 * 32000 * 4096 + 32 * (4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096) + 4096 + trainable
     assert capsys.readouterr().out == (f"trainable params: {trainable:,} || all params: {total:,} || "
                                        f"trainable%: {100 * trainable / total:.4f}\n")
-    assert lora_main(["count", "--target-modules", "qkv_proj"]) == 1
+    assert lora_main(["count", "--target-modules", "qkv_proj"]) == 2
     assert capsys.readouterr().err.startswith("error: target module 'qkv_proj' matches no module of Llama")
 
 

@@ -90,7 +90,7 @@ def test_bad_input_is_one_error_line(model_dir, how, words):
     before = sorted(p.name for p in model_dir.parent.rglob("*"))
     _break(model_dir, how)
     rc, out, err = _run(["generate", "--model", str(model_dir), "--prompt", "x", "--max-new-tokens", "2"])
-    assert rc == 1 and out == ""
+    assert rc == 2 and out == ""  # bad input
     assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err
     assert "Traceback" not in err
     after = sorted(p.name for p in model_dir.parent.rglob("*"))
@@ -103,7 +103,7 @@ def test_lora_adapter_folder_as_model_says_pass_the_base(tmp_path):
     (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
     (adapter / "adapter_model.safetensors").write_bytes(b"")
     rc, out, err = _run(["generate", "--model", str(adapter), "--prompt", "x"])
-    assert rc == 1 and out == "" and err.count("\n") == 1, err
+    assert rc == 2 and out == "" and err.count("\n") == 1, err
     assert err.startswith(f"error: {adapter}: is a LoRA adapter folder") and "no tokenizer.model" not in err
     assert "pass the base model" in err and f"python -m lora merge --base BASE --adapter {adapter}" in err
 
@@ -111,7 +111,7 @@ def test_lora_adapter_folder_as_model_says_pass_the_base(tmp_path):
 def test_bad_input_subprocess_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(tmp_path / "none"),
                            "--prompt", "x"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input
     assert proc.stderr == f"error: {tmp_path / 'none'}: model folder not found\n"
 
 
