@@ -77,6 +77,8 @@ class JudgeClient:
     def __init__(self, config: JudgeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, rng: random.Random | None = None,
                  now: Callable[[], float] = time.time):
+        if not isinstance(config, JudgeConfig):
+            raise TypeError(f"JudgeClient takes a JudgeConfig, got {type(config).__name__}")
         self.config = config
         self._sleep, self._now = sleep, now
         self._rng = rng or random.Random(config.seed)

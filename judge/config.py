@@ -1,14 +1,18 @@
 """Judge configuration: endpoint, model, sampling parameters and limits, with a key that never prints."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from judge.errors import JudgeError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o"  # The paper says "GPT-4" without a version; pass --model to pin one.
 DEFAULT_AZURE_API_VERSION = "2024-06-01"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+RESPONSE_FORMATS = ("auto", "json_schema", "json_object", "none")  # "auto": the three in this order
 
 
 class Secret:
@@ -17,6 +21,8 @@ class Secret:
     __slots__ = ("_value",)
 
     def __init__(self, value: str):
+        if not isinstance(value, str):
+            raise TypeError(f"Secret holds a key string, got {type(value).__name__}")
         self._value = value
 
     def reveal(self) -> str:
@@ -98,6 +104,46 @@ class JudgeConfig:
     rpm: float | None = None
     max_retries: int = 6
     response_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Check every field; a wrong type is a TypeError, a bad value a JudgeError naming the field."""
+        def kind(name: str, types, text: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)) \
+                    or not isinstance(value, types):
+                raise TypeError(f"JudgeConfig.{name} must be {text}, got {type(value).__name__}")
+
+        for name in ("base_url", "model", "response_format"):
+            kind(name, str, "a string")
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
+            raise TypeError("JudgeConfig.api_key must be a judge.Secret (Secret(key), so it never prints) or None, "
+                            f"got {type(self.api_key).__name__}")
+        if self.api_version is not None:
+            kind("api_version", str, "a string or None")
+        for name in ("seed", "max_tokens", "concurrency", "max_retries"):
+            kind(name, int, "an integer")
+        for name in ("temperature", "timeout", "connect_timeout"):
+            kind(name, (int, float), "a number")
+        if self.rpm is not None:
+            kind("rpm", (int, float), "a number or None")
+        problem = url_problem(self.base_url)
+        checks = [
+            ("base_url", problem is None, f"{self.base_url!r} {problem}"),
+            ("model", bool(self.model.strip()), "must not be empty"),
+            ("temperature", math.isfinite(self.temperature) and self.temperature >= 0, "must be a finite number >= 0"),
+            ("max_tokens", self.max_tokens >= 1, "must be >= 1"),
+            ("timeout", math.isfinite(self.timeout) and self.timeout > 0, "must be a positive number"),
+            ("connect_timeout", math.isfinite(self.connect_timeout) and self.connect_timeout > 0,
+             "must be a positive number"),
+            ("concurrency", self.concurrency >= 1, "must be >= 1"),
+            ("rpm", self.rpm is None or (math.isfinite(self.rpm) and self.rpm > 0), "must be None or a positive number"),
+            ("max_retries", self.max_retries >= 0, "must be >= 0"),
+            ("response_format", self.response_format in RESPONSE_FORMATS, f"must be one of {RESPONSE_FORMATS}"),
+        ]
+        for name, ok, problem in checks:
+            if not ok:
+                got = "" if name == "base_url" else f", got {getattr(self, name)!r}"
+                raise JudgeError(f"JudgeConfig.{name} {problem}{got}")
 
     @property
     def is_azure(self) -> bool:

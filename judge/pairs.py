@@ -21,6 +21,13 @@ class Item:
     response: str
     reference: str | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("id", "model", "prompt", "response"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"Item.{name} must be a string, got {type(getattr(self, name)).__name__}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise TypeError(f"Item.reference must be a string or None, got {type(self.reference).__name__}")
+
 
 def read_pairs(paths: list[str | Path]) -> list[Item]:
     """All records of the given files, validated.
@@ -30,6 +37,12 @@ def read_pairs(paths: list[str | Path]) -> list[Item]:
             repeated (id, model) or one id whose question differs between records; `<file>: <problem>`
             for an unreadable file, a file with no records, or systems that cover different ids.
     """
+    if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)) or \
+            not all(isinstance(p, (str, Path)) for p in paths):
+        raise TypeError(f"read_pairs takes a list of file paths (one per system), got {type(paths).__name__}"
+                        + (f"; wrap it: read_pairs([{str(paths)!r}])" if isinstance(paths, (str, Path)) else ""))
+    if not paths:
+        raise JudgeError("read_pairs: no pairs file given")
     items: list[Item] = []
     seen: dict[tuple[str, str], str] = {}
     for path in map(Path, paths):

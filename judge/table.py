@@ -98,6 +98,17 @@ def table2(rows: list[dict], models: list[str], repeats: int = 1, pair_rows: lis
     `served_models` are the model names the endpoint reported in its answers (e.g. the dated snapshot
     behind "gpt-4o", or the stand-in's label), shown next to the requested `judge_model`.
     """
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
+        raise TypeError(f"table2: rows must be a list of dicts (judgments.jsonl rows), got {type(rows).__name__}")
+    if isinstance(models, str) or not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models):
+        raise TypeError(f"table2: models must be a list of model names, got {type(models).__name__}")
+    if not models:
+        raise ValueError("table2: models is empty; the first model is the baseline")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"table2: repeats must be an integer >= 1, got {repeats!r}")
+    missing = sorted({k for r in rows for k in ("model", "status", "id") if k not in r})
+    if missing:
+        raise ValueError(f"table2: every row needs 'id', 'model' and 'status' (missing {missing})")
     scores = {m: _item_scores(rows, m) for m in models}
     base = models[0]
     table = {"judge_model": judge_model, "served_models": served_models or [], "models": models, "baseline": base, "repeats": repeats,
@@ -138,6 +149,12 @@ def _p(value) -> str:
 
 def render_markdown(table: dict) -> str:
     """Table 2 in Markdown, laid out as in the paper, followed by the extra sections that apply."""
+    needed = ("models", "baseline", "n", "mean", "p_values", "parse_failures", "errors", "judge_model", "repeats",
+              "dimensions")
+    if not isinstance(table, dict):
+        raise TypeError(f"render_markdown takes the dict table2() returns, got {type(table).__name__}")
+    if any(k not in table for k in needed):
+        raise ValueError(f"render_markdown takes the dict table2() returns (missing {[k for k in needed if k not in table]})")
     models, base = table["models"], table["baseline"]
     ns = sorted(set(table["n"].values()))
     n_text = f"N = {ns[0]}" if len(ns) == 1 else "N = " + ", ".join(f"{m}: {table['n'][m]}" for m in models)

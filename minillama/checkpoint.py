@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import LlamaConfig
-from .errors import MiniLlamaError, hub_error
+from .errors import MiniLlamaError, check_path, hub_error
 from .progress import Progress
 from .safetensors_io import TensorInfo, read_header, read_tensor
 
@@ -45,6 +45,7 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
 
     `huggingface_hub` honours `HF_TOKEN`, `HF_HUB_OFFLINE` and `HF_HOME`/`HF_HUB_CACHE`.
     """
+    check_path(path_or_id, "model path_or_id")
     path = Path(path_or_id).expanduser()
     if path.is_dir():
         _refuse_adapter_dir(path)

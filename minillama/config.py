@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import MiniLlamaError
+from .errors import MiniLlamaError, check_path
 
 # Architectures whose weights and maths are exactly the Llama-2 decoder implemented here.
 _ARCHITECTURES = {"LlamaForCausalLM", "LlamaModel"}
@@ -98,6 +98,8 @@ class LlamaConfig:
         Raises:
             MiniLlamaError: Another architecture, an unsupported rope scaling, biases, another activation.
         """
+        if not isinstance(d, dict):
+            raise MiniLlamaError(f"{source}: expected a JSON object, got {type(d).__name__}")
         archs = d.get("architectures") or []
         model_type = d.get("model_type")
         if model_type != "llama" or (archs and not set(archs) & _ARCHITECTURES):
@@ -140,11 +142,14 @@ class LlamaConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "LlamaConfig":
         """Read and validate a `config.json` file."""
+        check_path(path, "LlamaConfig.from_file path")
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise MiniLlamaError(f"{path}: file not found") from None
+        except OSError as exc:
+            raise MiniLlamaError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MiniLlamaError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(d, dict):

@@ -31,3 +31,11 @@ def hub_error(message: str, exc: BaseException) -> MiniLlamaError:
         isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError))
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     return MiniLlamaError(f"{message} ({type(exc).__name__}: {first})", exit_code=2 if missing else 1)
+
+
+def check_path(value, what: str) -> None:
+    """Raise MiniLlamaError unless `value` is a str or os.PathLike (the argument called `what`)."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value):
+        raise MiniLlamaError(f"{what} must be a path or Hub id (a non-empty str or os.PathLike), got {value!r}")

@@ -9,16 +9,18 @@ from pathlib import Path
 import torch
 
 from .checkpoint import INDEX_FILE, SINGLE_FILE, expected_shapes
-from .errors import MiniLlamaError
+from .errors import MiniLlamaError, check_path
 from .progress import Progress
 
 
 def parse_size(size: int | str) -> int:
     """ "2GB" -> 2*10**9, "500MiB" -> 500*2**20, 1000 -> 1000 (Hugging Face's convention)."""
-    if isinstance(size, int):
+    if isinstance(size, int) and not isinstance(size, bool):
+        if size < 1:
+            raise MiniLlamaError(f"max_shard_size must be at least 1 byte, got {size}")
         return size
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", str(size), flags=re.IGNORECASE)
-    if not m:
+    if not m or not isinstance(size, str) or float(m.group(1)) == 0:
         raise MiniLlamaError(f"max_shard_size {size!r} is not a size like '2GB' or '500MB'")
     unit = (m.group(2) or "B").upper()
     scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}[unit]
@@ -38,6 +40,7 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
     """
     from safetensors.torch import save_file
 
+    check_path(out_dir, "save_pretrained out_dir")
     out = Path(out_dir)
     with torch.device("meta"):
         reference = type(model)(model.config)

@@ -2,11 +2,12 @@
 (`llama/tokenizer.py` and `Llama.chat_completion` in facebookresearch/llama)."""
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import MiniLlamaError, hub_error
+from .errors import MiniLlamaError, check_path, hub_error
 
 # Chat markers, verbatim from Meta's llama/generation.py.
 B_INST, E_INST = "[INST]", "[/INST]"
@@ -33,6 +34,7 @@ class Tokenizer:
     def __init__(self, path: str | os.PathLike):
         import sentencepiece as spm
 
+        check_path(path, "Tokenizer path")
         self.path = Path(path)
         if not self.path.is_file():
             raise MiniLlamaError(f"{self.path}: tokenizer file not found")
@@ -55,6 +57,8 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str], bos: bool = True, eos: bool = False) -> list[list[int]]:
         """`encode` for many texts in one SentencePiece call."""
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+            raise MiniLlamaError(f"Tokenizer.encode_batch expects a list of str, got {type(texts).__name__}")
         return [([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
                 for ids in self.sp.encode(list(texts))]
 
@@ -67,6 +71,12 @@ class Tokenizer:
         """
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            raise MiniLlamaError(f"Tokenizer.decode expects a list or 1-D tensor of token ids, got {type(ids).__name__}")
+        ids = list(ids)
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < self.vocab_size:
+                raise MiniLlamaError(f"Tokenizer.decode: {i!r} is not a token id in [0, {self.vocab_size})")
         ids = [int(i) for i in ids]
         if stop_at_eos and self.eos_id in ids:
             ids = ids[:ids.index(self.eos_id)]
@@ -84,6 +94,10 @@ class Tokenizer:
         Raises:
             MiniLlamaError: Roles not alternating user/assistant, or contents holding the special tags.
         """
+        if isinstance(messages, (str, dict)) or not isinstance(messages, (list, tuple)) or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages):
+            raise MiniLlamaError("encode_chat: messages must be a list of {'role': str, 'content': str} dicts")
         dialog = [dict(m) for m in messages]
         if not dialog:
             raise MiniLlamaError("encode_chat: the dialog is empty")
@@ -111,6 +125,7 @@ def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer:
 
     Hub downloads go through `huggingface_hub` (honouring `HF_TOKEN`, `HF_HUB_OFFLINE` and the cache).
     """
+    check_path(path_or_id, "load_tokenizer path_or_id")
     path = Path(path_or_id).expanduser()
     if path.is_file():
         return Tokenizer(path)
