@@ -118,8 +118,12 @@ def _write_results(out: Path, files: dict[str, str], draw) -> None:
     renamed = 0
     try:
         created = _make_folder(out)
-        for tmp, text in zip(temps, files.values()):
-            _write_text(tmp, text)
+        for (tmp, path), text in zip(temps.items(), files.values()):
+            try:
+                _write_text(tmp, text)
+            except OSError as e:
+                e.filename = e.filename if e.filename and not str(e.filename).startswith(str(tmp)) else str(path)
+                raise
         figures = draw(tag)
         temps.update(figures)
         for tmp, path in temps.items():

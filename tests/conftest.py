@@ -71,3 +71,58 @@ def make_tiny_hf_llama(out_dir: Path | None = None, *, seed: int = 0, vocab_size
 def tiny_hf_llama():
     """Factory fixture: `tiny_hf_llama(out_dir=None, **config_overrides) -> LlamaForCausalLM`."""
     return make_tiny_hf_llama
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """Factory: `tiny_tmpfs(size="64k") -> Path` of a freshly mounted tmpfs that small (to fill the disk).
+
+    Needs root and a kernel that allows the mount (`mount -t tmpfs -o size=64k tmpfs DIR`); the test is
+    skipped with the reason otherwise. Every mount is unmounted after the test.
+    """
+    import shutil
+    import subprocess
+
+    mounts = []
+
+    def mount(size: str = "64k") -> Path:
+        folder = tmp_path / f"tmpfs{len(mounts)}"
+        folder.mkdir()
+        if shutil.which("mount") is None:
+            pytest.skip("no `mount` command: cannot make a small tmpfs to fill")
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a {size} tmpfs here (needs root / CAP_SYS_ADMIN): {proc.stderr.strip()}")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Fill the file system of `folder` with a filler file until the disk is full, then free `leave` bytes.
+
+    Returns the filler's path (delete it to free the space).
+    """
+    import errno
+    import os
+
+    filler = folder / "filler.bin"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 1024)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+        if leave:
+            size = os.fstat(fd).st_size
+            os.ftruncate(fd, max(0, size - leave))
+    finally:
+        os.close(fd)
+    return filler

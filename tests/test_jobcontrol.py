@@ -1,0 +1,161 @@
+"""`minillama.jobcontrol`: exit codes, SIGTERM as `Terminated`, the exclusive lock (killed holders included)."""
+from __future__ import annotations
+
+import errno
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from minillama.jobcontrol import (EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, LockedError, Terminated,
+                                  exclusive_lock, exit_code, folder_problem, one_line, run_cli)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class BadInput(Exception):
+    exit_code = 2
+
+
+def test_exit_codes_follow_the_convention():
+    assert (EXIT_FAILURE, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM) == (1, 2, 130, 143)
+    assert exit_code(KeyboardInterrupt()) == 130 and exit_code(Terminated()) == 143
+    assert exit_code(BadInput("x")) == 2
+    assert exit_code(OSError(errno.ENOSPC, "No space left on device")) == 1
+    assert exit_code(LockedError("held")) == 1
+    assert exit_code(ValueError("a bug")) is None  # not ours: its traceback must show
+    assert issubclass(Terminated, BaseException) and not issubclass(Terminated, Exception)
+
+
+def test_run_cli_prints_one_line_and_returns_the_code():
+    err = io.StringIO()
+    assert run_cli(lambda: None, err=err) == 0 and err.getvalue() == ""
+    assert run_cli(lambda: 5, err=err) == 5
+
+    def bad():
+        raise BadInput("--flag: must be\n  positive")
+    assert run_cli(bad, handled=(BadInput,), err=err) == 2
+    assert err.getvalue() == "error: --flag: must be positive\n"
+
+    def interrupted():
+        raise KeyboardInterrupt
+    err = io.StringIO()
+    assert run_cli(interrupted, interrupted=lambda: "interrupted; rerun", err=err) == 130
+    assert err.getvalue() == "interrupted; rerun\n"
+
+    def bug():
+        raise ZeroDivisionError("bug")
+    with pytest.raises(ZeroDivisionError):  # not in `handled`: a bug keeps its traceback
+        run_cli(bug, handled=(BadInput,), err=err)
+    assert one_line("a\n b\tc ") == "a b c"
+
+
+def test_sigterm_becomes_terminated_finally_runs_and_handler_is_restored(tmp_path):
+    """In a child: SIGTERM mid-work raises Terminated, the `finally` block runs, the exit code is 143."""
+    marker = tmp_path / "finally-ran"
+    code = textwrap.dedent(f"""
+        import os, signal, sys, time
+        from minillama.jobcontrol import run_cli
+        def body():
+            try:
+                print("ready", flush=True)
+                time.sleep(30)
+            finally:
+                open({str(marker)!r}, "w").write("yes")
+        before = signal.getsignal(signal.SIGTERM)
+        rc = run_cli(body, interrupted="interrupted; rerun to resume")
+        assert signal.getsignal(signal.SIGTERM) == before, "handler not restored"
+        sys.exit(rc)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and err == "interrupted; rerun to resume\n"
+    assert marker.read_text() == "yes"
+
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from minillama.jobcontrol import exclusive_lock
+    with exclusive_lock(sys.argv[1], "test holder"):
+        print("locked", flush=True)
+        time.sleep(60)
+""")
+
+
+def test_lock_refuses_a_second_holder_and_dies_with_a_killed_one(tmp_path):
+    lock = tmp_path / "run.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(LockedError) as info:
+            with exclusive_lock(lock, "another run"):
+                pass
+        assert str(info.value) == (f"{lock}: another run (pid {holder.pid}) is using this folder; wait for it to "
+                                   "end, or use another output folder")
+        assert exit_code(info.value) == 1
+    finally:
+        holder.kill()  # SIGKILL: no cleanup code runs in the holder
+        holder.wait(timeout=30)
+    assert lock.exists()  # the file stays; the kernel dropped the lock with the process
+    with exclusive_lock(lock, "another run"):
+        assert lock.read_text() == f"{os.getpid()}\n"
+
+
+def test_lock_is_exclusive_within_one_process_too(tmp_path):
+    lock = tmp_path / "x.lock"
+    with exclusive_lock(lock):
+        with pytest.raises(LockedError):
+            with exclusive_lock(lock):
+                pass
+    with exclusive_lock(lock):  # released on exit
+        pass
+
+
+def test_folder_problem(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert folder_problem(tmp_path) is None
+    assert folder_problem(tmp_path / "new" / "deeper") is None
+    assert folder_problem(tmp_path / "file") == "exists and is not a folder"
+    assert folder_problem(tmp_path / "file" / "sub") == f"cannot be created: {tmp_path / 'file'} is not a folder"
+    assert not (tmp_path / "new").exists()  # nothing created
+
+
+def test_sigterm_cancels_an_asyncio_task_and_restores_the_handler():
+    """The asyncio variant: SIGTERM cancels the task through the loop; the caller turns it into Terminated."""
+    code = textwrap.dedent("""
+        import asyncio, os, signal, sys
+        from minillama.jobcontrol import Terminated, sigterm_cancels, sigterm_raises
+        cleaned = []
+        async def main():
+            with sigterm_cancels(asyncio.current_task()) as received:
+                try:
+                    await asyncio.sleep(0.05)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    cleaned.append(1)
+                    if received:
+                        raise Terminated("received SIGTERM") from None
+                    raise
+        with sigterm_raises():
+            handler = signal.getsignal(signal.SIGTERM)
+            try:
+                asyncio.run(main())
+            except Terminated:
+                assert cleaned == [1] and signal.getsignal(signal.SIGTERM) == handler
+                sys.exit(143)
+        sys.exit(3)
+    """)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert time.perf_counter() - start < 20
