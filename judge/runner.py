@@ -114,12 +114,13 @@ async def judge_one(job: Job, client: JudgeClient) -> dict:
             record["usage"][k] += result.usage.get(k, 0)
         parsed = parse(result.text)
         record["repaired"] = attempt == 1
+        if result.finish_reason == "length":
+            record["truncated"] = True  # even when the scores came before the cut
         if parsed.ok:
             record.update(status="ok", method=parsed.method, justification=parsed.justification, problem="")
             break
         cap = max_tokens or client.config.max_tokens
-        if result.finish_reason == "length":
-            record["truncated"] = True  # the reply did not fit: ask the same question with room to finish
+        if result.finish_reason == "length":  # the reply did not fit: ask the same question with room to finish
             record.update(status="parse_failure", problem=f"reply truncated at max_tokens={cap} (finish_reason "
                           f"'length'): {parsed.problem}")
             messages, max_tokens = job.messages, 2 * cap

@@ -21,8 +21,8 @@ Behaviour specs (`kind` or `kind:name=value`), by request index:
     json_in_text       the JSON answer wrapped in prose
     out_of_range       JSON with an impossible score of 7
     empty              an empty message
-    length             the JSON answer cut in half, finish_reason "length" (a reply that hit max_tokens)
-    detail400          HTTP 400 with a FastAPI-style body {"detail": "..."} (vLLM and many proxies)
+    length             the first quarter of the JSON answer, finish_reason "length" (a reply cut at max_tokens)
+    detail400          HTTP 400 with a FastAPI-style body {"detail": "..."} (vLLM, proxies) echoing the key
 
 Run: `python -m judge.standin --port 8089 [--latency-ms 200] [--fail-plan "429:retry-after=1,2*500,drop"]`
 then `python -m judge run --base-url http://127.0.0.1:8089/v1 ...` (no key needed on loopback).
@@ -118,8 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(429, {"error": {"message": "You exceeded your current quota, please check your plan "
                                               "and billing details.", "type": "insufficient_quota",
                                               "code": "insufficient_quota"}})
-        if kind == "detail400":
-            return self._send(400, {"detail": f"stand-in scripted detail: model {body.get('model')!r} does not exist"})
+        if kind == "detail400":  # echoes the key it got, as a careless proxy might
+            sent = self.headers.get("Authorization", "") or self.headers.get("api-key", "")
+            return self._send(400, {"detail": f"stand-in scripted detail: model {body.get('model')!r} does not "
+                                              f"exist (request authorised with {sent})"})
         if kind == "drop":
             self.close_connection = True
             return
@@ -129,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
                    "empty": ""}.get(kind)
         content = _answer(body, kind, self.server.position_bias) if content is None else content
         if kind == "length":
-            content = content[: len(content) // 2]
+            content = content[: len(content) // 4]  # cut early: within the scores, not only the justification
         reply = {"id": f"standin-{index}", "object": "chat.completion", "created": int(time.time()),
                  "model": SERVED_MODEL, "system_fingerprint": "standin-heuristic",
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
