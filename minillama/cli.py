@@ -15,6 +15,7 @@ from typing import Sequence, TextIO
 import torch
 
 from .checkpoint import resolve_model_dir
+from .config import LlamaConfig
 from .errors import MiniLlamaError
 from .jobcontrol import run_cli
 from .model import Llama
@@ -92,6 +93,7 @@ def check_args(args: argparse.Namespace) -> None:
 def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     check_args(args)
     model_dir = resolve_model_dir(args.model)
+    LlamaConfig.from_file(model_dir / "config.json")  # a bad config.json fails before the tokenizer is read
     tokenizer = load_tokenizer(args.tokenizer or model_dir)
     model = Llama.from_pretrained(model_dir, dtype=args.dtype, device=args.device)
     if tokenizer.vocab_size > model.config.vocab_size:
