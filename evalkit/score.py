@@ -122,7 +122,8 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
     Raises:
         EvalkitError: ``"<file>:<line>: cannot score id ..."`` when a metric rejects an item.
     """
-    if isinstance(systems, System) or not all(isinstance(s, System) for s in systems):
+    if isinstance(systems, System) or not isinstance(systems, (list, tuple)) or \
+            not all(isinstance(s, System) for s in systems):
         raise TypeError("score_systems takes a list of System (from evalkit.read_pairs), got "
                         f"{type(systems).__name__}")
     if not isinstance(selection, Selection):

@@ -62,6 +62,14 @@ class ChatResult:
     finish_reason: str | None = None
     served_model: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(f"ChatResult.text must be a string, got {type(self.text).__name__}")
+        if not isinstance(self.usage, dict):
+            raise TypeError(f"ChatResult.usage must be a dict of token counts, got {type(self.usage).__name__}")
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"ChatResult.attempts must be an integer >= 1, got {self.attempts!r}")
+
 
 class JudgeClient:
     """Sends chat requests with bounded concurrency, an rpm limit and the retry rules of `judge.retry`.

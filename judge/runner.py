@@ -36,6 +36,15 @@ class Job:
     messages: list
     key: str
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("pointwise", "pairwise"):
+            raise ValueError(f"Job.kind must be 'pointwise' or 'pairwise', got {self.kind!r}")
+        if not isinstance(self.models, tuple) or len(self.models) != (2 if self.kind == "pairwise" else 1):
+            raise ValueError(f"Job.models must be a tuple of {2 if self.kind == 'pairwise' else 1} model name(s), "
+                             f"got {self.models!r}")
+        if not isinstance(self.messages, list) or not isinstance(self.key, str) or not isinstance(self.id, str):
+            raise TypeError("Job.id and Job.key must be strings and Job.messages a list of chat messages")
+
 
 def build_jobs(items: list[Item], config: JudgeConfig, repeats: int = 1, pairwise: bool = False,
                with_reference: bool = False) -> list[Job]:

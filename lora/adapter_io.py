@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from lora.config import LoraConfig
 from lora.errors import LoraError
 from lora.inject import apply_lora, find_targets, lora_layers
+from minillama.safetensors_io import save_file
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"

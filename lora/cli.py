@@ -111,6 +111,9 @@ def merge(args: argparse.Namespace) -> None:
         if out.is_dir():
             out.rmdir()
         os.replace(tmp, out)
+    except OSError as exc:  # a full disk, a read-only folder: one line naming --out, exit status 1
+        raise OSError(exc.errno, f"cannot write the merged checkpoint ({exc.strerror or exc}); nothing was "
+                      f"left behind", str(out)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"merged {n_layers} LoRA layers (r={config.r}, alpha={config.alpha:g}) from {args.adapter} into "

@@ -70,6 +70,14 @@ def one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split())
 
 
+def error_line(exc: BaseException) -> str:
+    """The one line after `error: `: an OSError as `<file>: <reason>` (no `[Errno 28]`), else its message."""
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, LockedError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return one_line(f"{where}{exc.strerror}" + (f" (-> {exc.filename2})" if exc.filename2 else ""))
+    return one_line(exc)
+
+
 def os_problem(exc: OSError) -> str:
     """`"No space left on device"` from an OSError (its strerror, else its text), never its traceback."""
     return exc.strerror or one_line(exc) or type(exc).__name__
@@ -119,7 +127,7 @@ def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], 
             print(line, file=err, flush=True)
             return exit_code(exc)  # type: ignore[return-value]
         except handled as exc:
-            print(f"error: {one_line(exc)}", file=err, flush=True)
+            print(f"error: {error_line(exc)}", file=err, flush=True)
             code = exit_code(exc)
             return EXIT_FAILURE if code is None else code
 

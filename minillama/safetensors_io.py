@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +111,21 @@ def read_tensor(f, info: TensorInfo, dtype: torch.dtype | None = None,
     if device is not None and torch.device(device).type != "cpu":
         t = t.to(device)
     return t
+
+
+def save_file(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, with its I/O failures raised as OSError naming `path`.
+
+    The library reports a full disk as `SafetensorError("... I/O error: No space left on device (os error
+    28)")`; an OSError lets the command lines report it as a failure while running (exit status 1).
+    """
+    from safetensors.torch import save_file as _save_file
+
+    try:
+        _save_file(tensors, str(path), metadata=metadata)
+    except Exception as exc:
+        found = re.search(r"os error (\d+)", str(exc))
+        if type(exc).__name__ != "SafetensorError" or found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None

@@ -11,6 +11,7 @@ import torch
 from .checkpoint import INDEX_FILE, SINGLE_FILE, expected_shapes
 from .errors import MiniLlamaError, check_path
 from .progress import Progress
+from .safetensors_io import save_file
 
 
 def parse_size(size: int | str) -> int:
@@ -38,8 +39,6 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
     Raises:
         MiniLlamaError: The model holds parameters that are not Llama's (e.g. unmerged LoRA weights).
     """
-    from safetensors.torch import save_file
-
     check_path(out_dir, "save_pretrained out_dir")
     out = Path(out_dir)
     with torch.device("meta"):
