@@ -196,15 +196,14 @@ def run(args, state: dict | None = None) -> int:
     jobs = build_jobs(items, config, args.repeats, args.pairwise, args.with_reference)
     journal = Journal(out / "journal.jsonl")
     state.update(journal=journal, jobs=jobs)
-    if journal.torn:
-        print(f"warning: {journal.path}: skipped {journal.torn} unreadable line(s) (a crash cut a write); "
-              "those judgments are requested again", file=sys.stderr)
     if args.dry_run:
+        _warn_torn(journal)
         _dry_run(jobs, journal, config)
         return 0
     if config.api_key is None and not is_loopback(config.endpoint):
         raise JudgeError(f"OPENAI_API_KEY is not set; {config.endpoint} needs a key (see docs/judge.md)")
-    with journal:
+    with journal:  # locked and read again: only now is the count of torn lines final
+        _warn_torn(journal)
         try:
             session = asyncio.run(_judge(jobs, config, journal, not args.no_progress))
         except FatalJudgeError as exc:
@@ -213,6 +212,12 @@ def run(args, state: dict | None = None) -> int:
                                   "rerun the same command to resume)") from None
         _write_outputs(args, config, jobs, journal, items, models, price, session)
         return 0
+
+
+def _warn_torn(journal: Journal) -> None:
+    if journal.torn:
+        print(f"warning: {journal.path}: skipped {journal.torn} unreadable line(s) (a crash cut a write); "
+              "those judgments are requested again", file=sys.stderr)
 
 
 def _write_outputs(args, config: JudgeConfig, jobs, journal: Journal, items, models, price, session: dict) -> None:
