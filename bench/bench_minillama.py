@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from minillama import Llama, LlamaConfig  # noqa: E402
+from minillama import Llama, LlamaConfig
 
 PRESETS = {
     "small": dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=4,

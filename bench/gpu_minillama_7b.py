@@ -14,13 +14,11 @@ Any other option of bench_minillama.py can be added (it overrides the defaults h
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from bench.bench_minillama import main as bench_main  # noqa: E402
+from bench.bench_minillama import main as bench_main
 
 DEFAULTS = ["--preset", "7b", "--dtype", "bfloat16", "--cuda-graph", "--prompt-len", "32", "--new-tokens", "128",
             "--train-batch", "1", "--seq", "512", "--repeats", "3"]

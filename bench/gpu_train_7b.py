@@ -18,9 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_train  # noqa: E402
+import bench_train
 
 RESULTS = Path(__file__).resolve().parent / "results"  # kept out of the cwd (the repo root)
 

@@ -21,6 +21,33 @@ from scipy.special import ndtr
 
 
 @dataclass(frozen=True)
+class Correlation:
+    """A rank correlation: the statistic (None when undefined, e.g. a constant input), p-value, N."""
+
+    stat: float | None
+    p: float | None
+    n: int
+
+
+def spearman(x, y) -> Correlation:
+    """Spearman's rho (Pearson's r of mid-ranks) with scipy's t-distribution p-value; None if a side is constant."""
+    x, y = _pair(x, y)
+    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return Correlation(None, None, len(x))
+    r = sps.spearmanr(x, y)
+    return Correlation(float(r.statistic), float(r.pvalue), len(x))
+
+
+def kendall_tau_b(x, y) -> Correlation:
+    """Kendall's tau-b (ties corrected) with the large-sample normal p-value (scipy, method="asymptotic")."""
+    x, y = _pair(x, y)
+    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return Correlation(None, None, len(x))
+    r = sps.kendalltau(x, y, variant="b", method="asymptotic")
+    return Correlation(float(r.statistic), float(r.pvalue), len(x))
+
+
+@dataclass(frozen=True)
 class TestResult:
     """A test's statistic, two-sided p-value and the method that produced the p-value."""
 

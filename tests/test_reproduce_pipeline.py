@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scripts import reproduce
-from scripts.generate import FAULT_ENV
+from evalkit.reproduce.generation import FAULT_ENV
+from medlora_scripts import reproduce
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor")
@@ -32,7 +32,7 @@ SMALL = {  # the demo preset, shrunk to seconds: tiny warm-up, 6 steps, 12 held-
 
 def env(**extra) -> dict:
     e = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", FAULT_ENV)}
-    e.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
+    e.update(OMP_NUM_THREADS="1", **extra)
     return e
 
 
@@ -58,11 +58,12 @@ def resumed(tmp_path_factory):
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     killed = {"done_mtime": (run / "train" / "DONE").stat().st_mtime_ns,
               "adapter_mtime": (run / "train" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns,
-              "base_lines": len(jsonl(run / "generations" / "base.jsonl")),
+              "base_parts": sorted(p.name for p in (run / "generations" / "parts" / "base-b4").iterdir()),
+              "base_exists": (run / "generations" / "base.jsonl").exists(),
               "finetuned_exists": (run / "generations" / "finetuned.jsonl").exists(),
               "generate_marker": (run / "generations" / "stage.done").exists()}
-    with open(run / "generations" / "base.jsonl", "a") as f:  # a crash in the middle of a write
-        f.write('{"id": "999", "model": "base", "prompt": "torn')
+    # a crash in the middle of writing the next batch leaves only a hidden temporary file
+    (run / "generations" / "parts" / "base-b4" / ".batch_000001.jsonl.tmp").write_text('{"id": "999", "torn')
     second = reproduce_cli(args)
     assert second.returncode == 0, second.stderr[-2000:]
     return {"run": run, "killed": killed, "second": second, "cfg": cfg}
@@ -70,8 +71,9 @@ def resumed(tmp_path_factory):
 
 def test_resume_after_kill_redoes_no_training_and_loses_or_doubles_no_item(resumed):
     run, killed = resumed["run"], resumed["killed"]
-    assert killed["base_lines"] == SMALL["generation"]["batch_size"]  # one batch written, then killed
-    assert not killed["finetuned_exists"] and not killed["generate_marker"]
+    assert killed["base_parts"] == ["batch_000000.jsonl"]  # one batch written, then killed
+    assert not killed["base_exists"] and not killed["finetuned_exists"] and not killed["generate_marker"]
+    assert not (run / "generations" / "parts").exists()  # merged, then removed
     assert (run / "train" / "DONE").stat().st_mtime_ns == killed["done_mtime"]
     assert (run / "train" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == killed["adapter_mtime"]
     assert "[train] complete" in resumed["second"].stdout
@@ -204,7 +206,7 @@ def test_rerun_without_endpoint_keeps_the_standin_warning(resumed, tmp_path, cap
     report = json.loads((run / "report.json").read_text())
     assert report["table2"] and report["track_b"]["standin"] is True
     assert "Track B used the loopback stand-in judge" in (run / "report.md").read_text()
-    from scripts.report import judged_by_standin
+    from evalkit.reproduce.report import judged_by_standin
 
     (tmp_path / "track_b").mkdir()
     (tmp_path / "track_b" / "judgments.jsonl").write_text(json.dumps({"served_model": "gpt-4-0613"}) + "\n")

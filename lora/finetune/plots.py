@@ -1,16 +1,16 @@
 """The run's loss curve (`loss.png`): training loss per step and validation loss, from metrics.jsonl."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from lora.finetune.run_dir import read_rows
 
 
 def read_metrics(path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """(train, val) lists of (step, loss) from a metrics.jsonl file."""
     train, val = [], []
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        (train if row["type"] == "train" else val).append((row["step"], row["loss"]))
+    for row in read_rows(path):
+        (train if row.get("type") == "train" else val).append((row["step"], row["loss"]))
     return train, val
 
 

@@ -24,9 +24,18 @@ PAPER_BASE_MODEL = "meta-llama/Llama-2-7b-chat-hf"  # Section 4.3: llama-2-7b-ch
 class PipelineError(Exception):
     """A reproduction that cannot go on; the message is one line naming the file and the problem."""
 
+    exit_status = 1  # a failure while running (see docs/cli.md)
+
+    def __init__(self, message: str, exit_status: int | None = None):
+        super().__init__(message)
+        if exit_status is not None:
+            self.exit_status = exit_status
+
 
 class ConfigError(PipelineError):
     """A config file or flag that cannot be honoured."""
+
+    exit_status = 2  # bad input
 
 
 @dataclass
@@ -80,7 +89,7 @@ class ReproduceConfig:
     Attributes:
         preset: "demo" (CPU, offline, minutes) or "paper" (section 4.3, one GPU, gated weights).
         run_dir: the run folder every stage writes into.
-        train_args: extra argv for `scripts.train.main` (the preset flag is added first).
+        train_args: extra argv for `scripts/train.py` (the preset flag is added first).
         train_run: a finished training run folder to use instead of training (skips stage 1); a
             relative path is taken from the current directory (like `--train-run`), not from the
             config file's folder.

@@ -2,21 +2,19 @@
 
 The report only reads what the other stages wrote (nothing is recomputed that a stage already
 computed, so the report and the per-stage files cannot disagree), except the agreement analysis
-between the tracks (`scripts/agreement.py`), which no stage owns. `report.json` holds every number
-of `report.md`; the Markdown is rendered from that dict alone (`scripts/report_md.py`).
+between the tracks (`evalkit/agreement.py`), which no stage owns. `report.json` holds every number
+of `report.md`; the Markdown is rendered from that dict alone (`evalkit/reproduce/report_md.py`).
 """
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scripts import agreement  # noqa: E402
-from scripts.manifest import build_manifest, sha256_file, write_json_atomic  # noqa: E402
+from evalkit import agreement
+from evalkit.reproduce.manifest import build_manifest
+from lora.finetune.files import sha256_file, write_json_atomic, write_text_atomic
 
 PAPER_TABLE1 = {  # the paper's Table 1 (N = 84 of 120, Mann-Whitney U p-values)
     "base": {"bleu": 0.0033, "rouge1": 0.1819, "rouge2": 0.0298, "rougeL": 0.1696, "meteor": 0.1004},
@@ -188,17 +186,11 @@ def _judge_seed(args: list[str]) -> int:
 
 def write_report(run: Path, state: dict) -> Path:
     """Write `report.json` and `report.md` into the run folder; return the Markdown's path."""
-    from scripts.report_md import render
+    from evalkit.reproduce.report_md import render
 
     data = build(Path(run), state)
     write_json_atomic(Path(run) / "report.json", data)
     path = Path(run) / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text(render(data), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, render(data))
     return path
 
-
-if __name__ == "__main__":
-    print(f"{Path(__file__).name}: this module is a stage of scripts/reproduce.py; run that", file=sys.stderr)
-    sys.exit(2)

@@ -17,15 +17,18 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from tqdm import tqdm
+
+from lora.finetune import demo_data
 from minillama import Llama, LlamaConfig, Tokenizer
-from minillama.progress import Progress
-from scripts import data, demo_data
+from minillama.templates import ALPACA_PROMPT, prompt_ids
 
 VOCAB_SIZE = 1024  # small: 256 byte-fallback pieces + ~770 merges learnt from the demo texts
 TINY = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
@@ -64,7 +67,7 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
     """
     torch.manual_seed(seed)
     corpus = demo_data.make_corpus(6000, seed=seed + 1)
-    prompts = [data.ALPACA_PROMPT.format(instruction=r["instruction"], input=r["input"]) + r["output"]
+    prompts = [ALPACA_PROMPT.format(instruction=r["instruction"], input=r["input"]) + r["output"]
                for r in records]
     tok = train_tokenizer(corpus + prompts, out_dir / "tokenizer.model")
     config = LlamaConfig(vocab_size=tok.vocab_size, **{**TINY, **(sizes or {})})
@@ -74,7 +77,7 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
     gen = torch.Generator().manual_seed(seed)
     model.train()
     loss_value, start = float("nan"), time.perf_counter()
-    with Progress(total=steps, desc="demo base warm-up", unit="step") as bar:
+    with tqdm(total=steps, desc="demo base warm-up", unit="step") as bar:
         for step in range(steps):
             for group in opt.param_groups:  # warm-up 10 steps, then cosine to 10%
                 group["lr"] = lr * min(1.0, (step + 1) / 10) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
@@ -86,13 +89,59 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             loss_value = loss.item()
-            bar.update(1, loss=loss_value)
+            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+            bar.update(1)
     model.eval()
     model.save_pretrained(out_dir)
     (out_dir / "pretrain.json").write_text(json.dumps({
         "what": "demo base: random-init tiny Llama + full-parameter warm-up on generic sentences",
         "steps": steps, "batch": batch, "seq_len": seq_len, "lr": lr, "final_loss": loss_value,
         "seconds": round(time.perf_counter() - start, 1), "config": config.to_hf_dict()}, indent=1) + "\n")
+    return out_dir
+
+
+RECIPE_VERSION = 1  # bump when build_demo_base changes what it builds
+
+
+def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0) -> Path:
+    """`build_demo_base` once per machine: the result is kept in the cache under a hash of its recipe
+    (the records, steps, seed, sizes, torch version) and copied into `out_dir`.
+
+    Two demos building the same base at once wait for each other (a lock), and a build killed midway
+    leaves nothing in the cache (it is built in a temporary folder and renamed).
+    """
+    import hashlib
+    import shutil
+
+    import torch
+
+    from lora.finetune.files import FolderLock
+    from lora.finetune.records import cache_dir
+
+    recipe = {"version": RECIPE_VERSION, "records": records, "steps": steps, "seed": seed, "sizes": TINY,
+              "vocab": VOCAB_SIZE, "torch": torch.__version__}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    root = cache_dir() / "demo-base"
+    cached = root / key
+    lock = FolderLock(root, f".{key}.lock")
+    while not lock.acquire():
+        time.sleep(0.5)
+    try:
+        if not (cached / "pretrain.json").is_file():
+            tmp = root / f".{key}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_demo_base(tmp, records, steps, seed=seed)
+            shutil.rmtree(cached, ignore_errors=True)
+            tmp.rename(cached)
+        else:
+            print(f"demo base: reusing the cached build {cached}", file=sys.stderr)
+    finally:
+        lock.release()
+    tmp_out = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    shutil.copytree(cached, tmp_out)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp_out.rename(out_dir)
     return out_dir
 
 
@@ -116,7 +165,7 @@ def greedy_responses(model, tok: Tokenizer, records: list[dict], template: str, 
     model.eval()
     out = []
     for i in range(0, len(records), batch):
-        prompts = [data.prompt_ids(r, tok, template) for r in records[i:i + batch]]
+        prompts = [prompt_ids(r, tok, template) for r in records[i:i + batch]]
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[tok.pad_id] * (width - len(p)) + p for p in prompts])  # [B, width]
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])  # [B, width]
@@ -149,3 +198,16 @@ def compare_base_and_tuned(base_model, tuned_model, tok: Tokenizer, records: lis
     result["references"] = [{"id": i, "reference": r["output"]} for i, r in list(zip(ids, records))[:3]]
     return result
 
+
+
+def held_out_comparison(run: Path, tok: Tokenizer, template: str) -> dict:
+    """`compare_base_and_tuned` on a finished demo run's held-out pairs (`run`/base, `run`/adapter)."""
+    import lora
+    from lora.finetune.records import load_records
+
+    split = json.loads((run / "split.json").read_text())
+    records, _ = load_records(run / "demo_data.json")
+    held_out = [records[i] for i in split["val_ids"]]
+    base_model = Llama.from_pretrained(run / "base")
+    tuned = lora.load_adapter(Llama.from_pretrained(run / "base"), run / "adapter")
+    return compare_base_and_tuned(base_model, tuned, tok, held_out, split["val_ids"], template)

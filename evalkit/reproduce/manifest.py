@@ -6,32 +6,15 @@ hardware, and wall time per stage.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 from importlib import metadata
 from pathlib import Path
 
+from lora.finetune.files import sha256_file
+
 PACKAGES = ("torch", "safetensors", "sentencepiece", "huggingface-hub", "numpy", "scipy", "httpx",
             "medlora")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (checkpoints can be many GB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON to `path` through a temporary file and a rename: a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def sha256_tree(folder: str | Path, patterns: tuple[str, ...] = ("*.safetensors", "*.json", "*.model")) -> dict:

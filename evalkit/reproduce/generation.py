@@ -4,7 +4,7 @@ Exactly the ids of the training run's `split.json` (`val_ids`), re-read from the
 sha256 is checked against the run's `config.json`. Both models decode with the same settings
 (recorded in `generations/meta.json`); prompts are batched with left padding and decoded with the
 KV cache of `minillama`'s `model.generate`. The fine-tuned model is the same base weights with the
-run's best adapter loaded by `lora.load_adapter`; reading the run folder is `scripts/train_run.py`.
+run's best adapter loaded by `lora.load_adapter`; reading the run folder is `lora/finetune/run_folder.py`.
 
 Output (the record format shared by evalkit and judge), one line per held-out pair and model:
 
@@ -12,24 +12,27 @@ Output (the record format shared by evalkit and judge), one line per held-out pa
     {"id", "model", "prompt", "reference", "response", "finish_reason": "stop"|"length",
      "meta": {"prompt_tokens", "new_tokens"}}
 
-Resumable at item granularity: each batch is appended and flushed; a rerun keeps the lines already
-written, cuts a torn last line, and generates only the missing ids, so no id is missing or doubled.
+Batches are planned once for all items (longest prompts first, so a batch wastes little padding):
+batch k is written, when complete, to `parts/<model>-b<batch_size>/batch_<k>.jsonl` (atomically), and
+a rerun generates only the batches without a file, so no id is missing or doubled after a kill.
+Under `torchrun` rank r generates batches r, r+N, r+2N, ...; rank 0 merges the parts in id order
+into `<model>.jsonl`. Each batch holds the same prompts whatever the number of processes, so the merged
+file is byte-identical to a one-process run (on CPU; GPU kernels may differ in the last bits).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from scripts.manifest import write_json_atomic  # noqa: E402
-from scripts.pipeline_config import GenerationSettings, PipelineError  # noqa: E402
-from scripts.train_run import TrainRun, resolve_base, resolve_data  # noqa: E402, F401  (re-exported)
+from evalkit.reproduce.config import GenerationSettings, PipelineError
+from lora.finetune.distributed import DistInfo, barrier
+from lora.finetune.files import write_json_atomic, write_text_atomic
+from lora.finetune.run_folder import TrainRun
 
 MODELS = ("base", "finetuned")
 FAULT_ENV = "MEDLORA_FAULT_KILL_AFTER_BATCHES"  # test hook: SIGKILL this process after N batches
@@ -87,31 +90,47 @@ def pick_device(name: str) -> str:
     return name
 
 
-def generate_file(model, tokenizer, items: list[tuple[str, dict, list[int]]], path: Path, model_name: str,
-                  settings: GenerationSettings, device: str, progress=None) -> int:
-    """Generate every item of `items` not yet in `path`; append + flush per batch. Returns how many."""
-    done = read_done(path)
-    todo = [it for it in items if it[0] not in done]
-    # Longest prompts first: batches of similar length waste little padding, and memory peaks early.
-    todo.sort(key=lambda it: (-len(it[2]), int(it[0]) if it[0].isdigit() else 0, it[0]))
-    if progress is not None:
-        progress.update(len(items) - len(todo))
+def plan_batches(items: list[tuple[str, dict, list[int]]], batch_size: int) -> list[list[tuple]]:
+    """All items cut into batches, longest prompt first (ties by id): the same plan on every rank."""
+    order = sorted(items, key=lambda it: (-len(it[2]), int(it[0]) if it[0].isdigit() else 0, it[0]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def parts_dir(out_dir: Path, model_name: str, batch_size: int) -> Path:
+    return out_dir / "parts" / f"{model_name}-b{batch_size}"
+
+
+def generate_parts(model, tokenizer, batches: list[list[tuple]], folder: Path, model_name: str,
+                   settings: GenerationSettings, device: str, rank: int = 0, world_size: int = 1,
+                   progress=None) -> int:
+    """Generate this rank's batches that have no part file yet; returns how many batches it generated."""
+    folder.mkdir(parents=True, exist_ok=True)
     kill_after = int(os.environ.get(FAULT_ENV, "0") or 0)
-    batches = 0
-    with open(path, "a", encoding="utf-8") as f:
-        for start in range(0, len(todo), settings.batch_size):
-            batch = todo[start:start + settings.batch_size]
-            lines = [json.dumps(rec, ensure_ascii=False)
-                     for rec in generate_batch(model, tokenizer, batch, model_name, settings, device)]
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            batches += 1
+    made = 0
+    for k in range(rank, len(batches), world_size):
+        path = folder / f"batch_{k:06d}.jsonl"
+        if path.is_file():
             if progress is not None:
-                progress.update(len(batch))
-            if kill_after and batches >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # simulated crash for the resume test
-    return len(todo)
+                progress.update(len(batches[k]))
+            continue
+        records = generate_batch(model, tokenizer, batches[k], model_name, settings, device)
+        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        made += 1
+        if progress is not None:
+            progress.update(len(batches[k]))
+        if kill_after and made >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # simulated crash for the resume test
+    return made
+
+
+def merge_parts(folder: Path, n_batches: int, dest: Path) -> None:
+    """Concatenate the part files in id order into `dest` (atomically); the parts are then removed."""
+    records = []
+    for k in range(n_batches):
+        records += read_done(folder / f"batch_{k:06d}.jsonl").values()
+    records.sort(key=lambda r: (0, int(r["id"]), "") if str(r["id"]).isdigit() else (1, 0, str(r["id"])))
+    write_text_atomic(dest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @torch.inference_mode()
@@ -149,7 +168,7 @@ def prompt_text(record: dict) -> str:
 
 def base_checksums(base: str) -> dict[str, str]:
     """sha256 of the base model's weight, config and tokenizer files (a local folder or the Hub cache)."""
-    from scripts.manifest import sha256_tree
+    from evalkit.reproduce.manifest import sha256_tree
 
     folder = Path(base).expanduser()
     if not folder.is_dir():
@@ -162,36 +181,57 @@ def base_checksums(base: str) -> dict[str, str]:
     return sha256_tree(folder)
 
 
-def run_generation(run: TrainRun, out_dir: Path, settings: GenerationSettings) -> dict:
-    """Stage 2: write `base.jsonl` and `finetuned.jsonl` under `out_dir`; return the meta dict."""
-    from minillama.progress import Progress
+def run_generation(run: TrainRun, out_dir: Path, settings: GenerationSettings, info: DistInfo | None = None) -> dict:
+    """Stage 2: write `base.jsonl` and `finetuned.jsonl` under `out_dir`; return the meta dict.
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    Args:
+        info: this process's place under torchrun (None: one process); every rank must call this.
+    """
+    from tqdm import tqdm
+
+    rank, world = (info.rank, info.world_size) if info else (0, 1)
     device = pick_device(settings.device)
+    if device == "cuda" and info is not None and info.device.type == "cuda":
+        device = str(info.device)
     records = run.held_out_records(settings.limit)
     tokenizer = run.load_tokenizer()
-    meta = decoding_meta(settings, run, tokenizer, device)
+    meta = decoding_meta(settings, run, tokenizer, pick_device(settings.device))
     meta_path = out_dir / "meta.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in meta if k not in ("device", "batch_size") and old.get("decoding", {}).get(k) != meta[k])
-        if changed:
-            raise PipelineError(f"{meta_path}: these responses were generated with other settings "
-                                f"({', '.join(changed)}); use --force or another --run-dir")
-    write_json_atomic(meta_path, {"decoding": meta, "models": list(MODELS), "ids": list(records),
-                                  "n_items": len(records), "base_sha256": base_checksums(run.base_model)})
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if meta_path.exists():
+            old = json.loads(meta_path.read_text(encoding="utf-8"))
+            changed = sorted(k for k in meta if k not in ("device", "batch_size")
+                             and old.get("decoding", {}).get(k) != meta[k])
+            if changed:
+                raise PipelineError(f"{meta_path}: these responses were generated with other settings "
+                                    f"({', '.join(changed)}); use --force or another --run-dir")
+        write_json_atomic(meta_path, {"decoding": meta, "models": list(MODELS), "ids": list(records),
+                                      "n_items": len(records), "base_sha256": base_checksums(run.base_model)})
+    if info is not None:
+        barrier(info)
     items = [(i, rec, run.prompt_ids(rec, tokenizer)) for i, rec in records.items()]
+    batches = plan_batches(items, settings.batch_size)
     model = None
     for name in MODELS:
         path = out_dir / f"{name}.jsonl"
-        if len(read_done(path)) == len(items):
-            continue
-        if model is None:
-            model = run.load_base_model(settings.dtype, device)
-        if name == "finetuned":
-            run.apply_adapter(model)
-        with Progress(total=len(items), desc=f"generate {name}", unit="resp") as bar:
-            generate_file(model, tokenizer, items, path, name, settings, device, progress=bar)
+        folder = parts_dir(out_dir, name, settings.batch_size)
+        if not (path.is_file() and len(read_done(path)) == len(items)):
+            if model is None:
+                model = run.load_base_model(settings.dtype, device)
+            if name == "finetuned":
+                run.apply_adapter(model)
+            mine = sum(len(b) for b in batches[rank::world])
+            with tqdm(total=mine, desc=f"generate {name}" + (f" (rank {rank})" if world > 1 else ""),
+                      unit="resp") as bar:
+                generate_parts(model, tokenizer, batches, folder, name, settings, device, rank, world, bar)
+        if info is not None:
+            barrier(info)
+        if rank == 0 and not (path.is_file() and len(read_done(path)) == len(items)):
+            merge_parts(folder, len(batches), path)
+    if rank != 0:
+        return {}
+    shutil.rmtree(out_dir / "parts", ignore_errors=True)
     counts = {}
     for name in MODELS:
         done = read_done(out_dir / f"{name}.jsonl")
@@ -204,7 +244,3 @@ def run_generation(run: TrainRun, out_dir: Path, settings: GenerationSettings) -
                         "length": sum(r.get("finish_reason") == "length" for r in done.values())}
     return {"decoding": meta, "counts": counts, "n_items": len(records)}
 
-
-if __name__ == "__main__":
-    print(f"{Path(__file__).name}: this module is a stage of scripts/reproduce.py; run that", file=sys.stderr)
-    sys.exit(2)

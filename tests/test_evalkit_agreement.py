@@ -1,4 +1,5 @@
-"""Agreement analysis between the tracks: hand-made vectors and parity with scipy.stats."""
+"""Agreement analysis between the tracks (evalkit.agreement) and its rank correlations (evalkit.stats):
+hand-made vectors and published worked examples."""
 from __future__ import annotations
 
 import math
@@ -7,50 +8,35 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scripts import agreement as ag
-
-
-def test_rankdata_averages_ties_like_scipy():
-    x = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0]
-    np.testing.assert_array_equal(ag.rankdata(x), stats.rankdata(x))
-    assert list(ag.rankdata([2, 2, 2])) == [2.0, 2.0, 2.0]
+from evalkit import agreement as ag
+from evalkit.stats import Correlation, kendall_tau_b, spearman
 
 
 def test_spearman_by_hand():
     # No ties: rho = 1 - 6 sum d^2 / (n (n^2 - 1)); ranks of y are (2,1,4,3,5) -> d = (1,1,1,1,0) -> sum 4.
-    r = ag.spearman([1, 2, 3, 4, 5], [20, 10, 40, 30, 50])
+    r = spearman([1, 2, 3, 4, 5], [20, 10, 40, 30, 50])
     assert r.stat == pytest.approx(1 - 6 * 4 / (5 * 24))
     t = r.stat * math.sqrt(3 / (1 - r.stat ** 2))
     assert r.p == pytest.approx(2 * stats.t.sf(t, 3))
-    assert ag.spearman([1, 2, 3], [3, 2, 1]).stat == -1.0
+    assert spearman([1, 2, 3], [3, 2, 1]).stat == -1.0
 
 
 def test_kendall_by_hand():
     # Pairs of (1,2,3,4) vs (1,3,2,4): 5 concordant, 1 discordant -> tau = 4/6.
-    assert ag.kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]).stat == pytest.approx(4 / 6)
+    assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]).stat == pytest.approx(4 / 6)
     # Ties in y: x = (1,2,3), y = (1,1,2): C = 2, D = 0, n0 = 3, n1 = 0, n2 = 1 -> 2 / sqrt(3 * 2).
-    assert ag.kendall_tau_b([1, 2, 3], [1, 1, 2]).stat == pytest.approx(2 / math.sqrt(6))
+    assert kendall_tau_b([1, 2, 3], [1, 1, 2]).stat == pytest.approx(2 / math.sqrt(6))
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_parity_with_scipy_on_random_vectors(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(3, 60))
-    x = rng.random(n) if seed % 3 else rng.integers(0, 4, n).astype(float)  # continuous or heavily tied
-    y = rng.integers(1, 6, n).astype(float)  # judge-like 1-5 integers
-    if np.all(x == x[0]) or np.all(y == y[0]):
-        pytest.skip("constant vector drawn")
-    s, ref = ag.spearman(x, y), stats.spearmanr(x, y)
-    assert s.stat == pytest.approx(ref.statistic, abs=1e-12)
-    assert s.p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
-    k, ref = ag.kendall_tau_b(x, y), stats.kendalltau(x, y, method="asymptotic")
-    assert k.stat == pytest.approx(ref.statistic, abs=1e-12)
-    assert k.p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+def test_kendall_worked_example_with_ties():
+    """Kendall's tau-b on the tied example of scipy's and R's documentation (x and y with ties)."""
+    x, y = [12, 2, 1, 12, 2], [1, 4, 7, 1, 0]
+    assert kendall_tau_b(x, y).stat == pytest.approx(-0.47140452079103173)  # scipy.stats.kendalltau docs
 
 
 def test_constant_or_short_input_is_undefined_not_nan():
-    assert ag.spearman([1, 1, 1, 1], [1, 2, 3, 4]) == ag.Correlation(None, None, 4)
-    assert ag.kendall_tau_b([1, 2], [2, 1]) == ag.Correlation(None, None, 2)
+    assert spearman([1, 1, 1, 1], [1, 2, 3, 4]) == Correlation(None, None, 4)
+    assert kendall_tau_b([1, 2], [2, 1]) == Correlation(None, None, 2)
 
 
 def _scores(table: dict) -> list[dict]:

@@ -2,7 +2,7 @@
 
 The paper (section 5.3) only *describes* the disagreement between its two tracks. This module
 measures it on the per-item files the two tracks write (`track_a/scores.jsonl`,
-`track_b/judgments.jsonl`):
+`track_b/judgments.jsonl`), with the rank correlations of `evalkit.stats`:
 
 * rank correlation (Spearman's rho and Kendall's tau-b) of each metric with each judge dimension,
   per model, pooled over both models, and on the paired differences (fine-tuned minus base, per
@@ -14,89 +14,14 @@ Every function here is pure (lists and dicts in, dicts out); `analyse` is the on
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
-from scipy import stats
+
+from evalkit.stats import kendall_tau_b, spearman
 
 METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor")
 DIMENSIONS = ("accuracy", "comprehensiveness", "helpfulness", "relevance")
-
-
-@dataclass(frozen=True)
-class Correlation:
-    """A rank correlation: the statistic (None when undefined, e.g. a constant input), p-value, N."""
-
-    stat: float | None
-    p: float | None
-    n: int
-
-
-def rankdata(x) -> np.ndarray:
-    """Ranks 1..n with ties given the mean of the ranks they span (scipy's `method="average"`)."""
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=float)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0  # mean of positions i..j, 1-based
-        i = j + 1
-    return ranks
-
-
-def spearman(x, y) -> Correlation:
-    """Spearman's rho: Pearson's r of the average ranks; p from Student's t with n - 2 df (as scipy)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = len(x)
-    if n < 3 or np.all(x == x[0]) or np.all(y == y[0]):
-        return Correlation(None, None, n)
-    rx, ry = rankdata(x) - (n + 1) / 2.0, rankdata(y) - (n + 1) / 2.0
-    rho = float(np.dot(rx, ry) / math.sqrt(np.dot(rx, rx) * np.dot(ry, ry)))
-    rho = max(-1.0, min(1.0, rho))
-    if abs(rho) == 1.0:
-        return Correlation(rho, 0.0, n)
-    t = rho * math.sqrt((n - 2) / ((1.0 - rho) * (1.0 + rho)))
-    return Correlation(rho, float(2.0 * stats.t.sf(abs(t), n - 2)), n)
-
-
-def kendall_tau_b(x, y) -> Correlation:
-    """Kendall's tau-b (ties in either vector corrected) with the large-sample normal p-value.
-
-    tau_b = (C - D) / sqrt((n0 - n1) (n0 - n2)), n0 = n(n-1)/2, n1/n2 = pairs tied in x/y. The
-    variance of C - D under independence with ties is Kendall's (1970) formula, which scipy uses
-    for `kendalltau(..., method="asymptotic")`.
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = len(x)
-    if n < 3 or np.all(x == x[0]) or np.all(y == y[0]):
-        return Correlation(None, None, n)
-    sx = np.sign(x[:, None] - x[None, :])  # [n, n] pairwise order in x
-    sy = np.sign(y[:, None] - y[None, :])  # [n, n] pairwise order in y
-    s = float(np.triu(sx * sy, k=1).sum())  # concordant minus discordant pairs
-    n0 = n * (n - 1) / 2.0
-    tx, ty = _tie_groups(x), _tie_groups(y)
-    n1 = float(sum(t * (t - 1) / 2.0 for t in tx))
-    n2 = float(sum(t * (t - 1) / 2.0 for t in ty))
-    tau = max(-1.0, min(1.0, s / math.sqrt((n0 - n1) * (n0 - n2))))
-    var = ((n * (n - 1) * (2 * n + 5)
-            - sum(t * (t - 1) * (2 * t + 5) for t in tx)
-            - sum(t * (t - 1) * (2 * t + 5) for t in ty)) / 18.0
-           + sum(t * (t - 1) * (t - 2) for t in tx) * sum(t * (t - 1) * (t - 2) for t in ty)
-           / (9.0 * n * (n - 1) * (n - 2))
-           + sum(t * (t - 1) for t in tx) * sum(t * (t - 1) for t in ty) / (2.0 * n * (n - 1)))
-    z = s / math.sqrt(var)
-    return Correlation(tau, float(2.0 * stats.norm.sf(abs(z))), n)
-
-
-def _tie_groups(x: np.ndarray) -> list[int]:
-    """Sizes of the groups of equal values that have more than one member."""
-    _, counts = np.unique(x, return_counts=True)
-    return [int(c) for c in counts if c > 1]
 
 
 def metric_scores(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
