@@ -86,8 +86,6 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
         lora.load_adapter(model, ckpt / "adapter")
     if cfg.activation_checkpointing:
         model.gradient_checkpointing_enable()
-    if cfg.fsdp:
-        distributed.shard_fsdp(model, info)
     return model, load_tokenizer(base), base
 
 
@@ -160,6 +158,9 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag)
     autocast = (lambda: torch.autocast(info.device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 \
         else contextlib.nullcontext
     model, tok, base = load_model(cfg, out, info, dtype, ckpt)
+    loss_module = SummedNLL(model, cfg.loss_norm)  # Eq. 3's numerator; validation uses it unwrapped
+    if cfg.fsdp:
+        distributed.shard_fsdp(loss_module, model.model.layers)  # before the optimiser sees the parameters
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                   eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=on_gpu)
@@ -179,7 +180,6 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag)
                         "train_records": len(train_ex), "val_records": len(val_ex), "total_steps": total_steps,
                         "lora": str(lora.trainable_summary(model)), "torch": torch.__version__}
             write_json_atomic(out / "config.json", {**config_to_dict(cfg), "resolved": resolved})
-    loss_module = SummedNLL(model, cfg.loss_norm)  # Eq. 3's numerator; validation uses it unwrapped
     step_module = loss_module if cfg.fsdp else distributed.wrap_ddp(loss_module, info)
     if cfg.compile:
         step_module = torch.compile(step_module)

@@ -10,50 +10,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from _train_util import adapter, metrics, train_args
 from minillama import MiniLlamaError
 
-from lora.finetune import demo_data, demo_model
 from lora.finetune.signals import StopFlag
 from medlora_scripts import train
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, head_dim=12)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny base (own tokenizer, 20 warm-up steps) and an 18-record dataset (10 train + 8 val)."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny")
-    records = demo_data.make_records(18, seed=3)
-    demo_model.build_demo_base(root / "base", records, steps=20, seed=0, batch=8, seq_len=64, sizes=SMALL)
-    data_file = demo_data.write_demo_dataset(root / "data.json", 18, seed=3)
-    return root / "base", data_file
+@pytest.fixture
+def tiny(tiny_train):
+    return tiny_train
 
 
 def args_for(tiny, out, *extra):
-    base, data_file = tiny
-    return ["--preset", "none", "--base", str(base), "--data", str(data_file), "--out", str(out),
-            "--val-size", "8", "--batch-size", "4", "--micro-batch-size", "2", "--num-epochs", "2",
-            "--warmup-steps", "2", "--lr", "1e-2", "--eval-steps", "2", "--save-steps", "2", "--cutoff-len", "160",
-            "--num-threads", "1", *extra]
+    return train_args(tiny, out, *extra)
 
 
 def run_train(argv: list[str]) -> Path:
     """scripts/train.py in-process, raising its errors instead of printing them."""
     return train.train(argv, StopFlag())
-
-
-def adapter(run: Path, name: str) -> dict[str, torch.Tensor]:
-    return load_file(str(run / name / "adapter_model.safetensors"))
-
-
-def metrics(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
 
 
 def test_resume_equals_uninterrupted_bitwise(tiny, tmp_path):
@@ -72,24 +50,6 @@ def test_resume_equals_uninterrupted_bitwise(tiny, tmp_path):
     assert layout <= {p.name for p in full.iterdir()}
     split = json.loads((full / "split.json").read_text())
     assert split["seed"] == 42 and len(split["val_ids"]) == 8 and len(split["train_ids"]) == 10
-
-
-def test_ddp_two_gloo_processes_equal_one_process(tiny, tmp_path):
-    one = run_train(args_for(tiny, tmp_path / "one", "--lora-dropout", "0"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "scripts" / "train.py"), *args_for(tiny, tmp_path / "two", "--lora-dropout", "0")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = tmp_path / "two"
-    assert json.loads((two / "config.json").read_text())["resolved"]["world_size"] == 2
-    a, b = adapter(one, "adapter_last"), adapter(two, "adapter_last")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
-    m1, m2 = metrics(one), metrics(two)
-    assert [(r["type"], r["step"]) for r in m1] == [(r["type"], r["step"]) for r in m2]
-    for r1, r2 in zip(m1, m2):
-        assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-4)
 
 
 def test_refuses_to_overwrite_a_run_folder(tiny, tmp_path, capsys):

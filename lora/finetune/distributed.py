@@ -82,17 +82,19 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
                broadcast_buffers=False)
 
 
-def shard_fsdp(lm: torch.nn.Module, info: DistInfo) -> None:
-    """FSDP2: `fully_shard` each decoder layer, then the root (`lm` is changed in place).
+def shard_fsdp(root: torch.nn.Module, layers) -> None:
+    """FSDP2: `fully_shard` each decoder layer, then the root (both changed in place).
 
-    Gradients are reduce-scattered as an average over ranks (like DDP); parameters keep their dtypes
-    (a bf16 base with float32 LoRA weights; bf16 autocast does the compute casting).
+    The root is the module whose forward the loop calls (the loss module around the LM), so that its
+    own parameters (embedding, final norm, lm_head) are gathered before it runs. Gradients are
+    reduce-scattered as an average over ranks (like DDP); parameters keep their dtypes (a bf16 base with
+    float32 LoRA weights; bf16 autocast does the compute casting).
     """
     from torch.distributed.fsdp import fully_shard
 
-    for layer in lm.model.layers:
+    for layer in layers:
         fully_shard(layer)
-    fully_shard(lm)
+    fully_shard(root)
 
 
 def no_sync(model: torch.nn.Module, skip: bool):
