@@ -112,7 +112,13 @@ def render_table3(t: dict) -> str:
                           [_pv(_get(cc[c], "mann_whitney", "p")) for c in cols]))
     lines.append(_row("N defined (" + " / ".join(s["model"] for s in t["systems"]) + ")",
                       [" / ".join(str(s["n_defined"][c]) for s in t["systems"]) for c in cols]))
-    lines += ["", *_notes(t), "", "## Diagnosis accuracy: proportions with 95% Wilson intervals", "",
+    lines += ["", *_notes(t)]
+    for label, ids in (("Excluded ids", t["exclusions"]["excluded_ids"]),
+                       ("Ungrounded ids", t["exclusions"]["ungrounded_ids"])):
+        if ids:
+            more = f" ... and {len(ids) - 50} more" if len(ids) > 50 else ""
+            lines += ["", f"{label}: " + ", ".join(f"`{i}`" for i in ids[:50]) + more]
+    lines += ["", "## Diagnosis accuracy: proportions with 95% Wilson intervals", "",
               _row("Model", ["Diagnosis correct", "95% Wilson CI", "Diagnosis mentioned", "95% Wilson CI"]),
               "|---|---:|---:|---:|---:|"]
     for s in t["systems"]:
@@ -143,6 +149,8 @@ def _pv(p: float | None) -> str:
 
 def _notes(t: dict) -> list[str]:
     ex, db = t["exclusions"], t["database"]
+    n_ambiguous = sum(d["reason"] == "ambiguous" for d in db.get("dropped_forms", []))
+    n_shared = len(db.get("dropped_forms", [])) - n_ambiguous
     counts = ", ".join(f"{v} {k}" for k, v in ex["counts"].items() if v) or "none"
     undefined = "; ".join(f"{s['model']}: " + ", ".join(f"{s['n_undefined'][c]} {c}" for c in FIELDS
                                                         if s["n_undefined"][c]) for s in t["systems"])
@@ -164,7 +172,8 @@ def _notes(t: dict) -> list[str]:
             "",
             f"Database: {db.get('path')} (sha256 {str(db.get('sha256'))[:12]}...), {db.get('conditions')} "
             f"conditions, {db.get('tests')} tests, {db.get('medications')} medications; "
-            f"{db.get('n_dropped_forms', 0)} ambiguous or shared name forms set aside (listed in table3.json). "
+            f"{n_ambiguous} ambiguous name forms match nothing and {n_shared} shared ones go to one owner "
+            "(all listed in table3.json). "
             "p-value: two-sided Mann-Whitney U as in the paper (unpaired); paired tests below."]
 
 

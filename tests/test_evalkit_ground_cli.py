@@ -106,7 +106,8 @@ def test_end_to_end(files, tmp_path):
     for text in ("| Model | Diagnosis correct | Diagnosis mentioned | Tests recall | Tests precision |",
                  "| base (baseline) |", "| Difference |", "| p-value (Mann-Whitney) |", "N = 24 grounded items",
                  "3 ungrounded", "1 empty, 1 truncated, 1 missing", "95% Wilson CI", f"b = {b}, c = {c}",
-                 "McNemar exact p", "Wilcoxon signed-rank p", "Undefined: base:"):
+                 "McNemar exact p", "Wilcoxon signed-rank p", "Undefined: base:", "Excluded ids: `q4`, `q7`, `q11`",
+                 "Ungrounded ids: `q9`, `q19`, `q29`"):
         assert text in md, text
     k = t["systems"][1]["proportions"]["diagnosis_correct"]["successes"]
     lo, hi = wilson_interval(k, 24)
