@@ -178,3 +178,97 @@ def analyse(score_rows: list[dict], judgment_rows: list[dict], records: dict[tup
 
 def _id_key(s: str):
     return (0, int(s), s) if s.isdigit() else (1, 0, s)
+
+
+# ---- grounding: which track follows the clinical content? ------------------------------------------------
+
+GROUNDING = ("diagnosis_correct", "diagnosis_mentioned", "tests_recall", "tests_precision", "medications_recall",
+             "medications_precision")
+
+
+def grounding_scores(rows: list[dict]) -> dict[tuple[str, str], dict[str, float | None]]:
+    """`grounding.jsonl` rows -> {(id, model): {field: value or None}}; ungrounded items are left out."""
+    out = {}
+    for r in rows:
+        if r.get("reference_condition") is None:
+            continue
+        out[(str(r["id"]), str(r["model"]))] = {g: None if r.get(g) is None else float(r[g]) for g in GROUNDING}
+    return out
+
+
+def _track_vs_grounding(scores: dict, names, ground: dict, base: str, finetuned: str) -> dict:
+    """One track's scores against every grounding field: correlations and right-diagnosis preference."""
+    ids = sorted({i for (i, _m) in ground} & {i for (i, _m) in scores}, key=_id_key)
+    both = [i for i in ids if all((i, m) in scores and (i, m) in ground for m in (base, finetuned))]
+    correlations, right = {}, {}
+    for n in names:
+        correlations[n] = {}
+        for g in GROUNDING:
+            keys = [(i, m) for i in both for m in (base, finetuned) if ground[(i, m)][g] is not None]
+            paired = [i for i in both if ground[(i, base)][g] is not None and ground[(i, finetuned)][g] is not None]
+            correlations[n][g] = {
+                "pooled": asdict(spearman([scores[k][n] for k in keys], [ground[k][g] for k in keys])),
+                "paired_difference": asdict(spearman(
+                    [scores[(i, finetuned)][n] - scores[(i, base)][n] for i in paired],
+                    [ground[(i, finetuned)][g] - ground[(i, base)][g] for i in paired]))}
+        c = {"agree": 0, "disagree": 0, "tie": 0}
+        for i in both:
+            right_model = _sign(ground[(i, finetuned)]["diagnosis_correct"] - ground[(i, base)]["diagnosis_correct"])
+            if right_model == 0:
+                continue  # both right or both wrong: the diagnosis does not pick a model
+            pref = _sign(scores[(i, finetuned)][n] - scores[(i, base)][n])
+            c["tie" if pref == 0 else "agree" if pref == right_model else "disagree"] += 1
+        decisive = c["agree"] + c["disagree"]
+        right[n] = {**c, "rate": c["agree"] / decisive if decisive else None}
+    rates = [r["rate"] for r in right.values() if r["rate"] is not None]
+    rhos = [correlations[n]["diagnosis_correct"]["paired_difference"]["stat"] for n in names]
+    rhos = [r for r in rhos if r is not None]
+    return {"n_items": len(both),
+            "n_separating": sum(1 for i in both if ground[(i, base)]["diagnosis_correct"]
+                                != ground[(i, finetuned)]["diagnosis_correct"]),
+            "correlations": correlations, "right_diagnosis": right,
+            "mean_right_diagnosis_rate": sum(rates) / len(rates) if rates else None,
+            "mean_paired_rho_diagnosis": sum(rhos) / len(rhos) if rhos else None}
+
+
+def grounded_agreement(tracks: dict[str, tuple[dict, tuple[str, ...]]], grounding_rows: list[dict],
+                       base: str = "base", finetuned: str = "finetuned") -> dict:
+    """Which track follows the grounded clinical scores, and by how much.
+
+    Args:
+        tracks: {track label: (scores {(id, model): {name: value}}, score names)} for the tracks that ran,
+            e.g. {"Track A": (metric_scores(rows), METRICS), "Track B": (judge_scores(rows), DIMENSIONS)}.
+        grounding_rows: rows of `grounding.jsonl`.
+
+    Returns:
+        {"tracks": {label: per-track dict}, "summary": one sentence with the numbers}. The per-track dict
+        holds Spearman's rho of every score with every grounding field (pooled over both models' answers,
+        and on the paired differences), and on the items where exactly one model named the reference
+        diagnosis, how often each score prefers that model (`right_diagnosis`, ties apart).
+    """
+    ground = grounding_scores(grounding_rows)
+    per = {label: _track_vs_grounding(scores, names, ground, base, finetuned)
+           for label, (scores, names) in tracks.items() if scores}
+    return {"tracks": per, "summary": _verdict(per)}
+
+
+def _verdict(per: dict) -> str:
+    if not per:
+        return "No track's scores could be compared with the grounded scores."
+    n = max(t["n_separating"] for t in per.values())
+    parts = [f"{label} prefers the model that named the reference diagnosis on "
+             + (f"{t['mean_right_diagnosis_rate']:.0%}" if t["mean_right_diagnosis_rate"] is not None else "n/a")
+             + " of the decisive comparisons (paired-difference Spearman with diagnosis_correct "
+             + (f"{t['mean_paired_rho_diagnosis']:+.2f}" if t["mean_paired_rho_diagnosis"] is not None else "n/a")
+             + ")" for label, t in per.items()]
+    ranked = sorted((t["mean_right_diagnosis_rate"], label) for label, t in per.items()
+                    if t["mean_right_diagnosis_rate"] is not None)
+    if n == 0 or not ranked:
+        return (f"On no grounded item does exactly one model name the reference diagnosis, so no track can be "
+                f"checked against it; {'; '.join(parts)}.")
+    if len(ranked) == 1:
+        return f"On the {n} items where exactly one model names the reference diagnosis, {parts[0]}."
+    best = ranked[-1][1] if ranked[-1][0] != ranked[-2][0] else None
+    tail = f"{best} agrees with the grounded scores more." if best else "the tracks agree with it equally."
+    return (f"On the {n} items where exactly one model names the reference diagnosis, "
+            f"{'; '.join(parts)}, each a mean over the track's scores: {tail}")

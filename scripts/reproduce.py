@@ -11,12 +11,14 @@ outputs are complete, so an interrupted reproduction resumes where it stopped:
 1. train     `scripts/train.py` into `train/` (done when `train/DONE` exists), or `--train-run DIR`
 2. generate  `generations/{base,finetuned}.jsonl` on exactly the held-out ids (resumable per batch)
 3. track_a   `python -m evalkit score` into `track_a/`
-4. track_b   `python -m judge run` into `track_b/`, only when a judge endpoint is configured
-5. report    `report.md`, `report.json`, `figures/` (always rewritten: it only reads the files above)
+4. grounding `python -m evalkit ground` into `grounding/`: Table 3 against the disease database (`--db`)
+5. track_b   `python -m judge run` into `track_b/`, only when a judge endpoint is configured
+6. report    `report.md`, `report.html`, `report.json`, `figures/` (always rewritten: it only reads the files
+             above, and Track C's ratings store when `--human-store` names one)
 
-Stages 2-4 write `stage.done` (with a fingerprint of their inputs) when they finish; `pipeline.json`
+Stages 2-5 write `stage.done` (with a fingerprint of their inputs) when they finish; `pipeline.json`
 keeps the resolved config and the wall time of every attempt of every stage (`evalkit/reproduce/`).
-Under torchrun every rank trains and generates its share; rank 0 alone runs stages 3-5.
+Under torchrun every rank trains and generates its share; rank 0 alone runs stages 3-6.
 Exit status: 0 done, 1 failure while running, 2 bad input, 130/143 interrupted (rerun to resume).
 """
 from __future__ import annotations
@@ -98,8 +100,28 @@ class Pipeline(StageBook):
         fingerprint = {"pairs": self.pairs_fingerprint(), "evalkit_args": self.cfg.evalkit_args}
         self.staged("track_a", fingerprint, work)
 
+    def stage_grounding(self) -> None:
+        """Stage 4: clinical grounding and Table 3 against the disease database (evalkit ground)."""
+        from evalkit import cli as evalkit_cli
+        from evalkit.reproduce.databases import resolve_db
+        from lora.finetune.files import sha256_file
+
+        if not self.cfg.db:
+            log("[grounding] skipped: no disease database configured (--db PATH)")
+            self.note("grounding", status="skipped", reason="no disease database configured")
+            return
+        db = resolve_db(self.cfg.db, self.run)
+
+        def work(out: Path) -> None:
+            argv = ["ground", *sum((["--pairs", p] for p in self.pairs()), []), "--db", str(db), "--out", str(out),
+                    "--force", *ground_args(self.cfg.evalkit_args)]
+            call_cli(evalkit_cli.main, argv, "grounding (evalkit ground)")
+        fingerprint = {"pairs": self.pairs_fingerprint(), "db_sha256": sha256_file(db),
+                       "args": ground_args(self.cfg.evalkit_args)}
+        self.staged("grounding", fingerprint, work)
+
     def stage_track_b(self) -> None:
-        """Stage 4: the LLM judge and Table 2, when an endpoint is configured (see `judge_endpoint`)."""
+        """Stage 5: the LLM judge and Table 2, when an endpoint is configured (see `judge_endpoint`)."""
         out = self.run / STAGE_DIRS["track_b"]
         base_url, model = judge_endpoint(self.cfg)
         if not base_url:
@@ -133,7 +155,7 @@ class Pipeline(StageBook):
         self.staged("track_b", fingerprint, work)
 
     def stage_report(self) -> Path:
-        """Stage 5: report.md, report.json and figures (cheap, always rewritten)."""
+        """Stage 6: report.md, report.html, report.json and figures (cheap, always rewritten)."""
         from evalkit.reproduce.report import write_report
 
         with self.timed("report"):
@@ -151,6 +173,22 @@ def train_base(cfg: ReproduceConfig) -> str | None:
         if a.startswith("--base="):
             return a.split("=", 1)[1]
     return cfg.base_model
+
+
+def ground_args(evalkit_args: list[str]) -> list[str]:
+    """The flags of `evalkit score` that `evalkit ground` shares (exclusions, seed, resampling counts)."""
+    out, i = [], 0
+    while i < len(evalkit_args):
+        a = evalkit_args[i]
+        if a in ("--keep-truncated", "--strict-ids"):
+            out.append(a)
+        elif a in ("--seed", "--bootstrap", "--permutations") and i + 1 < len(evalkit_args):
+            out += [a, evalkit_args[i + 1]]
+            i += 1
+        elif a.split("=", 1)[0] in ("--seed", "--bootstrap", "--permutations"):
+            out.append(a)
+        i += 1
+    return out
 
 
 def judge_endpoint(cfg: ReproduceConfig) -> tuple[str | None, str | None]:
@@ -176,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-standin", action="store_true", help="Track B against the offline loopback stand-in")
     p.add_argument("--skip-train", action="store_true", help="take a finished run folder (needs --train-run)")
     p.add_argument("--train-run", help="a finished scripts/train.py run folder")
+    p.add_argument("--db", help="disease database CSV for the grounding stage (default: the preset's: demo's own "
+                                "table, or ChatDoctor's format_dataset.csv downloaded for the paper preset)")
+    p.add_argument("--human-store", help="Track C ratings store (python -m judge.human serve --store PATH) to report")
     p.add_argument("--force", action="store_true", help="redo every stage (the run folder's results are deleted)")
     return p
 
@@ -201,6 +242,13 @@ def resolve_config(args) -> ReproduceConfig:
         cfg.judge.base_url = args.judge_base_url
     if args.judge_model:
         cfg.judge.model = args.judge_model
+    if args.db:
+        cfg.db = args.db
+    if cfg.db not in (None, "demo", "chatdoctor") and not Path(cfg.db).expanduser().is_file():
+        raise ConfigError(f"--db {cfg.db}: no such file (a disease database CSV, see docs/grounding.md)")
+    if args.human_store:
+        cfg.human_store = args.human_store
+
     g = cfg.generation
     if g.max_new_tokens < 1 or g.batch_size < 1 or (g.limit is not None and g.limit < 1):
         raise ConfigError("generation: max_new_tokens, batch_size and limit must be >= 1")
@@ -247,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             if not info.is_main:
                 return 0
             pipe.stage_track_a()
+            pipe.stage_grounding()
             pipe.stage_track_b()
             report = pipe.stage_report()
             log(f"reproduce: report written to {report}")

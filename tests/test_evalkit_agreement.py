@@ -127,3 +127,48 @@ def test_analyse_builds_examples_side_by_side():
     assert ex["prompt"] == "q1" and ex["reference"] == "r1"
     assert ex["models"]["finetuned"]["response"] == "finetuned1" and ex["models"]["base"]["judge"]["accuracy"] == 4.0
     assert ex["models"]["finetuned"]["metrics"]["bleu"] == 0.6
+
+
+def _ground_rows(right: dict) -> list[dict]:
+    """grounding.jsonl rows: right[(id, model)] = diagnosis_correct; other fields follow it."""
+    rows = []
+    for (i, m), ok in right.items():
+        rows.append({"id": i, "model": m, "reference_condition": "Flu", "diagnosis_correct": ok,
+                     "diagnosis_mentioned": ok, "tests_recall": 0.5 * ok, "tests_precision": None,
+                     "medications_recall": 1.0, "medications_precision": 1.0})
+    rows.append({"id": "9", "model": "base", "reference_condition": None})  # ungrounded: left out
+    return rows
+
+
+def test_grounded_agreement_counts_which_track_prefers_the_right_diagnosis():
+    # items 1, 2: only the fine-tuned model names the reference diagnosis; item 3: only the base; 4: both.
+    right = {("1", "base"): 0, ("1", "finetuned"): 1, ("2", "base"): 0, ("2", "finetuned"): 1,
+             ("3", "base"): 1, ("3", "finetuned"): 0, ("4", "base"): 1, ("4", "finetuned"): 1}
+    # Track A prefers the fine-tuned answer everywhere (right on 1, 2; wrong on 3); Track B follows the
+    # diagnosis (right on 1, 2, 3) except a tie on 2.
+    a = {(i, m): {n: (0.6 if m == "finetuned" else 0.2) + 0.01 * int(i) for n in ag.METRICS}
+         for (i, m) in right}
+    b = {(i, m): {d: 4.0 if right[(i, m)] else 2.0 for d in ag.DIMENSIONS} for (i, m) in right}
+    for d in ag.DIMENSIONS:
+        b[("2", "base")][d] = b[("2", "finetuned")][d] = 3.0
+    result = ag.grounded_agreement({"Track A": (a, ag.METRICS), "Track B": (b, ag.DIMENSIONS)}, _ground_rows(right))
+    ta, tb = result["tracks"]["Track A"], result["tracks"]["Track B"]
+    assert ta["n_items"] == tb["n_items"] == 4 and ta["n_separating"] == 3
+    assert ta["right_diagnosis"]["bleu"] == {"agree": 2, "disagree": 1, "tie": 0, "rate": 2 / 3}
+    assert tb["right_diagnosis"]["accuracy"] == {"agree": 2, "disagree": 0, "tie": 1, "rate": 1.0}
+    assert "Track B agrees with the grounded scores more" in result["summary"] and "67%" in result["summary"]
+    ids = ["1", "2", "3", "4"]
+    dx = [b[(i, "finetuned")]["accuracy"] - b[(i, "base")]["accuracy"] for i in ids]
+    dg = [right[(i, "finetuned")] - right[(i, "base")] for i in ids]
+    got = tb["correlations"]["accuracy"]["diagnosis_correct"]["paired_difference"]["stat"]
+    assert got == pytest.approx(stats.spearmanr(dx, dg).statistic)
+    # tests_precision is undefined for every row: no pair enters, the correlation is undefined
+    assert tb["correlations"]["accuracy"]["tests_precision"]["pooled"] == {"stat": None, "p": None, "n": 0}
+
+
+def test_grounded_agreement_without_separating_items_says_so():
+    right = {("1", "base"): 1, ("1", "finetuned"): 1, ("2", "base"): 0, ("2", "finetuned"): 0}
+    a = {k: {n: 0.5 for n in ag.METRICS} for k in right}
+    result = ag.grounded_agreement({"Track A": (a, ag.METRICS)}, _ground_rows(right))
+    assert result["tracks"]["Track A"]["n_separating"] == 0
+    assert result["summary"].startswith("On no grounded item does exactly one model name the reference diagnosis")

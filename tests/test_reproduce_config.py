@@ -181,3 +181,29 @@ def test_model_access_says_which_problem(monkeypatch, status, kind, expect):
         check_access("org/model", "pass a local copy")
     assert str(e.value).startswith("org/model: ") and expect in str(e.value)
     assert ("licence" in str(e.value)) == (kind == "GatedRepoError")
+
+
+def test_grounding_databases(tmp_path, monkeypatch):
+    """The paper preset's database is ChatDoctor's file (sha256 checked, cached); the demo writes its own."""
+    import shutil
+
+    from conftest import shared_file
+    from evalkit import load_disease_db
+    from evalkit.reproduce import databases
+    from lora.finetune.demo_data import CONDITIONS
+    from lora.finetune.files import sha256_file
+
+    real = shared_file("disease-database.csv")
+    assert sha256_file(real) == databases.DISEASE_DB_SHA256
+    monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    shutil.copyfile(real, tmp_path / "cache" / "disease-database.csv")  # as if downloaded before
+    assert databases.resolve_db("chatdoctor", tmp_path) == tmp_path / "cache" / "disease-database.csv"
+    (tmp_path / "cache" / "disease-database.csv").write_text("tampered")
+    monkeypatch.setattr(databases, "DISEASE_DB_URL", "http://127.0.0.1:9/format_dataset.csv")
+    with pytest.raises(Exception, match=r"download failed .* pass --db PATH"):
+        databases.resolve_db("chatdoctor", tmp_path)
+    demo = load_disease_db(databases.resolve_db("demo", tmp_path))
+    assert [c.name for c in demo.conditions] == [databases._bare(c[0]) for c in CONDITIONS]
+    assert "flu" in [c.name for c in demo.conditions] and "urinary tract infection" in [c.name for c in demo.conditions]
+    assert preset("demo").db == "demo" and preset("paper").db == "chatdoctor"

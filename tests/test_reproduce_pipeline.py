@@ -90,7 +90,8 @@ def test_every_stage_output_exists_and_agrees(resumed):
     for rel in ("train/DONE", "train/split.json", "train/config.json", "train/adapter/adapter_model.safetensors",
                 "generations/meta.json", "generations/stage.done", "track_a/scores.jsonl", "track_a/table1.json",
                 "track_a/exclusions.json", "track_a/stage.done", "track_b/judgments.jsonl", "track_b/table2.json",
-                "track_b/stage.done", "report.md", "report.json", "pipeline.json"):
+                "track_b/stage.done", "grounding/grounding.jsonl", "grounding/table3.json", "grounding/stage.done",
+                "report.md", "report.json", "pipeline.json"):
         assert (run / rel).is_file(), rel
     val_ids = sorted(json.loads((run / "train" / "split.json").read_text())["val_ids"])
     meta = json.loads((run / "generations" / "meta.json").read_text())
@@ -118,8 +119,8 @@ def test_every_stage_output_exists_and_agrees(resumed):
     except ImportError:
         assert "figure skipped" in md
     stages = report["manifest"]["stages"]
-    assert set(stages) == {"train", "generate", "track_a", "track_b", "report"}
-    assert all(isinstance(stages[s]["wall_s"], float) for s in ("train", "generate", "track_a", "track_b"))
+    assert set(stages) == {"train", "generate", "track_a", "grounding", "track_b", "report"}
+    assert all(isinstance(stages[s]["wall_s"], float) for s in ("train", "generate", "track_a", "grounding", "track_b"))
     assert report["manifest"]["checksums"]["dataset"]["sha256"] == \
         json.loads((run / "train" / "config.json").read_text())["resolved"]["data_sha256"]
 

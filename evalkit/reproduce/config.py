@@ -97,6 +97,10 @@ class ReproduceConfig:
         generation: decoding settings (see `GenerationSettings`).
         evalkit_args: extra flags for `python -m evalkit score`.
         judge: Track B settings (see `JudgeSettings`).
+        db: the disease database of the grounding stage: "chatdoctor" (downloaded, sha256-checked),
+            "demo" (the demo's own table), a CSV path, or None to skip the stage.
+        human_store: a Track C ratings store (`python -m judge.human serve --store`); None: Track C is
+            not reported (the report says how to start it).
     """
 
     preset: str = "demo"
@@ -107,6 +111,8 @@ class ReproduceConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     evalkit_args: list[str] = field(default_factory=list)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    db: str | None = None
+    human_store: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,11 +121,11 @@ class ReproduceConfig:
 def preset(name: str) -> ReproduceConfig:
     """The built-in presets. `paper` follows section 4.3; decoding is not given there (see docs)."""
     if name == "demo":
-        return ReproduceConfig(preset="demo", run_dir="runs/reproduce-demo",
+        return ReproduceConfig(preset="demo", run_dir="runs/reproduce-demo", db="demo",
                                generation=GenerationSettings(max_new_tokens=64, batch_size=16,
                                                              dtype="float32", device="cpu"))
     if name == "paper":
-        return ReproduceConfig(preset="paper", run_dir="runs/reproduce-paper",
+        return ReproduceConfig(preset="paper", run_dir="runs/reproduce-paper", db="chatdoctor",
                                train_args=["--preset", "paper"], base_model=PAPER_BASE_MODEL,
                                generation=GenerationSettings(max_new_tokens=256, batch_size=8,
                                                              dtype="bfloat16", device="auto"))

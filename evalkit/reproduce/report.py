@@ -113,6 +113,21 @@ def agreement_analysis(run: Path) -> dict | None:
     return agreement.analyse(scores, judgments, records, base="base", finetuned="finetuned")
 
 
+def grounding_analysis(run: Path) -> dict | None:
+    """Which track follows the grounded clinical scores (None without the grounding stage)."""
+    rows = read_jsonl(run / "grounding" / "grounding.jsonl")
+    if not rows:
+        return None
+    tracks = {}
+    scores = read_jsonl(run / "track_a" / "scores.jsonl")
+    if scores:
+        tracks["Track A"] = (agreement.metric_scores(scores), agreement.METRICS)
+    judgments = read_jsonl(run / "track_b" / "judgments.jsonl")
+    if judgments:
+        tracks["Track B"] = (agreement.judge_scores(judgments), agreement.DIMENSIONS)
+    return agreement.grounded_agreement(tracks, rows)
+
+
 def build(run: Path, state: dict) -> dict:
     """Everything the report shows, as one JSON-ready dict."""
     cfg = state.get("config", {})
@@ -133,7 +148,8 @@ def build(run: Path, state: dict) -> dict:
         "base_model": generation.get("base_sha256"),
         "outputs": {str(p.relative_to(run)): sha256_file(p) for p in
                     [run / "generations" / "base.jsonl", run / "generations" / "finetuned.jsonl",
-                     run / "track_a" / "scores.jsonl", run / "track_b" / "judgments.jsonl"] if p.is_file()},
+                     run / "track_a" / "scores.jsonl", run / "grounding" / "grounding.jsonl",
+                     run / "track_b" / "judgments.jsonl"] if p.is_file()},
     }
     seeds = {"train": train_cfg.get("seed"), "split": split.get("seed"), "generation": decoding.get("seed"),
              "track_a_resampling": (table1 or {}).get("settings", {}).get("seed"),
@@ -151,6 +167,10 @@ def build(run: Path, state: dict) -> dict:
                                       "reason": track_b_status.get("reason"),
                                       "standin": judged_by_standin(run) if table2 else False},
         "agreement": agreement_analysis(run) if table2 else None,
+        "table3": read_json(run / "grounding" / "table3.json"),
+        "grounding": {"status": state.get("stages", {}).get("grounding", {}).get("status"),
+                      "reason": state.get("stages", {}).get("grounding", {}).get("reason"),
+                      "agreement": grounding_analysis(run)},
         "paper": {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2},
         "figures": figures, "figure_notes": notes,
         "manifest": build_manifest(cfg, train_cfg, state.get("stages", {}), checksums, seeds,

@@ -39,8 +39,60 @@ def render(d: dict) -> str:
         out += ["", "**Track B used the loopback stand-in judge** (`judge.standin`): its scores are "
                 "synthetic. They exercise the judge client, Table 2 and the agreement analysis end to end, "
                 "but they are not a judgment of the responses."]
-    out += _generation(d) + _table1(d) + _table2(d) + _agreement(d.get("agreement")) + _figures(d) + _manifest(d)
+    out += _summary(d) + _generation(d) + _table1(d) + _table2(d) + _agreement(d.get("agreement")) + _table3(d)
+    out += _figures(d) + _manifest(d)
     return "\n".join(out) + "\n"
+
+
+def _summary(d: dict) -> list[str]:
+    """The report's findings in a few sentences (the grounded verdict first: it decides between the tracks)."""
+    g = (d.get("grounding") or {}).get("agreement")
+    out = ["", "## Summary", ""]
+    if g:
+        out.append(f"- **Which track follows the clinical content?** {g['summary']}")
+    else:
+        out.append("- Grounding did not run, so the tracks cannot be checked against the disease database "
+                   "(pass --db PATH; see docs/grounding.md).")
+    t1, t2 = d.get("table1"), d.get("table2")
+    if t1:
+        cm = t1["comparisons"][0]["metrics"]
+        better = [METRIC_LABELS[m] for m in METRICS if cm[m]["difference"] > 0]
+        out.append(f"- Track A (N = {t1['n']}): the fine-tuned model scores higher on {len(better)} of 5 metrics"
+                   f"{' (' + ', '.join(better) + ')' if better else ''}.")
+    if t2:
+        base, ft = t2["baseline"], [m for m in t2["models"] if m != t2["baseline"]][0]
+        better = [DIM_LABELS[x] for x in t2["dimensions"] if (t2["mean"][ft][x] or 0) > (t2["mean"][base][x] or 0)]
+        out.append(f"- Track B: the fine-tuned model is rated higher on {len(better)} of {len(t2['dimensions'])} "
+                   "dimensions" + (" (stand-in judge: synthetic scores)" if d["track_b"]["standin"] else "") + ".")
+    return out
+
+
+def _table3(d: dict) -> list[str]:
+    out = ["", "## Table 3: clinical grounding against the disease database (beyond the paper)", ""]
+    t = d.get("table3")
+    if not t:
+        reason = (d.get("grounding") or {}).get("reason") or "not run"
+        return out + [f"Grounding skipped: {reason}. Enable it with --db PATH (a disease database CSV)."]
+    from evalkit.table3 import render_table3
+
+    body = render_table3(t).splitlines()
+    out += ["#" + line if line.startswith("## ") else line for line in body if not line.startswith("# ")]
+    g = (d.get("grounding") or {}).get("agreement")
+    if g and g["tracks"]:
+        out += ["", "### Which track follows the grounded scores?", "", g["summary"], "",
+                "On items where exactly one model named the reference diagnosis, how often each score prefers "
+                "that model (agree / decisive; ties apart), and Spearman's rho of its paired differences with "
+                "diagnosis_correct's:", "", row(["Track", "score", "prefers the right model", "ties",
+                                                  "rho with diagnosis_correct (paired)"]), sep(5)]
+        for label, t3 in g["tracks"].items():
+            for name, r in t3["right_diagnosis"].items():
+                rho = t3["correlations"][name]["diagnosis_correct"]["paired_difference"]
+                rate = "n/a" if r["rate"] is None else f"{r['agree']}/{r['agree'] + r['disagree']} ({r['rate']:.0%})"
+                out.append(row([label, METRIC_LABELS.get(name, DIM_LABELS.get(name, name)), rate, r["tie"],
+                                "n/a" if rho["stat"] is None else f"{rho['stat']:+.3f} ({pv(rho['p'])})"]))
+        out += ["", "Every correlation of every score with every grounding field (pooled and paired) is in "
+                "report.json under `grounding.agreement`."]
+    return out
 
 
 def _generation(d: dict) -> list[str]:

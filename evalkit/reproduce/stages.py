@@ -20,7 +20,7 @@ from pathlib import Path
 from evalkit.reproduce.config import ConfigError, PipelineError, ReproduceConfig
 from lora.finetune.files import write_json_atomic
 
-STAGE_DIRS = {"generate": "generations", "track_a": "track_a", "track_b": "track_b"}
+STAGE_DIRS = {"generate": "generations", "track_a": "track_a", "grounding": "grounding", "track_b": "track_b"}
 
 
 def log(message: str) -> None:
