@@ -40,7 +40,7 @@ from lora.finetune.schedule import lr_at
 from lora.finetune.signals import Interrupted, StopFlag
 from minillama import Llama, LlamaConfig, MiniLlamaError, load_tokenizer
 from minillama.hub import check_access, is_hub_id
-from minillama.threads import configure_threads
+from minillama import threads
 
 
 def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size: int) -> Path | None:
@@ -118,7 +118,7 @@ def train(argv: list[str] | None, stop: StopFlag) -> Path:
     out = Path(cfg.out).expanduser()
     if args.resume:
         cfg = resumed_config(run_dir.read_config(out), explicit, str(out / "config.json"))
-    configure_threads(cfg.num_threads)
+    threads.configure_threads(cfg.num_threads)
     info = distributed.setup(cfg.device)
     try:
         ckpt = preflight(cfg, out, args.resume, args.force, info.world_size)
@@ -218,6 +218,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag)
                  "tokens": tokens, "tokens_per_s": tokens / seconds})
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=round(tokens / seconds), refresh=False)
             bar.update(1)
+            threads.tick()
             last = step + 1 == total_steps
             if val_ex and ((step + 1) % cfg.eval_steps == 0 or last):
                 val = evaluate(loss_module, val_ex, cfg, info, autocast)

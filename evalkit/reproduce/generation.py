@@ -33,6 +33,7 @@ from evalkit.reproduce.config import GenerationSettings, PipelineError
 from lora.finetune.distributed import DistInfo, barrier
 from lora.finetune.files import write_json_atomic, write_text_atomic
 from lora.finetune.run_folder import TrainRun
+from minillama import threads
 
 MODELS = ("base", "finetuned")
 FAULT_ENV = "MEDLORA_FAULT_KILL_AFTER_BATCHES"  # test hook: SIGKILL this process after N batches
@@ -114,6 +115,7 @@ def generate_parts(model, tokenizer, batches: list[list[tuple]], folder: Path, m
                 progress.update(len(batches[k]))
             continue
         records = generate_batch(model, tokenizer, batches[k], model_name, settings, device)
+        threads.tick()
         write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         made += 1
         if progress is not None:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lora.finetune import demo_data
-from minillama import Llama, LlamaConfig, Tokenizer
+from minillama import Llama, LlamaConfig, Tokenizer, threads
 from minillama.templates import ALPACA_PROMPT, prompt_ids
 
 VOCAB_SIZE = 1024  # small: 256 byte-fallback pieces + ~770 merges learnt from the demo texts
@@ -89,8 +89,9 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             loss_value = loss.item()
-            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+            bar.set_postfix(loss=f"{loss_value:.3f}", threads=torch.get_num_threads(), refresh=False)
             bar.update(1)
+            threads.tick()
     model.eval()
     model.save_pretrained(out_dir)
     (out_dir / "pretrain.json").write_text(json.dumps({
