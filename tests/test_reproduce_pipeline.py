@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,7 +116,10 @@ def test_every_stage_output_exists_and_agrees(resumed):
     assert f"**N = {len(kept)}**" in md and "## Table 2" in md and "stand-in" in md
     try:
         import matplotlib  # noqa: F401  (optional: without it the report says the figure was skipped)
-        assert "figures/loss.png" in md and (run / "figures" / "loss.png").is_file()
+        # each figure stored once, where its stage wrote it, and inlined into report.html
+        assert "](train/loss.png)" in md and "](track_a/dist_bleu.png)" in md and not (run / "figures").exists()
+        page = (run / "report.html").read_text()
+        assert page.count('src="data:image/png;base64,') == 6 and not re.search(r'(src|href)="(?!data:)', page)
     except ImportError:
         assert "figure skipped" in md
     stages = report["manifest"]["stages"]

@@ -1,4 +1,4 @@
-"""Stage 5 of the reproduction: `report.md`, `report.json` and `figures/` from the run's files.
+"""The last stage of the reproduction: `report.md`, `report.html` and `report.json` from the run's files.
 
 The report only reads what the other stages wrote (nothing is recomputed that a stage already
 computed, so the report and the per-stage files cannot disagree), except the agreement analysis
@@ -56,23 +56,27 @@ def training_summary(train_dir: Path) -> dict:
     return out
 
 
-def copy_figures(run: Path, train_dir: Path) -> tuple[list[dict], list[str]]:
-    """Copy the loss curve and Track A's figures into `figures/`; note each one that is absent."""
-    fig_dir = run / "figures"
-    fig_dir.mkdir(exist_ok=True)
+def collect_figures(run: Path, train_dir: Path) -> tuple[list[dict], list[str]]:
+    """The loss curve and Track A's figures, each stored once: a figure inside the run folder is shown where
+    its stage wrote it; only a loss curve from an outside training run (`--train-run`) is copied in."""
     figures, notes = [], []
-    sources = [("loss curve (train and validation)", train_dir / "loss.png", "loss.png")]
+    sources = [("loss curve (train and validation)", train_dir / "loss.png")]
     table1 = read_json(run / "track_a" / "table1.json") or {}
     for name in table1.get("figures", []):
-        sources.append((f"Track A distribution: {name}", run / "track_a" / name, f"track_a_{name}"))
+        sources.append((f"Track A distribution: {name}", run / "track_a" / name))
     if table1 and not table1.get("figures"):
         notes.append(f"Track A figures: {table1.get('figure_note') or 'none'}")
-    for caption, src, dest in sources:
-        if src.is_file():
-            shutil.copyfile(src, fig_dir / dest)
-            figures.append({"caption": caption, "path": f"figures/{dest}"})
-        else:
+    for caption, src in sources:
+        if not src.is_file():
             notes.append(f"{caption}: {_missing_reason()} ({src} is absent)")
+            continue
+        try:
+            rel = src.resolve().relative_to(run.resolve())
+        except ValueError:  # outside the run folder: keep a copy with the report
+            (run / "figures").mkdir(exist_ok=True)
+            shutil.copyfile(src, run / "figures" / src.name)
+            rel = Path("figures") / src.name
+        figures.append({"caption": caption, "path": rel.as_posix()})
     return figures, notes
 
 
@@ -135,7 +139,7 @@ def build(run: Path, state: dict) -> dict:
     train_cfg = read_json(train_dir / "config.json") or {}
     resolved = train_cfg.get("resolved", {})
     split = read_json(train_dir / "split.json") or {}
-    figures, notes = copy_figures(run, train_dir)
+    figures, notes = collect_figures(run, train_dir)
     generation = generation_summary(run)
     table1 = read_json(run / "track_a" / "table1.json")
     table2 = read_json(run / "track_b" / "table2.json")
@@ -206,10 +210,12 @@ def _judge_seed(args: list[str]) -> int:
 
 def write_report(run: Path, state: dict) -> Path:
     """Write `report.json` and `report.md` into the run folder; return the Markdown's path."""
+    from evalkit.reproduce.report_html import render_html
     from evalkit.reproduce.report_md import render
 
     data = build(Path(run), state)
     write_json_atomic(Path(run) / "report.json", data)
+    write_text_atomic(Path(run) / "report.html", render_html(data, Path(run)))
     path = Path(run) / "report.md"
     write_text_atomic(path, render(data))
     return path
