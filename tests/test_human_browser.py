@@ -202,3 +202,34 @@ def test_screenshot_of_the_rating_page(browser, tmp_path):
         browser.set_window_size(1280, 1000)
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 200_000
+
+
+def test_server_restart_mid_session_loses_nothing(browser, tmp_path):
+    """The server stops while a rater works: saving says so; after a restart (new CSRF tokens) it saves."""
+    from _human_util import write_pairs
+    from judge.human.app import RatingApp
+    from judge.human.auth import Gate
+    from judge.human.server import RatingServer, serving
+    from judge.human.study import open_study
+
+    study = open_study(tmp_path / "r.sqlite", write_pairs(tmp_path, 2), ["alice"])
+    hashes = {r["name"]: r["token_sha256"] for r in study.store.raters()}
+    first = RatingServer("127.0.0.1", 0, RatingApp(study.store, Gate(hashes)))
+    port = first.server_address[1]
+    with serving(first):
+        browser.get(f"http://127.0.0.1:{port}/r/{study.links['alice']}/")
+        wait_text(browser, "position", "Item 1 of 4")
+        keys(browser, "3", "3", "3", "3", enter())
+        wait_text(browser, "progress-text", "1 of 4 rated")
+    keys(browser, "4", "4", "4", "4", enter())  # the server is down
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda d: "cannot be reached" in d.find_element("id", "status").text)
+    second = RatingServer("127.0.0.1", port, RatingApp(study.store, Gate(hashes)))  # new CSRF tokens
+    with serving(second):
+        keys(browser, enter())
+        wait_text(browser, "progress-text", "2 of 4 rated")
+        wait_text(browser, "position", "Item 3 of 4")
+    _, _, rows = study.store.snapshot()
+    study.store.close()
+    assert [(r["position"], r["accuracy"], r["revision"]) for r in rows] == [(1, 3, 1), (2, 4, 1)]

@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from _human_util import MODELS, running_study
+from _human_util import running_study
 from judge.human.store import Store
 from judge.rubric import DIMENSIONS
 

@@ -160,7 +160,8 @@ def render_agreement(agreement: dict) -> str:
         lines += [f"| {TITLES[d]} | {j[d]['n']} | {_f(j[d]['weighted_kappa'])} | {_rho(j[d]['spearman'])} |"
                   for d in DIMENSIONS]
         lines += ["", "Per (id, system): the clinicians' mean and the judge's score (mean over repeats), "
-                  "rounded half up for the quadratic-weighted kappa, unrounded for Spearman (scipy)."]
+                  "rounded half up for the quadratic-weighted kappa, unrounded for Spearman (scipy). n/a: "
+                  "undefined (fewer than 3 items, or one side gives every item the same score)."]
     for key, title in (("track_a", "Track A metrics"), ("grounding", "grounding scores")):
         block = agreement.get(key)
         if not block:
@@ -169,6 +170,8 @@ def render_agreement(agreement: dict) -> str:
                   "| Measure | " + " | ".join(TITLES[d] for d in DIMENSIONS) + " |", "|" + "---|" * 5]
         lines += [f"| {f} | " + " | ".join(_rho(block["spearman"][f][d]) for d in DIMENSIONS) + " |"
                   for f in block["fields"]]
+        lines += ["", "Per (id, system), the clinicians' mean score against the measure; n/a: undefined (fewer "
+                  "than 3 shared items, or a constant column)."]
     if agreement.get("note"):
         lines += ["", agreement["note"]]
     return "\n".join(lines) + "\n"

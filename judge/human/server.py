@@ -48,10 +48,23 @@ class RatingServer(ThreadingHTTPServer):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8765, app: RatingApp | None = None,
                  access_log: bool = False):
+        self.connections: set[socket.socket] = set()  # before binding: a failed bind calls server_close
+        self.connections_lock = threading.Lock()
         super().__init__((host, port), _Handler)
         self.app, self.access_log = app, access_log
         self.allowed = allowed_hosts(host, self.server_address[1])
         self.static = _static_files()
+
+    def server_close(self) -> None:
+        """Stop listening and end the kept-alive connections too, so no request is served afterwards."""
+        super().server_close()
+        with self.connections_lock:
+            open_now = list(self.connections)
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request, client_address) -> None:
         """A client hanging up is normal; anything else is reported without the request line."""
@@ -81,6 +94,13 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the client's
         # delayed ACK add ~40 ms to each response on a kept-alive connection.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
 
     def version_string(self) -> str:
         return "track-c"

@@ -52,6 +52,7 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA synchronous = FULL")  # a saved rating survives a power cut, not only a crash
     return conn
 
 

@@ -98,6 +98,23 @@
     });
   }
 
+  function buildCriteria() {
+    // Pairwise: the four dimensions to weigh, collapsed under the question.
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = "Weigh the four dimensions together";
+    const list = document.createElement("dl");
+    for (const dim of state.session.dimensions) {
+      const term = document.createElement("dt");
+      term.textContent = dim.title;
+      const text = document.createElement("dd");
+      text.textContent = dim.definition;
+      list.append(term, text);
+    }
+    details.append(summary, list);
+    $("preference").append(details);
+  }
+
   function renderChoices() {
     document.querySelectorAll(".choice").forEach((label) => {
       label.classList.toggle("checked", label.querySelector("input").checked);
@@ -222,7 +239,8 @@
     try {
       result = await save(body);
     } catch (e) {
-      setStatus(`Not saved: ${e.message}`, true);
+      const why = e instanceof ApiError ? e.message : "the server cannot be reached (is it still running?)";
+      setStatus(`Not saved: ${why}. Press Enter to try again.`, true);
       return;
     } finally {
       state.busy = false;
@@ -288,6 +306,7 @@
     }
     $("rater").textContent = `Rater: ${state.session.rater}`;
     if (pairwise()) {
+      buildCriteria();
       $("preference").hidden = false;
       $("answers").classList.add("pair");
       $("layout").classList.add("pair");
