@@ -7,10 +7,15 @@ sacrebleu / rouge-score / nltk, with explicit exclusions and paired statistics f
     evalkit.rouge("the cat sat", "the cat sat down")["rougeL"]               # F1 values
     evalkit.meteor("the cat sat", "the cat sat down")
 
+Inter-rater reliability (Track C): ``krippendorff_alpha``, ``alpha_bootstrap_ci``, ``icc2``, ``weighted_kappa``.
+
 CLI: ``python -m evalkit score --pairs BASE.jsonl --pairs TUNED.jsonl --out DIR`` (see ``evalkit/cli.py``).
 """
 from evalkit.bleu import BLEU, brevity_penalty, bleu, corpus_bleu
 from evalkit.errors import EvalkitError
+from evalkit.icc import icc2
+from evalkit.kappa import weighted_kappa
+from evalkit.krippendorff import alpha_bootstrap_ci, krippendorff_alpha
 from evalkit.meteor import meteor, synonyms_available
 from evalkit.records import read_pairs, select_items
 from evalkit.rouge import rouge
@@ -23,4 +28,5 @@ __all__ = [
     "EvalkitError", "read_pairs", "select_items", "METRICS", "ScoreConfig", "Scorer", "score_systems",
     "mann_whitney_u", "wilcoxon_signed_rank", "paired_bootstrap_ci", "approximate_randomization",
     "rank_biserial", "matched_pairs_rank_biserial", "cohens_dz",
+    "krippendorff_alpha", "alpha_bootstrap_ci", "icc2", "weighted_kappa",
 ]

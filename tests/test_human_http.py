@@ -234,3 +234,13 @@ def test_page_inserts_text_only_and_has_no_inline_script():
     assert html.count("<script") == 1 and '<script src="app.js" defer></script>' in html
     assert "<style" not in html and " style=" not in html
     assert re.search(r"\son[a-z]+\s*=", html) is None  # no inline event handlers
+
+
+def test_access_log_masks_tokens(study, capsys):
+    study.server.access_log = True
+    with httpx.Client() as c:
+        c.get(study.url("alice", "api/session"))
+        c.get(f"{study.base}/r/{'Z' * 43}/api/session")
+    study.server.access_log = False
+    err = capsys.readouterr().err
+    assert "/r/<token>/api/session" in err and study.links["alice"] not in err and "Z" * 43 not in err
