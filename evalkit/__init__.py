@@ -15,11 +15,16 @@ Clinical grounding against the disease database GenMedGPT-5k was generated from 
 
 CLI: ``python -m evalkit score --pairs BASE.jsonl --pairs TUNED.jsonl --out DIR`` and
 ``python -m evalkit ground --pairs BASE.jsonl --pairs TUNED.jsonl --db CSV --out DIR`` (``evalkit/cli.py``).
+
+Inter-rater reliability (Track C): ``krippendorff_alpha``, ``alpha_bootstrap_ci``, ``icc2``, ``weighted_kappa``.
 """
 from evalkit.bleu import BLEU, brevity_penalty, bleu, corpus_bleu
 from evalkit.disease_db import Condition, DiseaseDB, load_disease_db, write_disease_db
 from evalkit.errors import EvalkitError
 from evalkit.grounding import GroundingScorer, ground_systems
+from evalkit.icc import icc2
+from evalkit.kappa import weighted_kappa
+from evalkit.krippendorff import alpha_bootstrap_ci, krippendorff_alpha
 from evalkit.meteor import meteor, synonyms_available
 from evalkit.names import Mention, NameMatcher
 from evalkit.records import read_pairs, select_items
@@ -36,4 +41,5 @@ __all__ = [
     "rank_biserial", "matched_pairs_rank_biserial", "cohens_dz", "wilson_interval", "mcnemar_exact",
     "Condition", "DiseaseDB", "load_disease_db", "write_disease_db", "Mention", "NameMatcher", "GroundingScorer",
     "ground_systems", "build_table3", "render_table3",
+    "krippendorff_alpha", "alpha_bootstrap_ci", "icc2", "weighted_kappa",
 ]
