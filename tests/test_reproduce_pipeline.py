@@ -216,3 +216,33 @@ def test_rerun_without_endpoint_keeps_the_standin_warning(resumed, tmp_path, cap
     (tmp_path / "track_b").mkdir()
     (tmp_path / "track_b" / "judgments.jsonl").write_text(json.dumps({"served_model": "gpt-4-0613"}) + "\n")
     assert not judged_by_standin(tmp_path)
+
+
+def test_human_store_adds_track_c_to_the_report(resumed, tmp_path, capsys):
+    """--human-store: Table C and Track C's agreement in the report; without ratings, how to start it."""
+    from judge.human.study import open_study
+    from judge.rubric import DIMENSIONS
+
+    run = resumed["run"]
+    pairs = [run / "generations" / "base.jsonl", run / "generations" / "finetuned.jsonl"]
+    study = open_study(tmp_path / "ratings.sqlite", pairs, ["alice", "bob"], pairwise=False)
+    args = ["--config", str(resumed["cfg"]), "--run-dir", str(run), "--judge-standin",
+            "--human-store", str(tmp_path / "ratings.sqlite")]
+    assert reproduce.main(args) == 0
+    md = (run / "report.md").read_text()
+    assert "## Track C" in md and "has no ratings yet: start it with `python -m judge.human serve" in md
+    for rater in ("alice", "bob"):
+        for q in study.store.queue(rater):
+            score = 4 if q["system"] == "finetuned" else 2
+            study.store.save_rating(rater, q["item"], {**{d: score for d in DIMENSIONS}, "harm": 0, "comment": ""},
+                                    None)
+    study.store.close()
+    assert reproduce.main(args) == 0
+    capsys.readouterr()
+    report = json.loads((run / "report.json").read_text())
+    c = report["track_c"]["summary"]
+    n = len(jsonl(pairs[0]))
+    assert c["n_ratings"] == 2 * 2 * n and c["table_c"]["mean"]["finetuned"]["accuracy"] == 4.0
+    assert "Track C" in report["grounding"]["agreement"]["tracks"]
+    md = (run / "report.md").read_text()
+    assert "## Track C" in md and f"{2 * 2 * n} final ratings" in md

@@ -117,7 +117,21 @@ def agreement_analysis(run: Path) -> dict | None:
     return agreement.analyse(scores, judgments, records, base="base", finetuned="finetuned")
 
 
-def grounding_analysis(run: Path) -> dict | None:
+def track_c(run: Path, store: str | None) -> dict:
+    """Track C from the ratings store named by --human-store: Table C and its agreement with the other
+    tracks (`judge.human.export.summarise`), or how to start it."""
+    from judge.human.export import START_HINT, summarise
+
+    if not store or not Path(store).expanduser().is_file():
+        return {"store": store, "summary": None, "hint": START_HINT}
+    inputs = {name: run / rel for name, rel in (("judgments", "track_b/judgments.jsonl"),
+                                                  ("scores", "track_a/scores.jsonl"),
+                                                  ("grounding", "grounding/grounding.jsonl"))}
+    summary = summarise(Path(store).expanduser(), **{k: p for k, p in inputs.items() if p.is_file()})
+    return {"store": store, "summary": summary, "hint": START_HINT if summary["n_ratings"] == 0 else None}
+
+
+def grounding_analysis(run: Path, store: str | None = None) -> dict | None:
     """Which track follows the grounded clinical scores (None without the grounding stage)."""
     rows = read_jsonl(run / "grounding" / "grounding.jsonl")
     if not rows:
@@ -129,6 +143,12 @@ def grounding_analysis(run: Path) -> dict | None:
     judgments = read_jsonl(run / "track_b" / "judgments.jsonl")
     if judgments:
         tracks["Track B"] = (agreement.judge_scores(judgments), agreement.DIMENSIONS)
+    if store and Path(store).expanduser().is_file():
+        from judge.human.export import clinician_scores
+
+        means = {(str(i), str(m)): v for (i, m), v in clinician_scores(Path(store).expanduser()).items()}
+        if means:
+            tracks["Track C"] = (means, agreement.DIMENSIONS)
     return agreement.grounded_agreement(tracks, rows)
 
 
@@ -174,7 +194,8 @@ def build(run: Path, state: dict) -> dict:
         "table3": read_json(run / "grounding" / "table3.json"),
         "grounding": {"status": state.get("stages", {}).get("grounding", {}).get("status"),
                       "reason": state.get("stages", {}).get("grounding", {}).get("reason"),
-                      "agreement": grounding_analysis(run)},
+                      "agreement": grounding_analysis(run, cfg.get("human_store"))},
+        "track_c": track_c(run, cfg.get("human_store")),
         "paper": {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2},
         "figures": figures, "figure_notes": notes,
         "manifest": build_manifest(cfg, train_cfg, state.get("stages", {}), checksums, seeds,

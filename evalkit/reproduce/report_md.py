@@ -40,6 +40,7 @@ def render(d: dict) -> str:
                 "synthetic. They exercise the judge client, Table 2 and the agreement analysis end to end, "
                 "but they are not a judgment of the responses."]
     out += _summary(d) + _generation(d) + _table1(d) + _table2(d) + _agreement(d.get("agreement")) + _table3(d)
+    out += _track_c(d)
     out += _figures(d) + _manifest(d)
     return "\n".join(out) + "\n"
 
@@ -64,6 +65,23 @@ def _summary(d: dict) -> list[str]:
         better = [DIM_LABELS[x] for x in t2["dimensions"] if (t2["mean"][ft][x] or 0) > (t2["mean"][base][x] or 0)]
         out.append(f"- Track B: the fine-tuned model is rated higher on {len(better)} of {len(t2['dimensions'])} "
                    "dimensions" + (" (stand-in judge: synthetic scores)" if d["track_b"]["standin"] else "") + ".")
+    return out
+
+
+def _track_c(d: dict) -> list[str]:
+    out = ["", "## Track C: blinded rating by clinicians (beyond the paper)", ""]
+    c = d.get("track_c") or {}
+    if not c.get("summary") or c["summary"]["n_ratings"] == 0:
+        where = f" (store `{c['store']}`)" if c.get("store") else " (no --human-store given)"
+        return out + [f"{c.get('hint') or 'Track C has no ratings yet.'}{where}"]
+    from judge.human.export import render_markdown
+
+    s = c["summary"]
+    out.append(f"Ratings store `{c['store']}`: {s['n_ratings']} final ratings ({s['n_revisions']} with revisions) "
+               f"by {len(s['raters'])} raters.")
+    out.append("")
+    for line in render_markdown(s).splitlines():
+        out.append(("##" + line) if line.startswith("# ") else ("#" + line) if line.startswith("## ") else line)
     return out
 
 

@@ -79,6 +79,12 @@ def summarise(store_path, judgments=None, scores=None, grounding=None, seed: int
     return _summary(_load(store_path), judgments, scores, grounding, seed, n_bootstrap)
 
 
+def clinician_scores(store_path) -> dict[tuple, dict[str, float]]:
+    """{(id, model): {dimension: mean over the raters}} of a pointwise store's final ratings ({} if pairwise)."""
+    settings, _raters, final, _every = _load(store_path)
+    return {} if settings["mode"] == "pairwise" else agr.clinician_means(final)
+
+
 def _summary(loaded, judgments, scores, grounding, seed: int, n_bootstrap: int) -> dict:
     settings, raters, final, every = loaded
     pairwise = settings["mode"] == "pairwise"
