@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     from lora.finetune.config import RunFailed, TrainError
     from lora.finetune.files import FolderLock, is_disk_full
     from lora.finetune.signals import Interrupted, StopFlag
+    from minillama import threads
     from minillama.errors import MiniLlamaError
     from minillama.hub import check_access
 
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         with StopFlag():
             args = build_parser().parse_args(argv)
             cfg = resolve_config(args)
+            threads.configure_threads(0)  # the CPU thread policy for generation (training sets its own)
             if not cfg.train_run and not (Path(cfg.run_dir) / "train" / "DONE").exists():
                 check_access(train_base(cfg), LOCAL_COPY)  # before anything is written or printed
             info = distributed.setup(cfg.generation.device)
