@@ -1,4 +1,4 @@
-"""Command line: ``python -m evalkit score --pairs FILE [--pairs FILE ...] --out DIR``.
+"""Command line: ``python -m evalkit score --pairs FILE [--pairs FILE ...] --out DIR`` (and ``ground``).
 
 Reads one JSONL pairs file per system (the first is the baseline), excludes empty, truncated,
 missing and too long responses explicitly (``evalkit/records.py``), scores every kept item with BLEU, ROUGE-1/2/L and METEOR and writes to
@@ -8,6 +8,7 @@ written; files are written to temporary names and renamed, and existing results 
 with ``--force``; a failed write (a full disk) removes every temporary file it made. Bad input
 prints ``error: <file>:<line>: <problem>`` (or ``error: --flag: <problem>``) and exits with status 2;
 a failure while writing exits with 1 (exit codes: docs/cli.md).
+``python -m evalkit ground ... --db CSV --out DIR`` (``evalkit/ground_command.py``) follows the same rules.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evalkit.errors import EvalkitError
+from evalkit.ground_command import GROUND_FILES, add_ground_arguments, ground_outputs
 from evalkit.plots import FIGURE_SKIPPED, figure_names, matplotlib_available, plot_distributions
 from evalkit.records import read_pairs, select_items
 from evalkit.score import METRICS, ScoreConfig, score_systems
@@ -33,7 +35,8 @@ RESULT_FILES = ("scores.csv", "scores.jsonl", "exclusions.json", "table1.md", "t
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evalkit", description="Track A lexical metrics and Table 1.")
+    parser = argparse.ArgumentParser(prog="python -m evalkit",
+                                     description="Track A lexical metrics (Table 1) and clinical grounding (Table 3).")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("score", help="score pairs files and write per-item scores, Table 1 and figures")
     p.add_argument("--pairs", action="append", required=True, metavar="FILE",
@@ -56,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="do not draw the distribution figures")
     p.add_argument("--force", action="store_true", help="overwrite existing result files in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_ground_arguments(sub.add_parser("ground", help="score answers against the disease database they were "
+                                        "generated from; per-item grounding and Table 3"))
     return parser
 
 
@@ -64,13 +69,22 @@ def _check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--bootstrap", args.bootstrap), ("--permutations", args.permutations)):
         if value < 1:
             raise EvalkitError(f"{flag}: must be >= 1, got {value}")
-    if not math.isfinite(args.rouge_beta) or args.rouge_beta <= 0:
-        raise EvalkitError(f"--rouge-beta: must be a finite number > 0, got {args.rouge_beta}")
+    beta = getattr(args, "rouge_beta", 1.0)  # `score` only
+    if not math.isfinite(beta) or beta <= 0:
+        raise EvalkitError(f"--rouge-beta: must be a finite number > 0, got {beta}")
     if args.seed < 0:
         raise EvalkitError(f"--seed: must be >= 0, got {args.seed}")
     problem = folder_problem(args.out)
     if problem:
         raise EvalkitError(f"--out {args.out}: {problem}")
+
+
+def _refuse_overwrite(out: Path, names: Sequence[str], force: bool) -> None:
+    """Stop unless ``out`` holds none of ``names`` (or ``force``)."""
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not force:
+        raise EvalkitError.at(out / existing[0], None, "exists; pass --force to overwrite the results in "
+                              f"{out} ({len(existing)} result file(s) there)")
 
 
 def _csv_text(rows: Sequence[dict]) -> str:
@@ -151,11 +165,7 @@ def run_score(args: argparse.Namespace) -> dict:
     _check_args(args)
     out = Path(args.out)
     draw_figures = not args.no_figures and matplotlib_available()
-    names = list(RESULT_FILES) + (figure_names() if draw_figures else [])
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not args.force:
-        raise EvalkitError.at(out / existing[0], None, "exists; pass --force to overwrite the results in "
-                              f"{out} ({len(existing)} result file(s) there)")
+    _refuse_overwrite(out, list(RESULT_FILES) + (figure_names() if draw_figures else []), args.force)
     config = ScoreConfig(args.bleu_preset, args.bleu_smooth, args.rouge_beta, args.stem, not args.no_meteor_penalty)
     systems = [read_pairs(p) for p in args.pairs]
     selection = select_items(systems, keep_truncated=args.keep_truncated, strict_ids=args.strict_ids)
@@ -184,6 +194,16 @@ def run_score(args: argparse.Namespace) -> dict:
     return table
 
 
+def run_ground(args: argparse.Namespace) -> dict:
+    """Do the ``ground`` command; returns the Table 3 dict."""
+    _check_args(args)
+    out = Path(args.out)
+    _refuse_overwrite(out, GROUND_FILES, args.force)
+    files, table = ground_outputs(args)
+    _write_results(out, files, lambda tag: {})
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while writing, 2 bad input or
     usage, 130 on SIGINT, 143 on SIGTERM (nothing is written before scoring ends; temporary files go)."""
@@ -195,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.quiet:
                 print(f"N = {table['n']} items per system, {table['exclusions']['n_excluded']} ids excluded; "
                       f"wrote {args.out}/table1.md", file=sys.stderr)
+        elif args.command == "ground":
+            table = run_ground(args)
+            if not args.quiet:
+                print(f"N = {table['n']} grounded items per system ({table['exclusions']['n_ungrounded']} ungrounded, "
+                      f"{table['exclusions']['n_excluded']} excluded); wrote {args.out}/table3.md", file=sys.stderr)
         return 0
 
     return run_cli(body, handled=(EvalkitError, OSError),

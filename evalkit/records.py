@@ -228,3 +228,17 @@ def select_items(systems: Sequence[System], keep_truncated: bool = False, strict
         raise EvalkitError.at(systems[0].path, None, f"no item left to score: all {len(order)} ids are excluded "
                               f"({sel.counts()}) or the files share no id")
     return sel
+
+
+def check_scoring_input(who: str, systems, selection) -> None:
+    """Raise TypeError / ValueError unless `systems` is a list of `System` and `selection` a `Selection`
+    whose ids every system holds (what `select_items` returns for them): the scorers' common check."""
+    if isinstance(systems, System) or not isinstance(systems, (list, tuple)) or \
+            not all(isinstance(s, System) for s in systems):
+        raise TypeError(f"{who} takes a list of System (from evalkit.read_pairs), got {type(systems).__name__}")
+    if not isinstance(selection, Selection):
+        raise TypeError(f"{who} takes a Selection (from evalkit.select_items), got {type(selection).__name__}")
+    missing = [(s.path, i) for s in systems for i in selection.ids if i not in s.records]
+    if missing:
+        raise ValueError(f"{who}: selection id {missing[0][1]!r} is not in {missing[0][0]}; build the selection "
+                         "from these systems with evalkit.select_items")

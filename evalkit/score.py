@@ -5,16 +5,16 @@ caches reference n-grams, so a reference shared by several systems is tokenised 
 """
 from __future__ import annotations
 
-import sys
-import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Sequence, TextIO
+from typing import Sequence
+
+from tqdm import tqdm
 
 from evalkit.bleu import BLEU, PRESETS
 from evalkit.errors import EvalkitError
 from evalkit.meteor import SYNONYMS_OFF_NOTE, meteor, synonyms_available
-from evalkit.records import Selection, System
+from evalkit.records import Selection, System, check_scoring_input
 from evalkit.rouge import check_beta, rouge
 from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS, BleuWarning
 
@@ -60,42 +60,6 @@ class ScoreConfig:
         return d
 
 
-class Progress:
-    """A tiny dependency-free progress line on stderr (the idea of ``minillama/progress.py``).
-
-    Redraws in place on a terminal (at most every 0.1 s) and prints a line every 10 s otherwise.
-    """
-
-    def __init__(self, total: int, desc: str, file: TextIO | None = None, disable: bool = False):
-        self.total, self.desc, self.n = total, desc, 0
-        self.file = file or sys.stderr
-        self.disable = disable
-        self.tty = hasattr(self.file, "isatty") and self.file.isatty()
-        self.interval = 0.1 if self.tty else 10.0
-        self.start = self.last = time.perf_counter()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.perf_counter()
-        if not self.disable and now - self.last >= self.interval:
-            self.last = now
-            self._draw(end="")
-
-    def close(self) -> None:
-        if not self.disable:
-            self._draw(end="\n")
-            self.disable = True
-
-    def _draw(self, end: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        frac = self.n / self.total if self.total else 1.0
-        rate = self.n / elapsed if elapsed > 0 else 0.0
-        line = f"{self.desc}: {frac * 100:5.1f}% |{'#' * int(frac * 20):<20}| {self.n}/{self.total} " \
-               f"[{elapsed:.1f}s, {rate:.0f} pairs/s]"
-        self.file.write(("\r" + line + end) if self.tty else (line + "\n"))
-        self.file.flush()
-
-
 class Scorer:
     """Computes the five metric values of (response, reference) pairs under one ``ScoreConfig``."""
 
@@ -122,19 +86,10 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
     Raises:
         EvalkitError: ``"<file>:<line>: cannot score id ..."`` when a metric rejects an item.
     """
-    if isinstance(systems, System) or not isinstance(systems, (list, tuple)) or \
-            not all(isinstance(s, System) for s in systems):
-        raise TypeError("score_systems takes a list of System (from evalkit.read_pairs), got "
-                        f"{type(systems).__name__}")
-    if not isinstance(selection, Selection):
-        raise TypeError(f"score_systems takes a Selection (from evalkit.select_items), got {type(selection).__name__}")
-    missing = [(s.path, i) for s in systems for i in selection.ids if i not in s.records]
-    if missing:
-        raise ValueError(f"selection id {missing[0][1]!r} is not in {missing[0][0]}; build the selection from "
-                         "these systems with evalkit.select_items")
+    check_scoring_input("score_systems", systems, selection)
     scorer = Scorer(config)
     rows = []
-    bar = Progress(len(systems) * len(selection.ids), "scoring", disable=not progress)
+    bar = tqdm(total=len(systems) * len(selection.ids), desc="scoring", unit="pair", disable=not progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BleuWarning)  # NLTK's method0 warns per zero order; values say it
         for system in systems:
@@ -145,6 +100,6 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
                 except ValueError as e:  # e.g. NLTK's method6 on a response without 3-gram matches
                     raise EvalkitError.at(rec.path, rec.line, f"cannot score id {item_id!r}: {e}") from None
                 rows.append({"id": item_id, "model": system.model, **values})
-                bar.update()
+                bar.update(1)
     bar.close()
     return rows

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from judge.rubric import DIMENSIONS, PAIRWISE_SCHEMA, POINTWISE_SCHEMA
 from judge.runner import build_jobs, run_jobs
 from judge.standin_answers import SERVED_MODEL as STANDIN_MODEL
 from judge.table import render_markdown, table2
-from minillama.jobcontrol import Terminated, folder_problem, os_problem, run_cli, sigterm_cancels
+from minillama.jobcontrol import Interrupted, folder_problem, os_problem, run_cli, sigterm_cancels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,19 +159,19 @@ async def _judge(jobs, config, journal, show_progress: bool) -> dict:
     """Judge the jobs with a progress bar (requests done / all judgments of the run).
 
     SIGTERM cancels the run like Ctrl-C does (asyncio's own SIGINT handling): the requests in flight
-    are abandoned, the journal writes already started are finished, then `Terminated` is raised.
+    are abandoned, the journal writes already started are finished, then `Interrupted(SIGTERM)` is raised.
     """
-    from minillama.progress import Progress  # dependency-free bar shared by the project
+    from tqdm import tqdm
 
     done = sum(job.key in journal for job in jobs)
     with sigterm_cancels(asyncio.current_task()) as received:
         try:
-            with Progress(total=len(jobs), initial=done, desc="judge", unit="req", disable=not show_progress) as bar:
+            with tqdm(total=len(jobs), initial=done, desc="judge", unit="req", disable=not show_progress) as bar:
                 async with JudgeClient(config) as client:
                     return await run_jobs(jobs, client, journal, progress=bar)
         except asyncio.CancelledError:
             if received:
-                raise Terminated("received SIGTERM") from None
+                raise Interrupted(signal.SIGTERM) from None
             raise
 
 

@@ -6,15 +6,15 @@ and device, and hands them over with `load_state_dict(assign=True)`: no float32 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .config import LlamaConfig
-from .errors import MiniLlamaError, check_path, hub_error
-from .progress import Progress
+from .errors import MiniLlamaError, check_path
+from .hub import download_model, is_hub_id
 from .safetensors_io import TensorInfo, read_header, read_tensor
 
 SINGLE_FILE = "model.safetensors"
@@ -53,15 +53,9 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
     text = str(path_or_id)
     if path.exists():
         raise MiniLlamaError(f"{text}: is a file; expected a model folder or a Hub repo id")
-    looks_local = text.startswith((".", "/", "~")) or text.count("/") != 1 or os.sep != "/" and os.sep in text
-    if looks_local:
+    if not is_hub_id(text):
         raise MiniLlamaError(f"{text}: model folder not found")
-    try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
-    except Exception as exc:  # any Hub failure (offline, gated, not found, HTTP) becomes one line
-        raise hub_error(f"{text}: not a local folder, and downloading it from the Hugging Face Hub failed",
-                        exc) from None
+    return download_model(text, HUB_PATTERNS)
 
 
 def _refuse_adapter_dir(path: Path) -> None:
@@ -136,11 +130,12 @@ def check_names(source: str, found: dict[str, tuple[int, ...]], expected: dict[s
         raise MiniLlamaError(f"{source}: checkpoint does not match config.json: {' | '.join(problems)}")
 
 
-def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = None,
+def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None = None,
                     device: torch.device | str | None = None):
     """Build a `Llama` from a Hugging Face checkpoint.
 
     Args:
+        cls: The model class to build (`Llama`; passed in so that this module never imports model.py).
         path_or_id: A local folder (config.json + model.safetensors or shards + index) or a Hub repo id.
         dtype: float32 / bfloat16 / float16 (a torch dtype or its name); None keeps the stored dtype.
         device: Where the weights go (default CPU). Tensors are moved one at a time.
@@ -151,8 +146,6 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     Raises:
         MiniLlamaError: Any unusable input, in one line naming the file and the problem.
     """
-    from .model import Llama
-
     target = resolve_dtype(dtype)
     try:
         device = torch.device(device) if device is not None else torch.device("cpu")
@@ -164,7 +157,7 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     config = LlamaConfig.from_file(model_dir / "config.json")
     infos = weight_index(model_dir)
     with torch.device("meta"):
-        model = Llama(config)
+        model = cls(config)
     tied = config.tie_word_embeddings
     expected = expected_shapes(model)
     check_names(str(model_dir), {k: v.shape for k, v in infos.items()}, expected, tied)
@@ -172,8 +165,8 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     state, handles = {}, {}
     total_bytes = sum(infos[k].end - infos[k].start for k in expected)
     try:  # one tensor at a time, straight into its final dtype and device
-        for name in Progress(list(expected), desc=f"loading {model_dir.name}", unit="tensor",
-                             disable=total_bytes < 2**28):
+        for name in tqdm(list(expected), desc=f"loading {model_dir.name}", unit="tensor",
+                         disable=total_bytes < 2**28):
             info = infos[name]
             if info.path not in handles:
                 handles[info.path] = open(info.path, "rb")

@@ -18,21 +18,6 @@ class MiniLlamaError(Exception):
             self.exit_code = exit_code
 
 
-def hub_error(message: str, exc: BaseException) -> MiniLlamaError:
-    """`message` plus the Hub's first line; exit code 2 when the repo, revision or file does not exist or
-    is gated (the id is wrong or access is missing), 1 otherwise (offline, a timeout, a server error)."""
-    try:
-        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                            RevisionNotFoundError)
-    except ImportError:  # older huggingface_hub
-        from huggingface_hub.utils import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                           RevisionNotFoundError)
-    missing = isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)) or (
-        isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError))
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return MiniLlamaError(f"{message} ({type(exc).__name__}: {first})", exit_code=2 if missing else 1)
-
-
 def check_path(value, what: str) -> None:
     """Raise MiniLlamaError unless `value` is a str or os.PathLike (the argument called `what`)."""
     import os

@@ -9,7 +9,8 @@ import torch
 
 from .errors import MiniLlamaError
 from .kv_cache import make_cache
-from .model import check_input_ids, positions_from_mask
+from .masks import positions_from_mask
+from .model import check_input_ids
 from .sampling import sample_next
 from .static_decode import StaticDecoder
 

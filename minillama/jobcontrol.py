@@ -8,13 +8,13 @@ Exit codes (docs/cli.md, "Exit codes"): 0 success; 1 failure while running (netw
 full, a lock held by another run, a job whose every item failed); 2 bad input or usage (argparse's own
 code); 130 on SIGINT; 143 on SIGTERM (128 + the signal number, as a shell reports a killed child).
 
-    with sigterm_raises():            # SIGTERM -> Terminated, so `finally` blocks run
+    with sigterm_raises():            # SIGTERM -> Interrupted(SIGTERM), so `finally` blocks run
         try:
             ...
-        except (KeyboardInterrupt, Terminated) as exc:
+        except (KeyboardInterrupt, Interrupted) as exc:
             return exit_code(exc)     # 130 / 143
 
-    with exclusive_lock(out / "journal.lock", "judge run"):   # a second run gets a LockedError
+    with exclusive_lock(out / "journal.lock", "judge run"):   # a second run gets a LockedError (exit 1)
         ...
 """
 from __future__ import annotations
@@ -33,9 +33,21 @@ EXIT_SIGINT = 128 + signal.SIGINT  # 130
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived (raised by `sigterm_raises`); a BaseException, like KeyboardInterrupt, so that
-    `except Exception` does not swallow it and `finally` blocks (checkpoints, temp-file cleanup) run."""
+class Interrupted(BaseException):
+    """A SIGINT (exit status 130) or SIGTERM (143) that stopped the work; a BaseException, like
+    KeyboardInterrupt, so that `except Exception` does not swallow it and `finally` blocks run.
+
+    `sigterm_raises` raises it for SIGTERM (Ctrl-C stays Python's KeyboardInterrupt, which asyncio
+    handles itself); `lora.finetune.signals.StopFlag` raises it for both once a checkpoint is saved.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
 class LockedError(OSError):
@@ -49,14 +61,14 @@ class LockedError(OSError):
 
 
 def exit_code(exc: BaseException) -> int | None:
-    """The exit status for `exc`: 130 for KeyboardInterrupt, 143 for `Terminated`, the `exit_code`
+    """The exit status for `exc`: 130 for KeyboardInterrupt, 128 + signal for `Interrupted`, the `exit_code`
     attribute of the project's error classes (2 for bad input unless the error says otherwise), 1 for
     any other OSError (disk full, permission denied while writing), None for anything else (a bug:
     let its traceback show)."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_SIGINT
-    if isinstance(exc, Terminated):
-        return EXIT_SIGTERM
+    if isinstance(exc, Interrupted):
+        return exc.exit_status
     code = getattr(exc, "exit_code", None)
     if isinstance(code, int) and not isinstance(code, bool):
         return code
@@ -85,7 +97,7 @@ def os_problem(exc: OSError) -> str:
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` in the main thread; the old handler comes back after.
+    """Within the block, SIGTERM raises `Interrupted(SIGTERM)` in the main thread; the old handler comes back after.
 
     Outside the main thread (where Python cannot set handlers) the block runs unchanged.
     """
@@ -94,7 +106,7 @@ def sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum, frame):
-        raise Terminated(f"received signal {signal.Signals(signum).name}")
+        raise Interrupted(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -122,7 +134,7 @@ def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], 
         try:
             code = body()
             return EXIT_OK if code is None else code
-        except (KeyboardInterrupt, Terminated) as exc:
+        except (KeyboardInterrupt, Interrupted) as exc:
             line = interrupted() if callable(interrupted) else interrupted
             print(line, file=err, flush=True)
             return exit_code(exc)  # type: ignore[return-value]
@@ -159,7 +171,7 @@ def folder_problem(folder: str | os.PathLike) -> str | None:
 def sigterm_cancels(task) -> Iterator[list]:
     """For asyncio code: within the block, SIGTERM cancels `task` (through the event loop, so never in
     the middle of a callback, as asyncio does for Ctrl-C); yields a list that is non-empty once the
-    signal came, so the caller can turn the cancellation into `Terminated`. The previous Python handler
+    signal came, so the caller can turn the cancellation into `Interrupted`. The previous Python handler
     is restored after. Outside the main thread the block runs unchanged.
 
         with sigterm_cancels(asyncio.current_task()) as received:
@@ -167,7 +179,7 @@ def sigterm_cancels(task) -> Iterator[list]:
                 await work()
             except asyncio.CancelledError:
                 if received:
-                    raise Terminated("received SIGTERM") from None
+                    raise Interrupted(signal.SIGTERM) from None
                 raise
     """
     import asyncio
@@ -192,38 +204,71 @@ def sigterm_cancels(task) -> Iterator[list]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-@contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, what: str = "another run") -> Iterator[Path]:
-    """Hold an exclusive `flock` on `path` (created if missing) for the block.
+class FileLock:
+    """An exclusive `flock` on `path` (created with its folder if missing), held from `acquire` to `release`.
 
-    The kernel releases the lock when the holder's process dies, however it dies (SIGKILL included),
-    so a lock left by a killed run never blocks the next one. The file holds the holder's pid, only
-    for the error message; it is not removed afterwards (removing it would race with a new holder).
-    On systems without `fcntl` (Windows) the block runs without a lock.
-
-    Raises:
-        LockedError: another live process holds the lock: `"<path>: <what> (pid N) is using it; ..."`.
-        OSError: the lock file cannot be created (e.g. a read-only folder, disk full).
+    The kernel releases it when the holder's process dies, however it dies (SIGKILL included), so a
+    lock left by a killed run never blocks the next one. The file holds the holder's pid, only for
+    messages; it is not removed afterwards (removing it would race with a new holder). On systems
+    without `fcntl` (Windows) `acquire` always succeeds: there is no lock.
     """
-    path = Path(path)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield path
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False when another live process (or another FileLock here) holds it.
+
+        Raises:
+            OSError: the lock file cannot be created (a read-only folder, a full disk for a new inode).
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise LockedError(f"{path}: {what} (pid {holder}) is using this folder; wait for it to end, or "
-                              "use another output folder") from None
+            os.close(fd)
+            return False
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         except OSError:
             pass  # the pid is only for messages; a full disk must not stop a run that holds the lock
-        yield path
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """The pid written by the process that holds (or last held) the lock, or "unknown"."""
+        try:
+            return self.path.read_text(encoding="ascii", errors="replace").strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def release(self) -> None:
+        """Give the lock back (closing the descriptor releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str = "another run") -> Iterator[Path]:
+    """Hold a `FileLock` on `path` for the block.
+
+    Raises:
+        LockedError: another live process holds the lock: `"<path>: <what> (pid N) is using it; ..."`.
+        OSError: the lock file cannot be created (e.g. a read-only folder).
+    """
+    lock = FileLock(path)
+    if not lock.acquire():
+        raise LockedError(f"{lock.path}: {what} (pid {lock.holder()}) is using this folder; wait for it to end, "
+                          "or use another output folder")
+    try:
+        yield lock.path
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        lock.release()

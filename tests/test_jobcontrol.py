@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from minillama.jobcontrol import (EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, LockedError, Terminated,
-                                  exclusive_lock, exit_code, folder_problem, one_line, run_cli)
+from minillama.jobcontrol import (EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, FileLock, Interrupted,
+                                  LockedError, exclusive_lock, exit_code, folder_problem, one_line, run_cli)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,12 +25,13 @@ class BadInput(Exception):
 
 def test_exit_codes_follow_the_convention():
     assert (EXIT_FAILURE, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM) == (1, 2, 130, 143)
-    assert exit_code(KeyboardInterrupt()) == 130 and exit_code(Terminated()) == 143
+    assert exit_code(KeyboardInterrupt()) == 130 and exit_code(Interrupted(signal.SIGTERM)) == 143
+    assert exit_code(Interrupted(signal.SIGINT)) == 130 and str(Interrupted(signal.SIGTERM)) == "SIGTERM"
     assert exit_code(BadInput("x")) == 2
     assert exit_code(OSError(errno.ENOSPC, "No space left on device")) == 1
     assert exit_code(LockedError("held")) == 1
     assert exit_code(ValueError("a bug")) is None  # not ours: its traceback must show
-    assert issubclass(Terminated, BaseException) and not issubclass(Terminated, Exception)
+    assert issubclass(Interrupted, BaseException) and not issubclass(Interrupted, Exception)
 
 
 def test_run_cli_prints_one_line_and_returns_the_code():
@@ -56,8 +57,8 @@ def test_run_cli_prints_one_line_and_returns_the_code():
     assert one_line("a\n b\tc ") == "a b c"
 
 
-def test_sigterm_becomes_terminated_finally_runs_and_handler_is_restored(tmp_path):
-    """In a child: SIGTERM mid-work raises Terminated, the `finally` block runs, the exit code is 143."""
+def test_sigterm_becomes_interrupted_finally_runs_and_handler_is_restored(tmp_path):
+    """In a child: SIGTERM mid-work raises Interrupted, the `finally` block runs, the exit code is 143."""
     marker = tmp_path / "finally-ran"
     code = textwrap.dedent(f"""
         import os, signal, sys, time
@@ -116,8 +117,13 @@ def test_lock_is_exclusive_within_one_process_too(tmp_path):
         with pytest.raises(LockedError):
             with exclusive_lock(lock):
                 pass
+        assert FileLock(lock).acquire() is False  # the class API (lora.finetune's FolderLock) sees it too
     with exclusive_lock(lock):  # released on exit
         pass
+    held = FileLock(tmp_path / "new" / "y.lock")
+    assert held.acquire() and held.holder() == str(os.getpid())
+    held.release()
+    assert FileLock(tmp_path / "new" / "y.lock").acquire()
 
 
 def test_folder_problem(tmp_path):
@@ -130,10 +136,10 @@ def test_folder_problem(tmp_path):
 
 
 def test_sigterm_cancels_an_asyncio_task_and_restores_the_handler():
-    """The asyncio variant: SIGTERM cancels the task through the loop; the caller turns it into Terminated."""
+    """The asyncio variant: SIGTERM cancels the task through the loop; the caller turns it into Interrupted."""
     code = textwrap.dedent("""
         import asyncio, os, signal, sys
-        from minillama.jobcontrol import Terminated, sigterm_cancels, sigterm_raises
+        from minillama.jobcontrol import Interrupted, sigterm_cancels, sigterm_raises
         cleaned = []
         async def main():
             with sigterm_cancels(asyncio.current_task()) as received:
@@ -144,13 +150,13 @@ def test_sigterm_cancels_an_asyncio_task_and_restores_the_handler():
                 except asyncio.CancelledError:
                     cleaned.append(1)
                     if received:
-                        raise Terminated("received SIGTERM") from None
+                        raise Interrupted(signal.SIGTERM) from None
                     raise
         with sigterm_raises():
             handler = signal.getsignal(signal.SIGTERM)
             try:
                 asyncio.run(main())
-            except Terminated:
+            except Interrupted:
                 assert cleaned == [1] and signal.getsignal(signal.SIGTERM) == handler
                 sys.exit(143)
         sys.exit(3)

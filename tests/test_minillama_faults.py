@@ -97,7 +97,7 @@ def test_cli_says_where_the_context_ends(model_dir, llama2_tokenizer_path):
                          "--max-new-tokens", "400", "--tokenizer", str(llama2_tokenizer_path)])
     n_prompt = 6  # BOS + 5 pieces
     assert rc == 0, err
-    lines = err.splitlines()
+    lines = [line for line in err.splitlines() if not line.startswith("[minillama] base ")]  # the session line
     assert lines[0] == (f"note: the model's context is 256 positions; after the {n_prompt}-token prompt at most "
                         f"{256 - n_prompt} new tokens fit (--max-new-tokens 400)")
     assert f"{256 - n_prompt} tokens" in lines[1] or "finish_reason=stop" in lines[1]
