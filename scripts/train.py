@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 import lora
@@ -39,8 +40,8 @@ from lora.finetune.records import resolve_dataset, usable_records
 from lora.finetune.schedule import lr_at
 from lora.finetune.signals import Interrupted, StopFlag
 from minillama import Llama, LlamaConfig, MiniLlamaError, load_tokenizer
-from minillama.hub import check_access, is_hub_id
 from minillama import threads
+from minillama.hub import check_access, is_hub_id
 
 
 def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size: int) -> Path | None:
@@ -111,7 +112,7 @@ def save_adapter(model, folder: Path, base: str, info) -> None:
     if info.is_main:
         try:
             lora.save_adapter(model, folder, base_model_name_or_path=base, state=state)
-        except Exception as e:  # safetensors reports a full disk as its own error type
+        except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error type
             raise RunFailed(f"{folder}: cannot write the adapter ({e}); free space and rerun with --resume") from None
 
 
@@ -123,8 +124,16 @@ def train(argv: list[str] | None, stop: StopFlag) -> Path:
         cfg = resumed_config(run_dir.read_config(out), explicit, str(out / "config.json"))
     threads.configure_threads(cfg.num_threads)
     info = distributed.setup(cfg.device)
-    try:
-        ckpt = preflight(cfg, out, args.resume, args.force, info.world_size)
+    try:  # every rank checks before any rank writes; a refusal on one rank stops all
+        try:
+            ckpt, problem = preflight(cfg, out, args.resume, args.force, info.world_size), None
+        except (TrainError, MiniLlamaError, lora.LoraError) as e:
+            ckpt, problem = None, e
+        refusals = [p for p in distributed.gather_objects(problem and str(problem), info) if p]
+        if problem is not None:
+            raise problem
+        if refusals:
+            raise TrainError(refusals[0])
     except BaseException:
         distributed.teardown(info)
         raise
