@@ -4,7 +4,7 @@ One process per GPU (nccl) or per CPU worker (gloo). A single process (no `WORLD
 environment) uses none of `torch.distributed`, so plain `python scripts/train.py` needs no launcher.
 
 - DDP replicates the model; its gradients are averaged over ranks in backward. The RoPE tables are
-  buffers computed identically on every rank, so DDP does not broadcast buffers (`broadcast_buffers=False`):
+  buffers computed identically on every rank, so DDP does not synchronise buffers in its forward:
   a rank with nothing to validate never blocks the others inside a forward.
 - FSDP2 (`fully_shard`) shards every parameter of each decoder layer, then the rest at the root, over
   the ranks: the frozen base takes 1/N of its memory per GPU. Its gradients are reduce-scattered; the
