@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 import lora
@@ -39,8 +40,8 @@ from lora.finetune.records import resolve_dataset, usable_records
 from lora.finetune.schedule import lr_at
 from lora.finetune.signals import Interrupted, StopFlag
 from minillama import Llama, LlamaConfig, MiniLlamaError, load_tokenizer
-from minillama.hub import check_access, is_hub_id
 from minillama import threads
+from minillama.hub import check_access, is_hub_id
 
 
 def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size: int) -> Path | None:
@@ -109,7 +110,10 @@ def save_adapter(model, folder: Path, base: str, info) -> None:
     """Gather the LoRA weights (every rank, for FSDP) and write them as a PEFT adapter (rank 0)."""
     state = lora.adapter_state(model)
     if info.is_main:
-        lora.save_adapter(model, folder, base_model_name_or_path=base, state=state)
+        try:
+            lora.save_adapter(model, folder, base_model_name_or_path=base, state=state)
+        except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error type
+            raise RunFailed(f"{folder}: cannot write the adapter ({e}); free space and rerun with --resume") from None
 
 
 def train(argv: list[str] | None, stop: StopFlag) -> Path:
@@ -120,8 +124,16 @@ def train(argv: list[str] | None, stop: StopFlag) -> Path:
         cfg = resumed_config(run_dir.read_config(out), explicit, str(out / "config.json"))
     threads.configure_threads(cfg.num_threads)
     info = distributed.setup(cfg.device)
-    try:
-        ckpt = preflight(cfg, out, args.resume, args.force, info.world_size)
+    try:  # every rank checks before any rank writes; a refusal on one rank stops all
+        try:
+            ckpt, problem = preflight(cfg, out, args.resume, args.force, info.world_size), None
+        except (TrainError, MiniLlamaError, lora.LoraError) as e:
+            ckpt, problem = None, e
+        refusals = [p for p in distributed.gather_objects(problem and str(problem), info) if p]
+        if problem is not None:
+            raise problem
+        if refusals:
+            raise TrainError(refusals[0])
     except BaseException:
         distributed.teardown(info)
         raise
@@ -189,7 +201,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag)
 
     # ---- (5) the loop ----
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not info.is_main)
-    with stop.deferred():
+    with bar, stop.deferred():
         for step in range(state["step"], total_steps):
             t0, lr = time.perf_counter(), lr_at(step, cfg.learning_rate, cfg.warmup_steps, total_steps,
                                                cfg.min_lr_ratio)
@@ -234,26 +246,24 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag)
                     checkpoint.save_checkpoint(out, step + 1, model, optimizer, state, rngs, adapter, opt_state,
                                                base, cfg.keep_checkpoints)
             if halt:
-                bar.close()
                 if stops > 0:
                     raise Interrupted(stop.requested or 15)
                 print(f"{out}: stopped after step {state['step']} (checkpoint written; continue with --resume)",
                       file=sys.stderr)
                 return out
-    bar.close()
 
     # ---- (6) finish ----
     save_adapter(model, out / "adapter_last", base, info)
+    if distributed.broadcast_object(not (out / "adapter").is_dir(), info):  # no validation picked one
+        save_adapter(model, out / "adapter", base, info)
     if info.is_main:
-        finish(cfg, out, model, tok, state)
+        finish(cfg, out, tok, state)
     distributed.barrier(info)
     return out
 
 
-def finish(cfg: TrainConfig, out: Path, model, tok, state: dict) -> None:
-    """adapter/ (if no validation picked one), loss.png, the demo's held-out comparison, DONE."""
-    if not (out / "adapter").is_dir():
-        lora.save_adapter(model, out / "adapter", base_model_name_or_path=state["base"])
+def finish(cfg: TrainConfig, out: Path, tok, state: dict) -> None:
+    """loss.png, the demo's held-out comparison, DONE (rank 0)."""
     print(plot_loss(out / "metrics.jsonl", out / "loss.png"), file=sys.stderr)
     if cfg.base == "demo" and cfg.demo_eval:
         result = demo_model.held_out_comparison(out, tok, cfg.template)
@@ -286,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if not is_disk_full(e) and not isinstance(e, PermissionError):
             raise
-        print(f"error: {e.filename or 'run folder'}: {e.strerror}; free space (or fix permissions) and rerun "
+        print(f"error: {e.filename or 'the run folder'}: {e.strerror}; free space (or fix permissions) and rerun "
               "with --resume", file=sys.stderr)
         return 1
 

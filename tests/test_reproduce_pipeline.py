@@ -246,3 +246,29 @@ def test_human_store_adds_track_c_to_the_report(resumed, tmp_path, capsys):
     assert "Track C" in report["grounding"]["agreement"]["tracks"]
     md = (run / "report.md").read_text()
     assert "## Track C" in md and f"{2 * 2 * n} final ratings" in md
+
+
+def test_wall_times_survive_the_kill(resumed):
+    """The killed invocation's stage times are kept: train's time from the first run, and generation's two
+    attempts (the killed one marked so)."""
+    stages = json.loads((resumed["run"] / "pipeline.json").read_text())["stages"]
+    assert stages["train"]["status"] == "done" and stages["train"]["wall_s"] > 0
+    assert [a["status"] for a in stages["generate"]["attempts"]] == ["killed", "done"]
+    assert stages["generate"]["wall_s"] == pytest.approx(sum(a["wall_s"] for a in stages["generate"]["attempts"]))
+
+
+def test_stage_leftovers_without_a_marker_are_redone(resumed, tmp_path, capsys):
+    """A kill after Track A wrote its files but before stage.done: the rerun redoes the stage itself."""
+    run = resumed["run"]
+    (run / "track_a" / "stage.done").unlink()
+    (run / "grounding" / "stage.done").unlink()
+    assert reproduce.main(["--config", str(resumed["cfg"]), "--run-dir", str(run), "--judge-standin"]) == 0
+    assert (run / "track_a" / "stage.done").is_file() and (run / "grounding" / "stage.done").is_file()
+    assert "[track_a] complete" not in capsys.readouterr().out
+
+
+def test_missing_train_run_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert reproduce.main(["--train-run", str(tmp_path / "nope"), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a finished training run" in err[0] and not run.exists()

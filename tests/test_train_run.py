@@ -141,3 +141,28 @@ def test_hub_unreachable_is_not_reported_as_a_licence_problem(monkeypatch, tmp_p
         run_train(["--preset", "paper", "--out", str(tmp_path / "paper")])
     assert str(e.value).startswith(f"meta-llama/Llama-2-7b-chat-hf: {expect}") and "licence" not in str(e.value)
     assert calls == [10.0] and not (tmp_path / "paper").exists()
+
+
+def test_demo_base_is_built_once_per_recipe(tmp_path, monkeypatch, capsys):
+    """The demo base is cached under a hash of its recipe: a second demo (or a rerun after a kill before the
+    first checkpoint) copies it instead of rebuilding; another recipe builds anew."""
+    from lora.finetune import demo_data, demo_model
+
+    monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path / "cache"))
+    built = []
+    real = demo_model.build_demo_base
+
+    def counting(out_dir, records, steps, seed=0, **kw):
+        built.append(steps)
+        return real(out_dir, records, steps, seed=seed, batch=4, seq_len=32, sizes=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+            head_dim=16))
+    monkeypatch.setattr(demo_model, "build_demo_base", counting)
+    records = demo_data.make_records(12, seed=1)
+    a = demo_model.cached_demo_base(tmp_path / "a" / "base", records, steps=3, seed=1)
+    b = demo_model.cached_demo_base(tmp_path / "b" / "base", records, steps=3, seed=1)
+    assert built == [3] and "reusing the cached build" in capsys.readouterr().err
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    demo_model.cached_demo_base(tmp_path / "c" / "base", records, steps=4, seed=1)
+    assert built == [3, 4]
+    assert not list((tmp_path / "cache" / "demo-base").glob(".*.tmp"))

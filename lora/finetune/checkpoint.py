@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 import lora
 from lora.finetune.config import RunFailed, TrainError
+from lora.finetune.faults import kill_point
 from lora.finetune.files import fsync_dir, sha256_file, write_json_atomic
 
 FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "optimizer.safetensors",
@@ -144,11 +145,13 @@ def save_checkpoint(out: Path, step: int, model: torch.nn.Module, optimizer: tor
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         lora.save_adapter(model, tmp / "adapter", base_model_name_or_path=base_name, state=adapter)
+        kill_point(f"checkpoint:{step}:adapter")
         tensors, extra = opt_state
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items() if k != "params"}
                   for g in optimizer.state_dict()["param_groups"]]
         (tmp / "optimizer.json").write_text(json.dumps({"param_groups": groups, "extra": extra}, indent=1))
+        kill_point(f"checkpoint:{step}:optimizer")
         rng_tensors = {}
         for r, s in enumerate(rng_states):
             rng_tensors[f"rank{r}.torch"] = s["torch"]
@@ -156,15 +159,18 @@ def save_checkpoint(out: Path, step: int, model: torch.nn.Module, optimizer: tor
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         (tmp / "rng.json").write_text(json.dumps([{"python": s["python"], "numpy": s["numpy"],
                                                    "n_cuda": len(s["cuda"])} for s in rng_states]))
+        kill_point(f"checkpoint:{step}:rng")
         for name in FILES:
             with open(tmp / name, "rb+") as f:
                 os.fsync(f.fileno())
         write_json_atomic(tmp / "state.json", {**state, "step": step, "world_size": len(rng_states),
                                                "sha256": {name: sha256_file(tmp / name) for name in FILES}})
+        kill_point(f"checkpoint:{step}:state")
         if final.exists():  # an incomplete folder of the same step left by a crash
             shutil.rmtree(final)
         tmp.rename(final)
         fsync_dir(final.parent)
+        kill_point(f"checkpoint:{step}:renamed")
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RunFailed(f"{tmp}: cannot write checkpoint {step} ({e.strerror or e}); free space and rerun "
@@ -172,6 +178,7 @@ def save_checkpoint(out: Path, step: int, model: torch.nn.Module, optimizer: tor
     older = [p for p in step_dirs(out) if p != final]
     for p in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
+    kill_point(f"checkpoint:{step}:pruned")
     return final
 
 

@@ -4,7 +4,7 @@ One process per GPU (nccl) or per CPU worker (gloo). A single process (no `WORLD
 environment) uses none of `torch.distributed`, so plain `python scripts/train.py` needs no launcher.
 
 - DDP replicates the model; its gradients are averaged over ranks in backward. The RoPE tables are
-  buffers computed identically on every rank, so DDP does not broadcast buffers (`broadcast_buffers=False`):
+  buffers computed identically on every rank, so DDP does not synchronise buffers in its forward:
   a rank with nothing to validate never blocks the others inside a forward.
 - FSDP2 (`fully_shard`) shards every parameter of each decoder layer, then the rest at the root, over
   the ranks: the frozen base takes 1/N of its memory per GPU. Its gradients are reduce-scattered; the
@@ -76,10 +76,15 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     """DDP-wrap `model` when distributed (gradients averaged over ranks in backward; buffers not broadcast)."""
     if not info.distributed:
         return model
+    import inspect
+
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    return DDP(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
-               broadcast_buffers=False)
+    # The buffers (RoPE tables) are the same on every rank: never synchronise them in a forward. Newer
+    # torch names this forward_sync_buffers (one sync at construction is harmless); older, broadcast_buffers.
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters \
+        else {"broadcast_buffers": False}
+    return DDP(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None, **no_sync)
 
 
 def shard_fsdp(root: torch.nn.Module, layers) -> None:

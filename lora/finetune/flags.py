@@ -78,8 +78,13 @@ def config_from_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Name
 
 
 def resumed_config(saved: dict, explicit: dict, source: str) -> TrainConfig:
-    """The saved run's config with only the runtime fields taken from explicit flags."""
+    """The saved run's config; the runtime fields (how to run, not what is trained) come from this
+    command's flags, or their defaults: a resumed run does not stop again at the first run's
+    --stop-after-steps."""
     cfg = config_from_dict(saved)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RUNTIME_FIELDS:
+            setattr(cfg, f.name, f.default)
     for name, value in explicit.items():
         if name in RUNTIME_FIELDS:
             setattr(cfg, name, value)

@@ -54,6 +54,10 @@ def plot_loss(metrics_path: Path, out_png: Path) -> str:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(out_png, dpi=120)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(out_png)) from None
+    finally:
+        plt.close(fig)
     return f"wrote {out_png}"

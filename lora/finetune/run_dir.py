@@ -95,5 +95,8 @@ class MetricsLog:
 
     def __call__(self, row: dict) -> None:
         if self.write:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(self.path)) from None
