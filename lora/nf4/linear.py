@@ -21,19 +21,19 @@ _STORAGE = ("packed", "absmax", "nested_absmax", "nested_offset")
 
 
 class _DequantLinear(torch.autograd.Function):
-    """y = x W^T with W dequantised on the fly in forward and again in backward; W gets no gradient."""
+    """y = x W^T + b with W dequantised on the fly in forward and again in backward; W and b get no gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: NF4Weight, dtype: torch.dtype) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, bias: torch.Tensor | None, weight: NF4Weight, dtype: torch.dtype):
         ctx.weight, ctx.dtype = weight, dtype  # the 4-bit storage, not a 16-bit copy
-        return F.linear(x, weight.dequantize(dtype))  # [..., in] @ [in, out] -> [..., out]
+        return F.linear(x, weight.dequantize(dtype), bias)  # [..., in] @ [in, out] (+ [out]) -> [..., out]
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         if not ctx.needs_input_grad[0]:
-            return None, None, None
+            return None, None, None, None
         w = ctx.weight.dequantize(ctx.dtype)  # [out, in]
-        return grad_out.to(ctx.dtype) @ w, None, None  # dL/dX: [..., out] @ [out, in] -> [..., in]
+        return grad_out.to(ctx.dtype) @ w, None, None, None  # dL/dX: [..., out] @ [out, in] -> [..., in]
 
 
 class NF4Linear(nn.Module):
@@ -105,8 +105,8 @@ class NF4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shapes: x [..., in] (any float dtype; cast to `compute_dtype`) -> [..., out] in `compute_dtype`."""
-        y = _DequantLinear.apply(x.to(self.compute_dtype), self.quantized_weight(), self.compute_dtype)  # [..., out]
-        return y + self.bias if self.bias is not None else y
+        return _DequantLinear.apply(x.to(self.compute_dtype), self.bias, self.quantized_weight(),
+                                    self.compute_dtype)  # [..., out]
 
     def _apply(self, fn, recurse: bool = True):
         """Keep the storage dtypes under `.to(dtype)`/`.half()`; follow device moves; track the compute dtype."""
