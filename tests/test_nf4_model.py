@@ -57,7 +57,7 @@ def test_loads_straight_into_nf4(base_dir):
     model = Llama.from_pretrained(base_dir, quantize="nf4")
     assert model.dtype == torch.float32  # the CPU compute dtype (bfloat16 on CUDA)
     quantized = {n for n, m in model.named_modules() if isinstance(m, NF4Linear)}
-    assert quantized == {f"model.layers.{i}.{'self_attn' if p.endswith(('q_proj', 'k_proj', 'v_proj', 'o_proj')) else 'mlp'}.{p}"
+    assert quantized == {f"model.layers.{i}.{'mlp' if p in ('gate_proj', 'up_proj', 'down_proj') else 'self_attn'}.{p}"
                          for i in range(2) for p in PROJ}
     assert isinstance(model.lm_head, nn.Linear) and model.lm_head.weight.dtype == torch.float32
     assert not any(k.endswith("_proj.weight") for k in model.state_dict())  # no dense copy of a projection

@@ -11,9 +11,9 @@ from bitsandbytes' `create_normal_map(offset=0.9677083)`: the normal quantiles `
 side) and 8 (negative side) evenly spaced probabilities from `offset` down to 1/2, the 1/2 ones dropped,
 a single 0 added, and everything divided by the largest value. `offset` = the mean of 1 - 1/(2*15) and
 1 - 1/(2*16), rounded to 7 digits, is where the outermost quantile is taken instead of Q_X(1). We rebuild
-it the same way (float32 probabilities from `torch.linspace`, `scipy.stats.norm.ppf` evaluated in float32 as it is on a float32
-array, float32 normalisation), which gives the paper's 16 values bit for bit (tests/test_nf4_codebook.py);
-the same construction in float64 differs in one value by one float32 step (2.4e-7).
+it the same way (float32 probabilities from `torch.linspace`, the quantile `torch.special.ndtri` in float64
+rounded to float32, float32 normalisation), which gives the paper's 16 values bit for bit
+(tests/test_nf4_codebook.py); probabilities from numpy's float32 linspace would move one value by 2.4e-7.
 
 The double-quantisation constants use bitsandbytes' signed 8-bit *dynamic* map (Dettmers 2016, "8-Bit
 Approximations for Parallelism in Deep Learning", Sec. 3: dynamic tree quantisation), which is what
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 import torch
-from scipy.stats import norm
 
 NF4_ZERO_INDEX = 7  # nf4_code()[7] == 0.0 (7 negative values below it)
 NF4_OFFSET = 0.9677083  # Appendix E / bitsandbytes create_normal_map: ((1 - 1/30) + (1 - 1/32)) / 2, 7 digits
@@ -42,10 +40,10 @@ def nf4_code() -> torch.Tensor:
 @lru_cache(maxsize=1)
 def _nf4_code() -> torch.Tensor:
     # float32 probabilities from torch.linspace (numpy's float32 linspace rounds one of them differently),
-    # the last one (1/2) dropped; scipy evaluates the quantile of a float32 array in float32.
-    positive = norm.ppf(torch.linspace(NF4_OFFSET, 0.5, 9)[:-1].numpy())  # [8] Phi^-1(p), p > 1/2
-    negative = -norm.ppf(torch.linspace(NF4_OFFSET, 0.5, 8)[:-1].numpy())  # [7]
-    values = torch.tensor(np.concatenate([positive, [0.0], negative]), dtype=torch.float32).sort().values
+    # the last one (1/2) dropped; Phi^-1 = torch.special.ndtri (the standard normal quantile function).
+    positive = torch.special.ndtri(torch.linspace(NF4_OFFSET, 0.5, 9)[:-1].double())  # [8] Phi^-1(p), p > 1/2
+    negative = -torch.special.ndtri(torch.linspace(NF4_OFFSET, 0.5, 8)[:-1].double())  # [7]
+    values = torch.cat([positive, torch.zeros(1, dtype=torch.float64), negative]).float().sort().values  # [16]
     return values / values.max()  # [16], normalised to [-1, 1] (Sec. 3: "normalize ... into the range [-1, 1]")
 
 

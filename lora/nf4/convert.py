@@ -5,12 +5,15 @@ transformer blocks; the embedding, the norms and `lm_head` stay in the compute d
 """
 from __future__ import annotations
 
+import ctypes
+
 import torch
 import torch.nn as nn
 
 from lora.nf4.linear import NF4Linear
 
 KEEP = ("lm_head",)  # module names (last component) left unquantised
+_TRIM: object = None  # glibc's malloc_trim, False where there is none
 
 
 def quantizable(name: str, module: nn.Module) -> bool:
@@ -29,6 +32,23 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+def release_freed_host_memory() -> None:
+    """Return heap pages that no tensor uses any more to the OS (glibc `malloc_trim(0)`; a no-op elsewhere).
+
+    Quantising layer by layer frees a 16-bit weight and a few chunk temporaries per layer in between the
+    long-lived 4-bit buffers; glibc keeps such holes resident, which lifts the resident size of a 4-bit
+    load 20-30% above what the tensors hold unless they are handed back after each layer.
+    """
+    global _TRIM
+    if _TRIM is None:
+        try:
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
 @torch.no_grad()
 def quantize_model(model: nn.Module, compute_dtype: torch.dtype | None = None,
                    double_quant: bool = True) -> nn.Module:
@@ -45,6 +65,8 @@ def quantize_model(model: nn.Module, compute_dtype: torch.dtype | None = None,
     for name in quantizable_names(model):
         linear = model.get_submodule(name)
         set_module(model, name, NF4Linear.from_linear(linear, compute_dtype, double_quant).train(linear.training))
+        del linear
+        release_freed_host_memory()
     return model
 
 
