@@ -3,7 +3,7 @@
 `python -m lora memory`: per-GPU memory of LoRA / QLoRA fine-tuning, from the config alone (lora/memory.py).
 
     python -m lora merge --base meta-llama/Llama-2-7b-chat-hf --adapter runs/x/adapter --out merged/ \
-        [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4]
+        [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4 [--no-double-quant]]
     python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
     python -m lora memory --model llama-2-7b|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4] [--json]
 
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the adapter was trained on a 4-bit base (QLoRA): load the base in NF4 as in "
                             "training, merge into its dequantised weights, write dense weights (--dtype auto "
                             "means bfloat16)")
+    merge.add_argument("--no-double-quant", action="store_true",
+                       help="with --quantize nf4: the base was trained without double quantisation")
     count = sub.add_parser("count", help="trainable / total parameters of LoRA on a model (no weights loaded)")
     count.add_argument("--config", default=None,
                        help="a model's config.json, or a folder holding one (default: Llama-2-7B's shapes)")
@@ -146,7 +148,8 @@ def merge(args: argparse.Namespace) -> None:
     dtype = None if args.dtype == "auto" else args.dtype
     if args.quantize and dtype is None:
         dtype = "bfloat16"
-    model = Llama.from_pretrained(args.base, dtype=dtype, quantize=args.quantize)
+    model = Llama.from_pretrained(args.base, dtype=dtype, quantize=args.quantize,
+                                  double_quant=not args.no_double_quant)
     load_adapter(model, args.adapter)
     n_layers = len(lora_layers(model))
     merge_lora(model, unload=True, progress=True)

@@ -142,7 +142,7 @@ def check_names(source: str, found: dict[str, tuple[int, ...]], expected: dict[s
 
 def _nf4_weights(model) -> dict:
     """{checkpoint key of each weight QLoRA stores in NF4: a function that quantises it into the model}."""
-    from lora.nf4.convert import quantizable_names, release_freed_host_memory, set_module
+    from lora.nf4.convert import quantizable_names, set_module
     from lora.nf4.linear import NF4Linear
 
     def replacer(name: str):
@@ -150,8 +150,6 @@ def _nf4_weights(model) -> dict:
             if not weight.is_floating_point():
                 raise MiniLlamaError(f"{name}.weight is {weight.dtype}; only float weights can be quantised to NF4")
             set_module(model, name, NF4Linear.from_weight(weight, None, dtype, double_quant))
-            del weight  # the caller passed the only reference: the 16-bit tensor is freed here
-            release_freed_host_memory()
         return put
 
     return {f"{name}.weight": replacer(name) for name in quantizable_names(model)
@@ -202,6 +200,8 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     check_names(str(model_dir), {k: v.shape for k, v in infos.items()}, expected, tied)
 
     to_nf4 = _nf4_weights(model) if quantize else {}
+    if quantize:
+        from lora.nf4.convert import release_freed_host_memory
     state, handles = {}, {}
     total_bytes = sum(infos[k].end - infos[k].start for k in expected)
     try:  # one tensor at a time, straight into its final dtype and device (or into 4 bits there)
@@ -212,8 +212,10 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
                 handles[info.path] = open(info.path, "rb")
             if name in to_nf4:  # quantise the values in `target`, free: never a 16-bit copy of the model
                 widening = target == torch.float32 or info.dtype == target  # the cast would change no value
-                to_nf4[name](read_tensor(handles[info.path], info, dtype=None if widening else target, device=device),
-                             target, double_quant)
+                weight = read_tensor(handles[info.path], info, dtype=None if widening else target, device=device)
+                to_nf4[name](weight, target, double_quant)
+                del weight
+                release_freed_host_memory()
             else:
                 state[name] = read_tensor(handles[info.path], info, dtype=target, device=device)
     finally:

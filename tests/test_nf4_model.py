@@ -131,16 +131,17 @@ def test_adapter_from_an_nf4_model_loads_in_peft_on_a_bitsandbytes_4bit_base(tmp
     torch.testing.assert_close(logits(theirs, input_ids()), logits(model, input_ids()))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_merge_cli_quantize_nf4_writes_dense_weights(tmp_path, base_dir, dtype, capsys):
-    model = Llama.from_pretrained(base_dir, dtype=dtype, quantize="nf4")
+@pytest.mark.parametrize("dtype, double_quant", [("float32", True), ("bfloat16", True), ("float32", False)])
+def test_merge_cli_quantize_nf4_writes_dense_weights(tmp_path, base_dir, dtype, double_quant, capsys):
+    model = Llama.from_pretrained(base_dir, dtype=dtype, quantize="nf4", double_quant=double_quant)
     apply_lora(model, LoraConfig(r=4, alpha=8))
     randomize_lora(model)
     model.eval()
     save_adapter(model, tmp_path / "adapter")
     out = tmp_path / "merged"
     args = ["merge", "--base", str(base_dir), "--adapter", str(tmp_path / "adapter"), "--out", str(out),
-            "--quantize", "nf4"] + (["--dtype", "float32"] if dtype == "float32" else [])  # auto: bfloat16
+            "--quantize", "nf4"] + (["--dtype", "float32"] if dtype == "float32" else []) \
+        + ([] if double_quant else ["--no-double-quant"])  # --dtype auto: bfloat16
     assert lora_main(args) == 0, capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["torch_dtype"] == dtype
     merged = transformers.LlamaForCausalLM.from_pretrained(str(out), dtype=getattr(torch, dtype)).eval()

@@ -9,7 +9,7 @@ The input is flattened (row-major) and cut into blocks of `blocksize` consecutiv
 may be shorter (its absmax is taken over what it has). As in bitsandbytes (CUDA kernel and CPU torch
 kernel alike), X / c_b is computed as X * (1 / c_b) in float32 and clamped to [-1, 1], and the nearest
 code value is found against the float32 midpoints between neighbouring codes, a tie going to the lower
-code. An all-zero block has c_b = 0 and stores code index of 0.0.
+code. An all-zero block has c_b = 0 and stores the code of 0.0.
 
 Work is done a chunk of blocks at a time, so the float32 and index temporaries stay a few MB whatever the
 tensor size (this is what keeps loading a model straight into 4 bits near the 4-bit size).

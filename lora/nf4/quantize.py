@@ -84,7 +84,9 @@ def quantize_nf4(weight: torch.Tensor, double_quant: bool = True, blocksize: int
     packed, absmax = quantize_nf4_packed(weight.detach(), blocksize)  # [ceil(n/2)], [nb]
     if not double_quant:
         return NF4Weight(packed, absmax, None, None, tuple(weight.shape), blocksize)
-    offset = absmax.mean()  # the constants are positive: centre them so the signed 8-bit map is used fully
+    # The constants are positive: centre them so the signed 8-bit map is used fully. torch's float32 mean, as
+    # bitsandbytes; on a CPU its last bit can depend on the thread count (the reduction order).
+    offset = absmax.mean()
     codes, nested = quantize_blockwise(absmax - offset, "dynamic", NESTED_BLOCKSIZE)  # [nb] uint8, [nb2]
     return NF4Weight(packed, codes, nested, offset, tuple(weight.shape), blocksize)
 
