@@ -34,8 +34,10 @@ def _model(config=TINY, quantize=None, double_quant=True, targets=ATTN, r=8, dro
     return apply_lora(model, LoraConfig(r=r, dropout=dropout, target_modules=targets))
 
 
-@pytest.mark.parametrize("quantize, double_quant", [(None, True), ("nf4", False), ("nf4", True)])
-@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("quantize, double_quant, tied", [
+    (None, True, False), ("nf4", True, True),
+    *[pytest.param(q, d, t, marks=pytest.mark.slow) for q, d, t in [
+        (None, True, True), ("nf4", False, False), ("nf4", False, True), ("nf4", True, False)]]])
 def test_weights_lora_grads_and_adamw_state_equal_the_real_tensors(quantize, double_quant, tied):
     config = TINY.replace(tie_word_embeddings=tied)
     targets = ("q_proj", "v_proj", "down_proj")
@@ -82,8 +84,11 @@ def _saved_bytes(model: Llama, ids: torch.Tensor, checkpointing: bool = False) -
     return dict(by)
 
 
-@pytest.mark.parametrize("targets, dropout", [(ATTN, 0.05), (ATTN, 0.0), (PROJECTIONS, 0.1), (("v_proj",), 0.05)])
-@pytest.mark.parametrize("quantize", [None, "nf4"])
+@pytest.mark.parametrize("targets, dropout, quantize", [
+    (ATTN, 0.05, None), (PROJECTIONS, 0.1, "nf4"),
+    *[pytest.param(t, d, q, marks=pytest.mark.slow) for t, d, q in [
+        (ATTN, 0.0, None), (("v_proj",), 0.05, None), (PROJECTIONS, 0.1, None), (ATTN, 0.05, "nf4"),
+        (ATTN, 0.0, "nf4"), (("v_proj",), 0.05, "nf4")]]])
 def test_activation_formula_equals_what_autograd_saves(targets, dropout, quantize):
     """The GPU recipe (bf16 base, fp32 LoRA, bf16 autocast) run on the CPU, whose dropout keeps a float32 mask."""
     model = _model(targets=targets, dropout=dropout, quantize=quantize)

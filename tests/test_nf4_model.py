@@ -67,8 +67,10 @@ def test_loads_straight_into_nf4(base_dir):
                for m in bf16.modules() if isinstance(m, NF4Linear))
 
 
-@pytest.mark.parametrize("double_quant", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype, double_quant", [
+    (torch.float32, True), (torch.bfloat16, False),
+    pytest.param(torch.float32, False, marks=pytest.mark.slow),
+    pytest.param(torch.bfloat16, True, marks=pytest.mark.slow)])
 def test_logits_equal_transformers_with_bitsandbytes_4bit(base_dir, dtype, double_quant):
     ours = Llama.from_pretrained(base_dir, dtype=dtype, quantize="nf4", double_quant=double_quant)
     theirs = _bnb(base_dir, dtype, double_quant)
@@ -117,7 +119,7 @@ def test_training_steps_change_only_a_and_b_with_the_float_models_gradients(base
     assert all(".lora_A." in k or ".lora_B." in k for k in changed)
 
 
-@pytest.mark.parametrize("double_quant", [False, True])
+@pytest.mark.parametrize("double_quant", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_adapter_from_an_nf4_model_loads_in_peft_on_a_bitsandbytes_4bit_base(tmp_path, base_dir, double_quant):
     model = Llama.from_pretrained(base_dir, quantize="nf4", double_quant=double_quant)
     apply_lora(model, LoraConfig(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj")))
@@ -131,7 +133,8 @@ def test_adapter_from_an_nf4_model_loads_in_peft_on_a_bitsandbytes_4bit_base(tmp
     torch.testing.assert_close(logits(theirs, input_ids()), logits(model, input_ids()))
 
 
-@pytest.mark.parametrize("dtype, double_quant", [("float32", True), ("bfloat16", True), ("float32", False)])
+@pytest.mark.parametrize("dtype, double_quant", [
+    ("float32", True), ("bfloat16", True), pytest.param("float32", False, marks=pytest.mark.slow)])
 def test_merge_cli_quantize_nf4_writes_dense_weights(tmp_path, base_dir, dtype, double_quant, capsys):
     model = Llama.from_pretrained(base_dir, dtype=dtype, quantize="nf4", double_quant=double_quant)
     apply_lora(model, LoraConfig(r=4, alpha=8))
@@ -160,3 +163,17 @@ def test_unsupported_combinations_are_refused_in_one_line(tmp_path, base_dir):
     with pytest.raises(MiniLlamaError, match="4-bit NF4 layers; merge LoRA .* dequantise them first"):
         model.save_pretrained(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_activation_checkpointing_gives_the_same_gradients(base_dir):
+    model = Llama.from_pretrained(base_dir, quantize="nf4")
+    apply_lora(model, LoraConfig(r=2, dropout=0.0)).train()
+    randomize_lora(model)
+    ids = input_ids(1, 7)
+    grads = []
+    for checkpointing in (False, True):
+        model.gradient_checkpointing_enable(checkpointing)
+        model.zero_grad()
+        model(ids).sum().backward()  # the 4-bit layers are dequantised again in the recomputation
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

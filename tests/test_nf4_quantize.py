@@ -13,6 +13,9 @@ bnbf = pytest.importorskip("bitsandbytes.functional")
 SHAPES = [(64, 64), (96, 130), (333, 77), (7,), (1, 1), (512, 1000)]  # odd sizes; > 256 blocks for the nested level
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 LUT_STEP = 2 / 65535  # bitsandbytes' C++ CPU 8-bit quantiser looks values up on a 65536-point grid of [-1, 1]
+FAST = {((333, 77), torch.bfloat16), ((512, 1000), torch.float32), ((7,), torch.float16)}  # the rest: slow
+SWEEP = [pytest.param(shape, dtype, marks=() if (shape, dtype) in FAST else pytest.mark.slow)
+         for shape in SHAPES for dtype in DTYPES]
 
 
 def _weight(shape, dtype, seed=0):
@@ -26,8 +29,7 @@ def _one_rounding(ours, ref, dtype):
     torch.testing.assert_close(ours, ref, rtol=torch.finfo(dtype).eps, atol=0)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape, dtype", SWEEP)
 def test_matches_bitsandbytes_without_double_quant(shape, dtype):
     w = _weight(shape, dtype)
     packed, state = bnbf.quantize_4bit(w, blocksize=64, compress_statistics=False, quant_type="nf4")
@@ -50,8 +52,7 @@ def _bnb_reference_blockwise(x: torch.Tensor, blocksize: int):
         pytest.skip(f"cannot call bitsandbytes' reference kernel on this torch ({e})")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape, dtype", SWEEP)
 def test_matches_bitsandbytes_with_double_quant(shape, dtype):
     w = _weight(shape, dtype, seed=1)
     packed, state = bnbf.quantize_4bit(w, blocksize=64, compress_statistics=True, quant_type="nf4")
