@@ -6,6 +6,7 @@ The checkpoint is a random Llama in bfloat16 (Llama-2's 32000-token vocabulary, 
 default: 2.7 GB), written by this script to a temporary folder. Peak memory is the process's VmHWM (peak
 resident set) after loading; the target is NF4 peak < 0.45x the bf16 peak (whole process, Python and torch
 included). Embeddings and lm_head stay 16-bit in QLoRA, so the ratio approaches 4.1/16 only as layers grow.
+The speed comparison runs both libraries on one thread.
 
     python bench/bench_nf4_memory.py [--layers 24] [--keep DIR] [--json FILE]
 """
@@ -108,9 +109,13 @@ def main(argv=None) -> dict:
     p.add_argument("--keep", type=Path, default=None, help="write the checkpoint here and keep it")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
+    p.add_argument("--speed-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(*args.child)))
+        return {}
+    if args.speed_child:
+        print(json.dumps(speed()))
         return {}
 
     tmp = None if args.keep else tempfile.mkdtemp(prefix="nf4-mem-")
@@ -138,8 +143,14 @@ def main(argv=None) -> dict:
         results["load_cost_ratio"] = cost["nf4"] / cost["bf16"]
         print(f"NF4 / bf16 peak RSS: {results['peak_ratio']:.3f}x (target < 0.45x); loading cost alone "
               f"(peak - RSS before): {results['load_cost_ratio']:.3f}x")
-        s = results["speed"] = speed()
-        print(f"NF4 + double quant of a {s['shape'][0]}x{s['shape'][1]} bf16 matrix, {s['threads']} threads: quantise "
+        # one thread each (OMP_NUM_THREADS=1 binds torch and bitsandbytes' OpenMP kernels alike): on a shared
+        # machine, multi-threaded timings of the two swing by 5x from run to run
+        proc = subprocess.run([sys.executable, __file__, "--speed-child"], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if proc.returncode:
+            raise SystemExit(f"error: speed run failed: {proc.stderr.strip().splitlines()[-1:]}")
+        s = results["speed"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"NF4 + double quant of a {s['shape'][0]}x{s['shape'][1]} bf16 matrix, {s['threads']} thread: quantise "
               f"{s['ours_quantize_s'] * 1e3:.1f} ms vs bitsandbytes {s['bnb_quantize_s'] * 1e3:.1f} ms = "
               f"{s['quantize_speedup']:.2f}x; dequantise {s['ours_dequantize_s'] * 1e3:.1f} ms vs "
               f"{s['bnb_dequantize_s'] * 1e3:.1f} ms = {s['dequantize_speedup']:.2f}x (> 1: ours faster)")

@@ -168,8 +168,9 @@ def merge(args: argparse.Namespace) -> None:
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    base = f"{args.base} (loaded in NF4, written dequantised)" if args.quantize else args.base
     print(f"merged {n_layers} LoRA layers (r={config.r}, alpha={config.alpha:g}) from {args.adapter} into "
-          f"{args.base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
+          f"{base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
     if "tokenizer.model" not in copied:
         print(f"note: the base {args.base} has no tokenizer.model; {out} has no tokenizer", file=sys.stderr)
 
