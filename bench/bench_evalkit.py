@@ -23,13 +23,12 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evalkit.bleu import BLEU  # noqa: E402
-from evalkit.meteor import meteor  # noqa: E402
-from evalkit.rouge import rouge  # noqa: E402
-from evalkit.score import METRICS  # noqa: E402
-from evalkit.wordnet import REQUIRED_FILES, find_wordnet  # noqa: E402
+from evalkit.bleu import BLEU
+from evalkit.meteor import meteor
+from evalkit.rouge import rouge
+from evalkit.score import METRICS
+from evalkit.wordnet import REQUIRED_FILES, find_wordnet
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "genmedgpt-5k.json"
 LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "

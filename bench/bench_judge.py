@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from judge.cli import main as judge_main  # noqa: E402
+from judge.cli import main as judge_main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from minillama import Llama, LlamaConfig  # noqa: E402
-from minillama.progress import Progress  # noqa: E402
+from minillama import Llama, LlamaConfig
+from tqdm import tqdm
 
 
 def proc_status_kib(field: str) -> int:
@@ -83,7 +82,7 @@ def write_checkpoint(folder: Path, layers: int) -> Path:
         model = Llama(config)
     g = torch.Generator().manual_seed(0)
     state = {}
-    for name, p in Progress(list(model.state_dict().items()), desc="random weights", unit="tensor"):
+    for name, p in tqdm(list(model.state_dict().items()), desc="random weights", unit="tensor"):
         state[name] = (torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.02).to(torch.bfloat16)
     model.load_state_dict(state, assign=True)
     model.model.rotary_emb.reset_cache(device="cpu")

@@ -12,14 +12,12 @@ import copy
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import torch
+import torch.nn as nn
 
-from lora import LoraConfig, apply_lora  # noqa: E402
+from lora import LoraConfig, apply_lora
 
 
 def _time(model: nn.Module, x: torch.Tensor, repeats: int) -> float:

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from minillama import Llama, LlamaConfig  # noqa: E402
+from minillama import Llama, LlamaConfig
 
 PRESETS = {
     "small": dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=4,
@@ -123,6 +121,8 @@ def main(argv=None) -> dict:
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--cuda-graph", action="store_true",
                    help="also time minillama's static decoding step replayed as a CUDA graph (eager on CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time minillama's decoding with its forward torch.compile'd (timed after the others)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     if args.threads:
@@ -181,6 +181,19 @@ def main(argv=None) -> dict:
         print(f"decode with cuda_graph=True                  transformers {d_hf:10.1f} tok/s   "
               f"minillama {d_graph:10.1f} tok/s   ratio {d_graph / d_hf:.2f}x   "
               f"(identical to eager minillama: {same_graph:.0%})")
+    if args.compile:
+        eager_forward = ours.forward
+        ours.forward = torch.compile(eager_forward, dynamic=True)
+        with torch.no_grad():
+            sec = interleaved({"compiled": run("compiled", lambda x: ours.generate(x, n, eos_id=None))}, args.device,
+                              args.repeats, warmup=2)
+        ours.forward = eager_forward
+        d_comp = args.batch * n / sec["compiled"]
+        same_comp = (outputs["compiled"] == out_ours).float().mean().item()
+        results["decode_tokens_per_s"].update(minillama_compiled=d_comp, ratio_compiled=d_comp / d_hf)
+        print(f"decode with torch.compile (timed after)     transformers {d_hf:10.1f} tok/s   "
+              f"minillama {d_comp:10.1f} tok/s   ratio {d_comp / d_hf:.2f}x   "
+              f"(identical to eager minillama: {same_comp:.0%})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results

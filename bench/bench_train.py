@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
+import torch
 
 SHARED = REPO.parent / "shared" / "data"
 SHAPES = {  # HF LlamaConfig fields; "7b" is Llama-2-7B (Touvron et al. 2023, Table 1)
@@ -45,13 +44,14 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 def examples(cutoff: int, n: int, seed: int = 0) -> tuple[list[dict], str]:
     """Tokenised training examples with real lengths, and where they came from."""
-    from scripts import data, demo_data
+    from lora.finetune import data, demo_data
+    from lora.finetune.records import load_records
 
     tok_file, data_file = SHARED / "llama2-tokenizer.model", SHARED / "genmedgpt-5k.json"
     if tok_file.is_file() and data_file.is_file():
         from minillama import Tokenizer
 
-        tok, (records, _) = Tokenizer(tok_file), data.load_records(data_file)
+        tok, (records, _) = Tokenizer(tok_file), load_records(data_file)
         source = "GenMedGPT-5k + Llama-2 tokenizer"
         recs = list(records.values())
     else:  # no reference data: the demo records with a byte-level stand-in tokenizer (longer sequences)
@@ -81,7 +81,7 @@ def build(side: str, shape: str, device: torch.device, dtype: torch.dtype):
     if side == "ours":
         import lora
         from minillama import Llama, LlamaConfig
-        from scripts.train import SummedNLL
+        from lora.finetune.loss import SummedNLL
 
         with torch.device("meta"):
             model = Llama(LlamaConfig(**SHAPES[shape], head_dim=SHAPES[shape]["hidden_size"] // SHAPES[shape]["num_attention_heads"]))
@@ -114,7 +114,7 @@ def build(side: str, shape: str, device: torch.device, dtype: torch.dtype):
 
 def worker(args) -> dict:
     """One side, one batch shape: timed steps; prints a JSON line."""
-    from scripts import data
+    from lora.finetune import data
 
     torch.manual_seed(0)
     device = torch.device(args.device)

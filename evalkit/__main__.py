@@ -1,4 +1,4 @@
-"""``python -m evalkit score ...``: see ``evalkit/cli.py``."""
+"""``python -m evalkit score|ground ...``: see ``evalkit/cli.py``."""
 import sys
 
 from evalkit.cli import main

@@ -1,4 +1,4 @@
-"""Command line: ``python -m evalkit score --pairs FILE [--pairs FILE ...] --out DIR``.
+"""Command line: ``python -m evalkit score --pairs FILE [--pairs FILE ...] --out DIR`` (and ``ground``).
 
 Reads one JSONL pairs file per system (the first is the baseline), excludes empty, truncated and
 missing responses explicitly, scores every kept item with BLEU, ROUGE-1/2/L and METEOR and writes to
@@ -6,6 +6,7 @@ DIR: ``scores.csv`` and ``scores.jsonl`` (one row per (id, model)), ``exclusions
 ``table1.md``, ``table1.json`` and ``dist_<metric>.png``. Everything is computed before anything is
 written; files are written to temporary names and renamed, and existing results are only replaced
 with ``--force``. Bad input prints ``error: <file>:<line>: <problem>`` and exits with status 2.
+``python -m evalkit ground ... --db CSV --out DIR`` (``evalkit/ground_command.py``) follows the same rules.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evalkit.errors import EvalkitError
+from evalkit.ground_command import GROUND_FILES, add_ground_arguments, ground_outputs
 from evalkit.plots import FIGURE_SKIPPED, figure_names, matplotlib_available, plot_distributions
 from evalkit.records import read_pairs, select_items
 from evalkit.score import METRICS, ScoreConfig, score_systems
@@ -29,7 +31,8 @@ RESULT_FILES = ("scores.csv", "scores.jsonl", "exclusions.json", "table1.md", "t
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evalkit", description="Track A lexical metrics and Table 1.")
+    parser = argparse.ArgumentParser(prog="python -m evalkit",
+                                     description="Track A lexical metrics (Table 1) and clinical grounding (Table 3).")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("score", help="score pairs files and write per-item scores, Table 1 and figures")
     p.add_argument("--pairs", action="append", required=True, metavar="FILE",
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="do not draw the distribution figures")
     p.add_argument("--force", action="store_true", help="overwrite existing result files in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_ground_arguments(sub.add_parser("ground", help="score answers against the disease database they were "
+                                        "generated from; per-item grounding and Table 3"))
     return parser
 
 
@@ -60,9 +65,16 @@ def _check_args(args: argparse.Namespace) -> None:
         raise EvalkitError("--bootstrap and --permutations must be >= 1")
     if args.rouge_beta <= 0:
         raise EvalkitError(f"--rouge-beta must be > 0, got {args.rouge_beta}")
-    out = Path(args.out)
+
+
+def _refuse_overwrite(out: Path, names: Sequence[str], force: bool) -> None:
+    """Stop unless ``out`` can be a folder and holds none of ``names`` (or ``force``)."""
     if out.exists() and not out.is_dir():
         raise EvalkitError.at(out, None, "exists and is not a folder")
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not force:
+        raise EvalkitError.at(out / existing[0], None, "exists; pass --force to overwrite the results in "
+                              f"{out} ({len(existing)} result file(s) there)")
 
 
 def _csv_text(rows: Sequence[dict]) -> str:
@@ -96,11 +108,7 @@ def run_score(args: argparse.Namespace) -> dict:
     _check_args(args)
     out = Path(args.out)
     draw = not args.no_figures and matplotlib_available()
-    names = list(RESULT_FILES) + (figure_names() if draw else [])
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not args.force:
-        raise EvalkitError.at(out / existing[0], None, "exists; pass --force to overwrite the results in "
-                              f"{out} ({len(existing)} result file(s) there)")
+    _refuse_overwrite(out, list(RESULT_FILES) + (figure_names() if draw else []), args.force)
     config = ScoreConfig(args.bleu_preset, args.bleu_smooth, args.rouge_beta, args.stem, not args.no_meteor_penalty)
     systems = [read_pairs(p) for p in args.pairs]
     selection = select_items(systems, keep_truncated=args.keep_truncated, strict_ids=args.strict_ids)
@@ -126,6 +134,16 @@ def run_score(args: argparse.Namespace) -> dict:
     return table
 
 
+def run_ground(args: argparse.Namespace) -> dict:
+    """Do the ``ground`` command; returns the Table 3 dict."""
+    out = Path(args.out)
+    _refuse_overwrite(out, GROUND_FILES, args.force)
+    files, table = ground_outputs(args)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic({out / name: text for name, text in files.items()}, {})
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
@@ -135,6 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.quiet:
                 print(f"N = {table['n']} items per system, {table['exclusions']['n_excluded']} ids excluded; "
                       f"wrote {args.out}/table1.md", file=sys.stderr)
+        elif args.command == "ground":
+            table = run_ground(args)
+            if not args.quiet:
+                print(f"N = {table['n']} grounded items per system ({table['exclusions']['n_ungrounded']} ungrounded, "
+                      f"{table['exclusions']['n_excluded']} excluded); wrote {args.out}/table3.md", file=sys.stderr)
     except EvalkitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

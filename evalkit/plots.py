@@ -56,12 +56,14 @@ def plot_distributions(rows: Sequence[dict], models: Sequence[str], out_paths: d
         for i, values in enumerate(data, start=1):
             jitter = rng.uniform(-0.15, 0.15, size=len(values))
             ax.scatter(np.full(len(values), i) + jitter, values, s=8, alpha=0.5)
-            ax.plot([i - 0.25, i + 0.25], [values.mean()] * 2, color="black", linewidth=1.5)
+            # The mean as a white diamond drawn above the median line, so it stays visible when they coincide.
+            ax.scatter([i], [values.mean()], marker="D", s=42, facecolor="white", edgecolor="black",
+                       linewidth=1.2, zorder=5)
         ax.set_xticks(range(1, len(models) + 1))
         ax.set_xticklabels(models, rotation=15)
         ax.set_ylabel(f"{METRIC_LABELS[metric]} per item")
         ax.set_title(f"{METRIC_LABELS[metric]}, N = {len(data[0])} items")
-        fig.text(0.5, 0.01, "box: quartiles and median; black bar: mean", ha="center", fontsize=8)
+        fig.text(0.5, 0.01, "box: quartiles; line: median; white diamond: mean", ha="center", fontsize=8)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
         fig.savefig(path, format="png")
         written.append(Path(path))

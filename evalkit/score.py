@@ -5,11 +5,11 @@ caches reference n-grams, so a reference shared by several systems is tokenised 
 """
 from __future__ import annotations
 
-import sys
-import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Sequence, TextIO
+from typing import Sequence
+
+from tqdm import tqdm
 
 from evalkit.bleu import BLEU
 from evalkit.errors import EvalkitError
@@ -49,42 +49,6 @@ class ScoreConfig:
         return d
 
 
-class Progress:
-    """A tiny dependency-free progress line on stderr (the idea of ``minillama/progress.py``).
-
-    Redraws in place on a terminal (at most every 0.1 s) and prints a line every 10 s otherwise.
-    """
-
-    def __init__(self, total: int, desc: str, file: TextIO | None = None, disable: bool = False):
-        self.total, self.desc, self.n = total, desc, 0
-        self.file = file or sys.stderr
-        self.disable = disable
-        self.tty = hasattr(self.file, "isatty") and self.file.isatty()
-        self.interval = 0.1 if self.tty else 10.0
-        self.start = self.last = time.perf_counter()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.perf_counter()
-        if not self.disable and now - self.last >= self.interval:
-            self.last = now
-            self._draw(end="")
-
-    def close(self) -> None:
-        if not self.disable:
-            self._draw(end="\n")
-            self.disable = True
-
-    def _draw(self, end: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        frac = self.n / self.total if self.total else 1.0
-        rate = self.n / elapsed if elapsed > 0 else 0.0
-        line = f"{self.desc}: {frac * 100:5.1f}% |{'#' * int(frac * 20):<20}| {self.n}/{self.total} " \
-               f"[{elapsed:.1f}s, {rate:.0f} pairs/s]"
-        self.file.write(("\r" + line + end) if self.tty else (line + "\n"))
-        self.file.flush()
-
-
 class Scorer:
     """Computes the five metric values of (response, reference) pairs under one ``ScoreConfig``."""
 
@@ -111,7 +75,7 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
     """
     scorer = Scorer(config)
     rows = []
-    bar = Progress(len(systems) * len(selection.ids), "scoring", disable=not progress)
+    bar = tqdm(total=len(systems) * len(selection.ids), desc="scoring", unit="pair", disable=not progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BleuWarning)  # NLTK's method0 warns per zero order; values say it
         for system in systems:
@@ -122,6 +86,6 @@ def score_systems(systems: Sequence[System], selection: Selection, config: Score
                 except ValueError as e:  # e.g. NLTK's method6 on a response without 3-gram matches
                     raise EvalkitError.at(rec.path, rec.line, f"cannot score id {item_id!r}: {e}") from None
                 rows.append({"id": item_id, "model": system.model, **values})
-                bar.update()
+                bar.update(1)
     bar.close()
     return rows

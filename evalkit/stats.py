@@ -5,6 +5,8 @@
 * ``wilcoxon_signed_rank``, ``paired_bootstrap_ci``, ``approximate_randomization``: tests that use the
   pairing (same prompt, two systems). ``rank_biserial``, ``matched_pairs_rank_biserial`` and
   ``cohens_dz`` are the effect sizes.
+* ``wilson_interval`` and ``mcnemar_exact``: a proportion's confidence interval and the paired test
+  of two systems' 0/1 outcomes on the same items (Table 3's diagnosis accuracy).
 
 Conventions: ``x`` is the baseline, ``y`` the compared system, differences are ``d = y - x``, and a
 positive effect size means ``y`` scores higher. p-values equal ``scipy.stats`` with its defaults; the
@@ -18,6 +20,33 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 from scipy.special import ndtr
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A rank correlation: the statistic (None when undefined, e.g. a constant input), p-value, N."""
+
+    stat: float | None
+    p: float | None
+    n: int
+
+
+def spearman(x, y) -> Correlation:
+    """Spearman's rho (Pearson's r of mid-ranks) with scipy's t-distribution p-value; None if a side is constant."""
+    x, y = _pair(x, y)
+    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return Correlation(None, None, len(x))
+    r = sps.spearmanr(x, y)
+    return Correlation(float(r.statistic), float(r.pvalue), len(x))
+
+
+def kendall_tau_b(x, y) -> Correlation:
+    """Kendall's tau-b (ties corrected) with the large-sample normal p-value (scipy, method="asymptotic")."""
+    x, y = _pair(x, y)
+    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return Correlation(None, None, len(x))
+    r = sps.kendalltau(x, y, variant="b", method="asymptotic")
+    return Correlation(float(r.statistic), float(r.pvalue), len(x))
 
 
 @dataclass(frozen=True)
@@ -170,3 +199,49 @@ def approximate_randomization(x, y, n_permutations: int = 10_000, seed: int = 0,
         stat = np.abs((signs * d).mean(axis=1))
         hits += int(np.count_nonzero(stat >= observed - tol))
     return TestResult(observed, (hits + 1) / (n_permutations + 1), f"sign flips, R={n_permutations}, seed={seed}")
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (Wilson 1927; Newcombe 1998, method 3).
+
+    With p = successes / n and z the normal quantile 1 - (1 - confidence) / 2:
+
+        centre = (p + z^2 / (2n)) / (1 + z^2 / n)
+        half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
+
+    The interval [centre - half, centre + half] stays inside [0, 1] and is not degenerate at 0 or n.
+    """
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
+    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def discordant_pairs(x, y) -> tuple[int, int]:
+    """For paired 0/1 outcomes: b = #(x = 1, y = 0) and c = #(x = 0, y = 1)."""
+    x, y = _pair(x, y)
+    if len(x) != len(y) or not np.isin(np.concatenate([x, y]), (0.0, 1.0)).all():
+        raise ValueError("McNemar's test needs paired 0/1 outcomes of equal length")
+    return int(np.sum((x == 1) & (y == 0))), int(np.sum((x == 0) & (y == 1)))
+
+
+def mcnemar_exact(x, y) -> TestResult:
+    """McNemar's exact (conditional binomial) test of paired 0/1 outcomes, two-sided (McNemar 1947).
+
+    Only the discordant pairs b (x right, y wrong) and c (x wrong, y right) carry information; under
+    H0 each is equally likely, so given b + c, min(b, c) ~ Binomial(b + c, 1/2) and
+
+        p = min(1, 2 * sum_{k=0}^{min(b, c)} C(b + c, k) / 2^(b + c))
+
+    The statistic is min(b, c) (statsmodels' convention); p = 1 when there is no discordant pair.
+    """
+    b, c = discordant_pairs(x, y)
+    n = b + c
+    if n == 0:
+        return TestResult(0.0, 1.0, "exact binomial, no discordant pair (b = c = 0)")
+    p = min(1.0, 2 * float(sps.binom.cdf(min(b, c), n, 0.5)))
+    return TestResult(float(min(b, c)), p, f"exact binomial on b = {b}, c = {c} discordant pairs")

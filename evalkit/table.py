@@ -23,24 +23,8 @@ def build_tables(rows: Sequence[dict], systems: Sequence[System], selection: Sel
     base = systems[0].model
     comparisons = []
     for system in systems[1:]:
-        per_metric = {}
-        for m in METRICS:
-            x, y = by_model[base][m], by_model[system.model][m]
-            mx, my = float(x.mean()), float(y.mean())
-            mwu = stats.mann_whitney_u(x, y)
-            wil = stats.wilcoxon_signed_rank(x, y)
-            ar = stats.approximate_randomization(x, y, n_permutations, seed=seed)
-            per_metric[m] = {
-                "baseline_mean": mx, "mean": my, "difference": my - mx,
-                "improvement_pct": (my - mx) / mx * 100 if mx != 0 else None,
-                "mann_whitney": {"U": mwu.statistic, "p": mwu.pvalue, "method": mwu.method},
-                "rank_biserial": stats.rank_biserial(x, y),
-                "wilcoxon": {"T": wil.statistic, "p": wil.pvalue, "method": wil.method},
-                "bootstrap_ci95": list(stats.paired_bootstrap_ci(x, y, n_bootstrap, 0.95, seed=seed)),
-                "approx_randomization": {"p": ar.pvalue, "permutations": n_permutations},
-                "matched_pairs_rank_biserial": stats.matched_pairs_rank_biserial(x, y),
-                "cohens_dz": _none_if_nan(stats.cohens_dz(x, y)),
-            }
+        per_metric = {m: compare_scores(by_model[base][m], by_model[system.model][m], seed, n_bootstrap,
+                                        n_permutations) for m in METRICS}
         comparisons.append({"model": system.model, "baseline": base, "metrics": per_metric})
     return {
         "metrics": list(METRICS), "labels": METRIC_LABELS, "baseline": base, "n": len(selection.ids),
@@ -51,6 +35,33 @@ def build_tables(rows: Sequence[dict], systems: Sequence[System], selection: Sel
         "settings": {**config.describe(), "seed": seed, "bootstrap": n_bootstrap, "permutations": n_permutations},
         "figures": [], "figure_note": None,
     }
+
+
+def compare_scores(x, y, seed: int = 0, n_bootstrap: int = 10_000, n_permutations: int = 10_000) -> dict:
+    """One Table 1 column: ``unpaired_comparison`` and ``paired_tests`` of the same items' scores."""
+    return {**unpaired_comparison(x, y), **paired_tests(x, y, seed, n_bootstrap, n_permutations)}
+
+
+def unpaired_comparison(x, y) -> dict:
+    """Means, difference, improvement and the paper's Mann-Whitney test of y (compared) vs x (baseline)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    mx, my = float(x.mean()), float(y.mean())
+    mwu = stats.mann_whitney_u(x, y)
+    return {"baseline_mean": mx, "mean": my, "difference": my - mx,
+            "improvement_pct": (my - mx) / mx * 100 if mx != 0 else None,
+            "mann_whitney": {"U": mwu.statistic, "p": mwu.pvalue, "method": mwu.method},
+            "rank_biserial": stats.rank_biserial(x, y)}
+
+
+def paired_tests(x, y, seed: int = 0, n_bootstrap: int = 10_000, n_permutations: int = 10_000) -> dict:
+    """Table 1b's tests of d = y - x on paired scores (same items, same order)."""
+    wil = stats.wilcoxon_signed_rank(x, y)
+    ar = stats.approximate_randomization(x, y, n_permutations, seed=seed)
+    return {"wilcoxon": {"T": wil.statistic, "p": wil.pvalue, "method": wil.method},
+            "bootstrap_ci95": list(stats.paired_bootstrap_ci(x, y, n_bootstrap, 0.95, seed=seed)),
+            "approx_randomization": {"p": ar.pvalue, "permutations": n_permutations},
+            "matched_pairs_rank_biserial": stats.matched_pairs_rank_biserial(x, y),
+            "cohens_dz": _none_if_nan(stats.cohens_dz(x, y))}
 
 
 def _none_if_nan(v: float) -> float | None:

@@ -133,10 +133,10 @@ def _rows(jobs, journal: Journal, kind: str, order: dict) -> list[dict]:
 
 async def _judge(jobs, config, journal, show_progress: bool) -> dict:
     """Judge the jobs with a progress bar (requests done / all judgments of the run)."""
-    from minillama.progress import Progress  # dependency-free bar shared by the project
+    from tqdm import tqdm
 
     done = sum(job.key in journal for job in jobs)
-    with Progress(total=len(jobs), initial=done, desc="judge", unit="req", disable=not show_progress) as bar:
+    with tqdm(total=len(jobs), initial=done, desc="judge", unit="req", disable=not show_progress) as bar:
         async with JudgeClient(config) as client:
             return await run_jobs(jobs, client, journal, progress=bar)
 

@@ -138,7 +138,8 @@ async def run_jobs(jobs: list[Job], client: JudgeClient, journal: Journal, progr
             await asyncio.shield(write)
             counts[record["status"]] += 1
             if progress is not None:
-                progress.update(1, **{k: v for k, v in counts.items() if v})
+                progress.set_postfix({k: v for k, v in counts.items() if v}, refresh=False)
+                progress.update(1)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(client.config.concurrency, len(todo)))]
     if not workers:

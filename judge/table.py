@@ -136,15 +136,21 @@ def _p(value) -> str:
     return "<0.0001" if value < 0.0001 else f"{value:.4f}"
 
 
-def render_markdown(table: dict) -> str:
-    """Table 2 in Markdown, laid out as in the paper, followed by the extra sections that apply."""
+def render_markdown(table: dict, title: str | None = None, failures: bool = True) -> str:
+    """Table 2 in Markdown, laid out as in the paper, followed by the extra sections that apply.
+
+    `title` replaces the first line (Track C prints the clinicians' scores in this layout; `{n}` in it
+    is replaced by the N text); `failures=False` leaves out the parse-failure and request-error rows.
+    """
     models, base = table["models"], table["baseline"]
     ns = sorted(set(table["n"].values()))
     n_text = f"N = {ns[0]}" if len(ns) == 1 else "N = " + ", ".join(f"{m}: {table['n'][m]}" for m in models)
     served = [s for s in table.get("served_models", []) if s != table["judge_model"]]
     judge = table["judge_model"] + (f" (served as {', '.join(served)})" if served else "")
-    lines = [f"Table 2: LLM-judge evaluation (mean scores out of 5, {n_text}); judge: {judge}"
-             + (f"; {table['repeats']} repeats averaged per item" if table["repeats"] > 1 else ""), ""]
+    head_line = (title.replace("{n}", n_text) if title is not None else
+                 f"Table 2: LLM-judge evaluation (mean scores out of 5, {n_text}); judge: {judge}"
+                 + (f"; {table['repeats']} repeats averaged per item" if table["repeats"] > 1 else ""))
+    lines = [head_line, ""]
     head = ["Evaluation Dimension", *[f"{m} (baseline)" if m == base else m for m in models]]
     for m in models[1:]:
         vs = "" if len(models) == 2 else f" {m} vs {base}"
@@ -158,12 +164,13 @@ def render_markdown(table: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     pad = [""] * (len(head) - 1 - len(models))
     lines.append("| N (items scored) | " + " | ".join([str(table["n"][m]) for m in models] + pad) + " |")
-    lines.append("| Parse failures | " + " | ".join([str(table["parse_failures"][m]) for m in models] + pad) + " |")
-    lines.append("| Request errors | " + " | ".join([str(table["errors"][m]) for m in models] + pad) + " |")
+    if failures:
+        lines.append("| Parse failures | " + " | ".join([str(table["parse_failures"][m]) for m in models] + pad) + " |")
+        lines.append("| Request errors | " + " | ".join([str(table["errors"][m]) for m in models] + pad) + " |")
     lines += ["", "p-values: two-sided Mann-Whitney U on item scores (unpaired, as in the paper) and two-sided "
               "Wilcoxon signed-rank on the items both systems have scores for ("
-              + ", ".join(f"{table['p_values'][m]['n_pairs']} pairs" for m in models[1:]) + "). "
-              "Parse failures and errors are excluded from the means, never imputed."]
+              + ", ".join(f"{table['p_values'][m]['n_pairs']} pairs" for m in models[1:]) + ")."
+              + (" Parse failures and errors are excluded from the means, never imputed." if failures else "")]
     if "self_consistency" in table:
         lines += ["", f"Judge self-consistency over {table['repeats']} repeats (share of items with identical "
                   "scores in every repeat; mean |difference| between repeats):", "",

@@ -7,7 +7,7 @@
     >>> lora.load_adapter(other_model, "run/adapter")  # checked, all-or-nothing
     >>> lora.merge_lora(model)                         # W0 <- W0 + (alpha / r) B A, plain nn.Linear again
 """
-from lora.adapter_io import load_adapter, read_adapter_config, save_adapter
+from lora.adapter_io import adapter_state, load_adapter, read_adapter_config, save_adapter
 from lora.config import LoraConfig
 from lora.errors import LoraError
 from lora.inject import TrainableSummary, apply_lora, lora_layers, trainable_summary
@@ -15,6 +15,6 @@ from lora.layer import LoRALinear
 from lora.merge import merge_lora
 
 __all__ = [
-    "LoraConfig", "LoRALinear", "LoraError", "TrainableSummary", "apply_lora", "load_adapter",
+    "LoraConfig", "LoRALinear", "LoraError", "TrainableSummary", "adapter_state", "apply_lora", "load_adapter",
     "lora_layers", "merge_lora", "read_adapter_config", "save_adapter", "trainable_summary",
 ]

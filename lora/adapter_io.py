@@ -56,12 +56,33 @@ def config_from_model(model: nn.Module) -> LoraConfig:
     return config
 
 
-def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_or_path: str | None = None) -> Path:
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's LoRA weights under PEFT's file keys, whole and on the CPU.
+
+    A weight sharded by FSDP2 (a DTensor) is gathered first: under FSDP every rank must call this.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    for name, layer in lora_layers(model):
+        for which in ("lora_A", "lora_B"):
+            weight = getattr(layer, which).weight
+            if weight.is_meta:
+                raise LoraError(f"cannot save {name}.{which}: its weight is on the meta device")
+            if hasattr(weight, "full_tensor"):  # a DTensor (FSDP2): gather the shards
+                weight = weight.full_tensor()
+            tensors[peft_key(name, which)] = weight.detach().to("cpu").contiguous()
+    return tensors
+
+
+def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_or_path: str | None = None,
+                 state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the model's LoRA weights and config as a PEFT adapter in `out_dir` (created if needed).
 
     Each file is written to a temporary name, re-opened and checked (non-empty, every expected key
     with its shape and values), and only then renamed over the final name, so an existing adapter in
     `out_dir` is replaced atomically or not at all.
+
+    Args:
+        state: `adapter_state(model)` already gathered (under FSDP: by every rank; only one writes).
 
     Returns:
         `out_dir` as a Path.
@@ -70,13 +91,7 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_o
     if base_model_name_or_path is None:
         base_model_name_or_path = getattr(getattr(model, "config", None), "_name_or_path", None) \
             or getattr(model, "name_or_path", None) or None
-    tensors: dict[str, torch.Tensor] = {}
-    for name, layer in lora_layers(model):
-        for which in ("lora_A", "lora_B"):
-            weight = getattr(layer, which).weight
-            if weight.is_meta:
-                raise LoraError(f"cannot save {name}.{which}: its weight is on the meta device")
-            tensors[peft_key(name, which)] = weight.detach().to("cpu").contiguous()
+    tensors = adapter_state(model) if state is None else state
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise LoraError(f"{out}: exists and is not a directory")
@@ -92,6 +107,9 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_o
         tmp_config.write_text(json.dumps(peft_dict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if LoraConfig.from_peft_dict(json.loads(tmp_config.read_text(encoding="utf-8"))) != config:
             raise LoraError(f"{tmp_config}: re-read config differs from the one written")
+        for tmp in (tmp_weights, tmp_config):  # on disk before the rename, so a crash leaves old or new
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_weights, out / ADAPTER_WEIGHTS_NAME)
         os.replace(tmp_config, out / ADAPTER_CONFIG_NAME)
     finally:

@@ -32,7 +32,7 @@ def resolve_config(spec: str) -> LlamaConfig:
         LoraError: nothing usable at `spec` (bad input).
         HubDownloadError: the Hub download failed.
     """
-    from minillama.checkpoint import is_hub_id
+    from minillama.hub import is_hub_id
 
     if spec.lower() in BUILTIN:
         return BUILTIN[spec.lower()]
@@ -53,23 +53,17 @@ def resolve_config(spec: str) -> LlamaConfig:
 
 
 def _download_config(repo_id: str) -> Path:
-    """The cached config.json of `repo_id`, or a fresh download after one probe without retries (a plain
-    `hf_hub_download` retries for ~25 s when offline)."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+    """The config.json of `repo_id` from the Hugging Face cache or the Hub, after one probe without retries."""
+    from minillama.hub import access_message, access_problem, download_file
 
-    cached = try_to_load_from_cache(repo_id, "config.json")
-    if isinstance(cached, str):
-        return Path(cached)
-    hint = f"pass a local config.json or a built-in name ({', '.join(BUILTIN)})"
-    if constants.HF_HUB_OFFLINE:
-        raise HubDownloadError(f"{repo_id}: HF_HUB_OFFLINE is set and its config.json is not cached; {hint}")
+    local = f"pass a local config.json or a built-in name ({', '.join(BUILTIN)})"
+    problem = access_problem(repo_id)
+    if problem:
+        raise HubDownloadError(access_message(repo_id, *problem, local))
     try:
-        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=10)
-        return Path(hf_hub_download(repo_id=repo_id, filename="config.json"))
-    except Exception as exc:  # offline, gated, missing: one line
-        first = " ".join((str(exc).strip().splitlines() or [""])[0].split())[:160]
-        raise HubDownloadError(f"{repo_id}: could not download its config.json from the Hugging Face Hub "
-                               f"({type(exc).__name__}: {first}); {hint}") from None
+        return download_file(repo_id, "config.json")
+    except MiniLlamaError as e:
+        raise HubDownloadError(str(e)) from None
 
 
 def gib(n: int) -> str:

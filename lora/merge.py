@@ -26,8 +26,8 @@ def merge_lora(model: nn.Module, unload: bool = True, progress: bool = False) ->
     if not layers:
         raise LoraError("model has no LoRA layers to merge")
     if progress:
-        from minillama.progress import Progress
-        layers = Progress(layers, desc="merge LoRA", unit="layer")
+        from tqdm import tqdm
+        layers = tqdm(layers, desc="merge LoRA", unit="layer")
     for name, layer in layers:
         if unload:
             parent_name, _, child = name.rpartition(".")

@@ -6,15 +6,15 @@ and device, and hands them over with `load_state_dict(assign=True)`: no float32 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .config import LlamaConfig
 from .errors import MiniLlamaError
-from .progress import Progress
+from .hub import download_model, is_hub_id
 from .safetensors_io import TensorInfo, read_header, read_tensor
 
 SINGLE_FILE = "model.safetensors"
@@ -40,11 +40,6 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     return _DTYPES[dtype]
 
 
-def is_hub_id(text: str) -> bool:
-    """Whether a name that is not an existing path reads as a Hub repo id (`owner/name`), not a local path."""
-    return not (text.startswith((".", "/", "~")) or text.count("/") != 1 or os.sep != "/" and os.sep in text)
-
-
 def resolve_model_dir(path_or_id: str | Path) -> Path:
     """A local folder, or a Hub repo id downloaded (config, tokenizer, safetensors only) to the HF cache.
 
@@ -59,13 +54,7 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         raise MiniLlamaError(f"{text}: is a file; expected a model folder or a Hub repo id")
     if not is_hub_id(text):
         raise MiniLlamaError(f"{text}: model folder not found")
-    try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
-    except Exception as exc:  # any Hub failure (offline, gated, not found, HTTP) becomes one line
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise MiniLlamaError(f"{text}: not a local folder, and downloading it from the Hugging Face Hub "
-                             f"failed ({type(exc).__name__}: {first})") from None
+    return download_model(text, HUB_PATTERNS)
 
 
 def _refuse_adapter_dir(path: Path) -> None:
@@ -156,12 +145,13 @@ def _nf4_weights(model) -> dict:
             if model.get_submodule(name).bias is None}
 
 
-def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = None,
+def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None = None,
                     device: torch.device | str | None = None, quantize: str | None = None,
                     double_quant: bool = True):
     """Build a `Llama` from a Hugging Face checkpoint.
 
     Args:
+        cls: The model class to build (`Llama`; passed in so that this module never imports model.py).
         path_or_id: A local folder (config.json + model.safetensors or shards + index) or a Hub repo id.
         dtype: float32 / bfloat16 / float16 (a torch dtype or its name); None keeps the stored dtype.
             With `quantize`, the compute dtype (None: bfloat16 on CUDA, float32 elsewhere).
@@ -177,8 +167,6 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     Raises:
         MiniLlamaError: Any unusable input, in one line naming the file and the problem.
     """
-    from .model import Llama
-
     target = resolve_dtype(dtype)
     try:
         device = torch.device(device) if device is not None else torch.device("cpu")
@@ -194,7 +182,7 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     config = LlamaConfig.from_file(model_dir / "config.json")
     infos = weight_index(model_dir)
     with torch.device("meta"):
-        model = Llama(config)
+        model = cls(config)
     tied = config.tie_word_embeddings
     expected = expected_shapes(model)
     check_names(str(model_dir), {k: v.shape for k, v in infos.items()}, expected, tied)
@@ -205,8 +193,8 @@ def load_pretrained(path_or_id: str | Path, dtype: torch.dtype | str | None = No
     state, handles = {}, {}
     total_bytes = sum(infos[k].end - infos[k].start for k in expected)
     try:  # one tensor at a time, straight into its final dtype and device (or into 4 bits there)
-        for name in Progress(list(expected), desc=f"loading {model_dir.name}", unit="tensor",
-                             disable=total_bytes < 2**28):
+        for name in tqdm(list(expected), desc=f"loading {model_dir.name}", unit="tensor",
+                         disable=total_bytes < 2**28):
             info = infos[name]
             if info.path not in handles:
                 handles[info.path] = open(info.path, "rb")

@@ -1,4 +1,8 @@
-"""Command line: `python -m minillama generate --model PATH_OR_ID --prompt TEXT [--chat] ...`.
+"""Command line: `python -m minillama generate --model PATH_OR_ID_OR_RUN [--adapter DIR] --prompt TEXT ...`.
+
+    python -m minillama generate --model runs/demo --prompt "I have a rash"      # a run: base + adapter + template
+    python -m minillama generate --model BASE --adapter runs/demo/adapter --interactive
+    python -m minillama generate --model meta-llama/Llama-2-7b-chat-hf --chat --prompt "Hello"
 
 Bad input (a missing folder, another architecture, a truncated or mis-shaped checkpoint, a pickle-only
 checkpoint, ...) prints one line `error: <file>: <problem>` on stderr and exits with status 1.
@@ -12,9 +16,12 @@ from typing import Sequence, TextIO
 
 import torch
 
+from .chat import Session, conversation_ids, resolve_session
 from .checkpoint import resolve_model_dir
 from .errors import MiniLlamaError
 from .model import Llama
+from .templates import TEMPLATES
+from .threads import configure_threads
 from .tokenizer import Tokenizer, load_tokenizer
 
 
@@ -56,10 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minillama", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate a continuation (or a chat answer), streaming it")
-    g.add_argument("--model", required=True, help="model folder or Hugging Face Hub id")
-    g.add_argument("--prompt", required=True, help="the prompt (the user message with --chat)")
-    g.add_argument("--chat", action="store_true", help="wrap the prompt in the Llama-2 chat format")
-    g.add_argument("--system", default=None, help="system message for --chat")
+    g.add_argument("--model", required=True,
+                   help="model folder, Hugging Face Hub id, or a training run folder (scripts/train.py --out)")
+    g.add_argument("--adapter", default=None,
+                   help="LoRA adapter folder (PEFT format) or training run folder to apply to the model")
+    g.add_argument("--template", default=None, choices=TEMPLATES,
+                   help="prompt template (default: the run's; alpaca with an adapter; none without)")
+    g.add_argument("--prompt", default=None, help="the prompt (the user message / the patient's question)")
+    g.add_argument("--interactive", action="store_true", help="hold a conversation: read messages from stdin")
+    g.add_argument("--chat", action="store_true", help="the Llama-2 chat format (= --template llama2-chat)")
+    g.add_argument("--system", default=None,
+                   help="system message / instruction (default: the instruction the run was trained with)")
     g.add_argument("--max-new-tokens", type=int, default=256)
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     g.add_argument("--top-p", type=float, default=1.0)
@@ -72,21 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    model_dir = resolve_model_dir(args.model)
-    tokenizer = load_tokenizer(args.tokenizer or model_dir)
-    model = Llama.from_pretrained(model_dir, dtype=args.dtype, device=args.device)
+def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) -> tuple[Llama, Tokenizer]:
+    """The base model with the session's adapter applied, and its tokenizer."""
+    model_dir = resolve_model_dir(session.base)
+    tokenizer = load_tokenizer(tokenizer_path or model_dir)
+    model = Llama.from_pretrained(model_dir, dtype=dtype, device=device)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise MiniLlamaError(f"{tokenizer.path}: tokenizer has {tokenizer.vocab_size} tokens, the model "
                              f"only {model.config.vocab_size}")
-    if args.chat:
-        messages = ([{"role": "system", "content": args.system}] if args.system else [])
-        ids = tokenizer.encode_chat(messages + [{"role": "user", "content": args.prompt}])
-    else:
-        ids = tokenizer.encode(args.prompt, bos=True)
+    if session.adapter is not None:
+        from lora import LoraError, load_adapter  # lora builds on minillama: imported only when needed
+
+        try:
+            load_adapter(model, session.adapter)
+        except LoraError as e:
+            raise MiniLlamaError(str(e)) from None
+        model.eval()
+    return model, tokenizer
+
+
+def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Namespace, out: TextIO,
+           err: TextIO) -> str:
+    """Generate and stream one answer; returns its text."""
+    room = model.config.max_position_embeddings - len(ids)
+    if room < 1:
+        raise MiniLlamaError(f"--prompt: {len(ids)} tokens leave no room under the model's "
+                             f"max_position_embeddings {model.config.max_position_embeddings}")
     streamer = TextStreamer(tokenizer, out, tokenizer.eos_id)
     start = time.perf_counter()
-    result = model.generate(torch.tensor([ids]), max_new_tokens=args.max_new_tokens,
+    result = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=min(args.max_new_tokens, room),
                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             eos_id=tokenizer.eos_id, seed=args.seed, pad_id=tokenizer.pad_id, on_token=streamer)
     seconds = time.perf_counter() - start
@@ -97,7 +125,37 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     reason = "stop" if streamer.stopped else "length"
     err.write(f"[minillama] {n} tokens in {seconds:.2f}s ({n / max(seconds, 1e-9):.1f} tokens/s), "
               f"finish_reason={reason}\n")
-    return 0
+    return tokenizer.decode(streamer.ids).strip()
+
+
+def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO | None = None) -> int:
+    if args.prompt is None and not args.interactive:
+        raise MiniLlamaError("--prompt: give the text to answer, or --interactive to hold a conversation")
+    session = resolve_session(args.model, args.adapter, args.template, args.chat)
+    configure_threads(0)
+    model, tokenizer = load(session, args.dtype, args.device, args.tokenizer)
+    err.write(f"[minillama] {session.note}\n")
+    history: list[tuple[str, str]] = []
+    if args.prompt is not None:
+        text = answer(model, tokenizer, conversation_ids(session, tokenizer, [], args.prompt, args.system), args,
+                      out, err)
+        history.append((args.prompt, text))
+    if not args.interactive:
+        return 0
+    stdin = stdin or sys.stdin
+    err.write("[minillama] conversation: type a message and press Enter; an empty line, 'exit' or Ctrl-D ends it\n")
+    while True:
+        err.write("you> ")
+        err.flush()
+        line = stdin.readline()
+        if not line or line.strip() in ("", "exit", "quit"):
+            return 0
+        ids = conversation_ids(session, tokenizer, history, line.strip(), args.system)
+        while history and len(ids) + args.max_new_tokens > model.config.max_position_embeddings:
+            history.pop(0)  # forget the oldest turn rather than run past the context
+            ids = conversation_ids(session, tokenizer, history, line.strip(), args.system)
+        out.write("model> ")
+        history.append((line.strip(), answer(model, tokenizer, ids, args, out, err)))
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -7,7 +7,7 @@ import torch
 
 from .errors import MiniLlamaError
 from .kv_cache import make_cache
-from .model import positions_from_mask
+from .masks import positions_from_mask
 from .sampling import sample_next
 from .static_decode import StaticDecoder
 

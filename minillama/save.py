@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .checkpoint import INDEX_FILE, SINGLE_FILE, expected_shapes
 from .errors import MiniLlamaError
-from .progress import Progress
 
 
 def parse_size(size: int | str) -> int:
@@ -62,7 +62,7 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
         size += nbytes
     n = len(shards)
     names = [SINGLE_FILE] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
-    for shard, fname in Progress(list(zip(shards, names)), desc="saving", unit="shard", disable=n < 4):
+    for shard, fname in tqdm(list(zip(shards, names)), desc="saving", unit="shard", disable=n < 4):
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in shard.items()}
         _atomic(out / fname, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "pt"}))
     if n > 1:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import MiniLlamaError
+from .hub import download_file, is_hub_id
 
 # Chat markers, verbatim from Meta's llama/generation.py.
 B_INST, E_INST = "[INST]", "[/INST]"
@@ -119,14 +120,6 @@ def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer:
             raise MiniLlamaError(f"{path}: no tokenizer.model in this folder (pass --tokenizer PATH)")
         return Tokenizer(path / "tokenizer.model")
     text = str(path_or_id)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if not is_hub_id(text):
         raise MiniLlamaError(f"{text}: tokenizer file or folder not found")
-    try:
-        from huggingface_hub import hf_hub_download
-        return Tokenizer(hf_hub_download(repo_id=text, filename="tokenizer.model"))
-    except MiniLlamaError:
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise MiniLlamaError(f"{text}: not a local tokenizer, and downloading tokenizer.model from the "
-                             f"Hugging Face Hub failed ({type(exc).__name__}: {first})") from None
+    return Tokenizer(download_file(text, "tokenizer.model"))

@@ -1,347 +1,305 @@
-"""LoRA fine-tuning of a Llama on instruction data: the paper's section 4.3 run, resumable, DDP-ready.
+"""LoRA fine-tuning of a Llama on instruction data: the paper's section 4.3 run, read top to bottom.
 
     python scripts/train.py                                   # CPU demo (tiny Llama, generated data)
     python scripts/train.py --preset paper                    # Llama-2-7b-chat + GenMedGPT-5k, 1 GPU
-    torchrun --nproc_per_node 4 scripts/train.py --preset paper --batch-size 4
-    python scripts/train.py --resume --out runs/paper         # continue an interrupted run
+    torchrun --nproc_per_node 4 scripts/train.py --preset paper --batch-size 4            # DDP
+    torchrun --nproc_per_node 4 scripts/train.py --preset paper --batch-size 4 --fsdp     # FSDP2
+    python scripts/train.py --resume --out runs/paper         # continue an interrupted run exactly
 
-Loss (Eq. 3 of the paper, the mean next-token cross-entropy): with `loss_norm="token"` (default) a step
-minimises sum(NLL of target tokens in the global batch) / (number of target tokens in the global
-batch), which is Eq. 3 with T = the target tokens of the batch; it equals the per-sequence Eq. 3 at
-batch 1 (the paper's setting) and does not depend on how the batch is cut into micro-batches or ranks.
-`loss_norm="sequence"` averages the per-sequence Eq. 3 over the batch instead. Targets are the
-response tokens only unless `train_on_inputs` (see docs/training.md).
+The run, in order: (1) parse and check every input before anything is written; (2) take the run
+folder; (3) load the base model and add LoRA (Eq. 2); (4) tokenise the data; (5) the loop: for each
+optimiser step, Eq. 3 summed over the micro-batches of this rank, backward, clip, AdamW, log, validate,
+checkpoint; (6) save the adapters, the loss curve and DONE. The helpers live in `lora/finetune/`.
 
 Precision: on GPU the frozen base is held in bfloat16 and the LoRA A/B in float32 (master weights that
 keep lr 3e-5-sized updates, which bf16's 8-bit mantissa would round away); the forward runs under
-bf16 autocast (tensor-core matmuls, float32 softmax/loss). On CPU everything is float32.
+bf16 autocast. On CPU everything is float32. Exit status: 0 done, 1 failure while running (disk
+full ...), 2 bad input, 130/143 interrupted by SIGINT/SIGTERM after saving a checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import math
+import shutil
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from safetensors import SafetensorError
+from tqdm import tqdm
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import lora  # noqa: E402
-from minillama import Llama, MiniLlamaError, load_tokenizer  # noqa: E402
-from minillama.progress import Progress  # noqa: E402
-from scripts import checkpointing, data, ddp, demo_data, demo_model, plots  # noqa: E402
-from scripts.train_config import (TrainConfig, TrainError, config_from_args, config_to_dict,  # noqa: E402
-                                  resumed_config)
-
-
-def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """Learning rate of optimiser step `step` (0-based): linear warm-up to the peak, then cosine decay."""
-    if step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return cfg.learning_rate * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+import lora
+from lora.finetune import checkpoint, data, demo_data, demo_model, distributed, run_dir
+from lora.finetune.config import RunFailed, TrainConfig, TrainError, config_to_dict
+from lora.finetune.files import is_disk_full, write_json_atomic
+from lora.finetune.flags import config_from_args, resumed_config
+from lora.finetune.loss import SummedNLL, loss_denominator
+from lora.finetune.plots import plot_loss
+from lora.finetune.records import resolve_dataset, usable_records
+from lora.finetune.schedule import lr_at
+from lora.finetune.signals import Interrupted, StopFlag
+from minillama import Llama, LlamaConfig, MiniLlamaError, load_tokenizer
+from minillama import threads
+from minillama.hub import check_access, is_hub_id
 
 
-def autocast_for(dtype: torch.dtype, device: torch.device):
-    """A context factory: bf16 autocast for a bf16 base (fp32 LoRA weights), nothing for fp32."""
-    if dtype == torch.bfloat16:
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
+def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size: int) -> Path | None:
+    """(1) Everything that can be refused is refused here, before the run folder is touched.
 
-
-class SummedNLL(torch.nn.Module):
-    """Eq. 3's numerator on a micro-batch, as one module around the causal LM (what DDP and
-    torch.compile wrap): the sum over sequences of (sum of target-token NLL) for "token", or of (mean
-    target-token NLL of the sequence) for "sequence".
-
-    The vocabulary projection runs only at positions that predict a target (the response tokens
-    unless train_on_inputs), so the prompt never costs an lm_head matmul or a row of [.., vocab]
-    logits. `lm` is any model with HF Llama's `.model` (backbone) and `.lm_head`.
+    Returns:
+        The checkpoint to resume from (None for a fresh run or a finished one).
     """
-
-    def __init__(self, lm: torch.nn.Module, loss_norm: str = "token"):
-        super().__init__()
-        self.lm, self.loss_norm = lm, loss_norm
-
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Shapes: ids, labels [B, T] -> scalar."""
-        targets = F.pad(labels[:, 1:], (0, 1), value=data.IGNORE_INDEX)  # [B, T]: position t predicts t+1
-        keep = targets != data.IGNORE_INDEX  # [B, T]
-        hidden = self.lm.model(ids)  # [B, T, d]
-        logits = self.lm.lm_head(hidden[keep]).float()  # [N, V], N = target tokens of the micro-batch
-        nll = F.cross_entropy(logits, targets[keep], reduction="none")  # [N]: -log P(x_t | x_<t), Eq. 3
-        if self.loss_norm == "token":
-            return nll.sum()
-        rows = keep.nonzero()[:, 0]  # [N]: the sequence of each target
-        per_seq = torch.zeros(ids.shape[0], dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)  # [B]
-        return (per_seq / keep.sum(1).clamp(min=1)).sum()  # Eq. 3 per sequence, summed over the batch
-
-
-def loss_denominator(batch: list[dict], loss_norm: str) -> int:
-    """Target tokens ("token") or sequences ("sequence") of a global batch: what its loss is divided by."""
-    return sum(e["n_targets"] for e in batch) if loss_norm == "token" else len(batch)
+    ckpt, notes = checkpoint.latest_intact(out, world_size) if resume else (None, [])
+    for note in notes:
+        print(f"warning: skipping checkpoint {note}", file=sys.stderr)
+    run_dir.check_out(out, resume, force, ckpt is not None)
+    if resume and (out / "DONE").is_file():
+        return None
+    if cfg.batch_size % (cfg.micro_batch_size * world_size):
+        raise TrainError(f"--batch-size: {cfg.batch_size} is not a multiple of --micro-batch-size x processes "
+                         f"= {cfg.micro_batch_size * world_size}")
+    if cfg.base != "demo":
+        if Path(cfg.base).expanduser().is_dir():
+            LlamaConfig.from_file(Path(cfg.base).expanduser() / "config.json")
+        elif not is_hub_id(cfg.base):
+            raise TrainError(f"--base {cfg.base}: base model folder not found")
+        else:
+            check_access(cfg.base, "pass --base DIR with a local copy")
+    if cfg.data != "demo":
+        usable_records(resolve_dataset(cfg.data), cfg.on_bad_record)
+    return ckpt
 
 
-def global_batch(step: int, examples: list[dict], batch_size: int, seed: int) -> list[dict]:
-    """The examples of optimiser step `step`: a slice of epoch `step // steps_per_epoch`'s shuffle."""
-    per_epoch = math.ceil(len(examples) / batch_size)
-    epoch, i = divmod(step, per_epoch)
-    order = data.epoch_order(len(examples), seed, epoch)
-    return [examples[j] for j in order[i * batch_size:(i + 1) * batch_size]]
-
-
-def my_micro_batches(batch: list[dict], cfg: TrainConfig, info: ddp.DistInfo) -> list[list[dict]]:
-    """This rank's contiguous share of the global batch, cut into micro-batches.
-
-    A rank left empty by a short last batch gets one all-masked dummy row, so every rank joins the
-    gradient all-reduce; its loss is exactly 0 and adds nothing.
-    """
-    share = cfg.batch_size // info.world_size
-    mine = batch[info.rank * share:(info.rank + 1) * share]
-    micro = [mine[i:i + cfg.micro_batch_size] for i in range(0, len(mine), cfg.micro_batch_size)]
-    return micro or [[{"input_ids": [0, 0], "labels": [data.IGNORE_INDEX] * 2, "n_targets": 0}]]
-
-
-@torch.no_grad()
-def evaluate(model, examples: list[dict], cfg: TrainConfig, info: ddp.DistInfo, autocast) -> float:
-    """Validation loss: Eq. 3 over all held-out target tokens (or the mean over sequences), all ranks."""
-    model.eval()
-    mine = examples[info.rank::info.world_size]
-    total = 0.0
-    for i in range(0, len(mine), cfg.micro_batch_size):
-        ids, labels = data.collate(mine[i:i + cfg.micro_batch_size])
-        with autocast():
-            total += model(ids.to(info.device), labels.to(info.device)).item()
-    total, denom = ddp.all_reduce_sum([total, loss_denominator(mine, cfg.loss_norm)], info)
-    return total / max(denom, 1)
-
-
-def train_loop(cfg, info, model, raw_model, optimizer, train_ex, val_ex, run, state, total_steps, log) -> bool:
-    """Optimise from `state["step"]` to `total_steps`; returns False if stopped early by stop_after_steps."""
-    autocast = autocast_for(raw_model.dtype, info.device)
-    params = [p for p in raw_model.parameters() if p.requires_grad]
-    bar = Progress(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not info.is_main)
-    for step in range(state["step"], total_steps):
-        t0, lr = time.perf_counter(), lr_at(step, cfg, total_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = global_batch(step, train_ex, cfg.batch_size, cfg.seed)
-        scale = info.world_size / max(1, loss_denominator(batch, cfg.loss_norm))  # DDP averages over ranks
-        micro, loss_sum = my_micro_batches(batch, cfg, info), 0.0
-        model.train()
-        for j, mb in enumerate(micro):
-            ids, labels = (t.to(info.device) for t in data.collate(mb))
-            with ddp.no_sync(model, skip=j < len(micro) - 1):
-                with autocast():
-                    nll = model(ids, labels)
-                (nll * scale).backward()
-            loss_sum += nll.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss = ddp.all_reduce_sum([loss_sum], info)[0] * scale / info.world_size
-        tokens, seconds = sum(len(e["input_ids"]) for e in batch), time.perf_counter() - t0
-        state.update(step=step + 1, tokens_seen=state["tokens_seen"] + tokens)
-        log({"type": "train", "step": step + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-             "tokens": tokens, "tokens_per_s": tokens / seconds})
-        bar.update(1, loss=loss, lr=lr, tok_s=round(tokens / seconds))
-        last = step + 1 == total_steps
-        if val_ex and ((step + 1) % cfg.eval_steps == 0 or last):
-            val = evaluate(model, val_ex, cfg, info, autocast)
-            log({"type": "val", "step": step + 1, "loss": val})
-            if state["best_val_loss"] is None or val < state["best_val_loss"]:
-                state.update(best_val_loss=val, best_step=step + 1)
-                if info.is_main:
-                    lora.save_adapter(raw_model, run / "adapter", base_model_name_or_path=state["base"])
-        stop = cfg.stop_after_steps > 0 and step + 1 == cfg.stop_after_steps and not last
-        if (step + 1) % cfg.save_steps == 0 or last or stop:
-            rngs = ddp.gather_objects(checkpointing.rng_state(), info)
-            if info.is_main:
-                checkpointing.save_checkpoint(run, step + 1, raw_model, optimizer, state, rngs, state["base"],
-                                              cfg.keep_checkpoints)
-        if stop:
-            bar.close()
-            return False
-    bar.close()
-    return True
-
-
-def load_base(cfg: TrainConfig, run: Path, info: ddp.DistInfo, dtype: torch.dtype):
-    """The base model with LoRA applied (seeded init), its tokenizer, and its name for adapter_config."""
-    base = str(run / "base") if cfg.base == "demo" else cfg.base
-    if cfg.base == "demo" and info.is_main and not (run / "base" / "config.json").is_file():
-        recs = json.loads((run / "demo_data.json").read_text())
-        demo_model.build_demo_base(run / "base", recs, cfg.demo_pretrain_steps, seed=cfg.seed)
-    ddp.barrier(info)
-    check_base(base)
-    tok = load_tokenizer(base)
-    model = Llama.from_pretrained(base, dtype=dtype, device=info.device)
+def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path | None):
+    """(3) The base model with LoRA (same seeded init on every rank; a checkpoint's weights on resume)."""
+    base = str(out / "base") if cfg.base == "demo" else cfg.base
+    if cfg.base == "demo" and info.is_main and not (out / "base" / "config.json").is_file():
+        records = json.loads((out / "demo_data.json").read_text())
+        demo_model.cached_demo_base(out / "base", records, cfg.demo_pretrain_steps, seed=cfg.seed)
+    distributed.barrier(info)
+    quantize = None if cfg.quantize == "none" else cfg.quantize
+    model = Llama.from_pretrained(base, dtype=dtype, device=info.device, **({"quantize": quantize} if quantize else {}))
     torch.manual_seed(cfg.seed)
     lora.apply_lora(model, lora.LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                                            target_modules=tuple(cfg.lora_target_modules)))
+    if ckpt is not None:
+        lora.load_adapter(model, ckpt / "adapter")
     if cfg.activation_checkpointing:
         model.gradient_checkpointing_enable()
-    return model, tok, base
+    return model, load_tokenizer(base), base
 
 
-HF_LICENCE = ("accept the Llama 2 licence on https://huggingface.co/{repo}, then `huggingface-cli login` (or set "
-              "HF_TOKEN), or pass --base PATH to a local copy")
+@torch.no_grad()
+def evaluate(loss_module, examples: list[dict], cfg: TrainConfig, info, autocast) -> float:
+    """Validation loss: Eq. 3 over all held-out target tokens, every rank running as many forwards."""
+    loss_module.eval()
+    mine = examples[info.rank::info.world_size]
+    n_batches = -(-len(examples) // (cfg.micro_batch_size * info.world_size))  # the same on every rank
+    total = 0.0
+    for i in range(n_batches):
+        part = mine[i * cfg.micro_batch_size:(i + 1) * cfg.micro_batch_size] or [data.DUMMY_EXAMPLE]
+        ids, labels = data.collate(part)
+        with autocast():
+            total += loss_module(ids.to(info.device), labels.to(info.device)).item()
+    total, denom = distributed.all_reduce_sum([total, loss_denominator(mine, cfg.loss_norm)], info)
+    return total / max(denom, 1)
 
 
-def check_hub_access(repo_id: str) -> None:
-    """Fail in one line when a Hub model cannot be downloaded: no network, gated (the way to get access),
-    no such repo. One short probe, no retry loop; nothing is written."""
-    from scripts.train_run import hub_access_message, hub_problem
-
-    problem = hub_problem(repo_id)
-    if problem:
-        raise TrainError(hub_access_message(repo_id, *problem, HF_LICENCE.format(repo=repo_id), "pass --base DIR"))
-
-
-def check_base(base: str) -> None:
-    """A base that is neither "demo" nor a local folder must be a reachable Hub id (`org/name`)."""
-    if base == "demo" or Path(base).expanduser().is_dir():
-        return
-    if base.startswith((".", "/", "~")) or base.count("/") != 1:
-        raise TrainError(f"{base}: base model folder not found")
-    check_hub_access(base)
-
-
-def preflight(cfg: TrainConfig, info: ddp.DistInfo) -> None:
-    """The cheap checks that need no run folder, done before anything is written into it: the batch
-    split over processes, the base model, and the dataset (exists, has usable records)."""
-    if cfg.batch_size % (cfg.micro_batch_size * info.world_size):
-        raise TrainError(f"config: batch_size {cfg.batch_size} is not a multiple of micro_batch_size x processes "
-                         f"= {cfg.micro_batch_size * info.world_size}")
-    check_base(cfg.base)
-    if cfg.data != "demo":
-        data.usable_records(data.resolve_dataset(cfg.data), cfg.on_bad_record)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    """Run (or resume) a fine-tuning run; returns the run folder."""
-    cfg, args, explicit = config_from_args(argv)
-    run = Path(cfg.out).expanduser()
-    if args.resume:
-        cfg = resumed_config(read_run_config(run), explicit, str(run / "config.json"))
-    info = ddp.setup(cfg.device)
-    try:
-        return _run(cfg, args, run, info)
-    finally:
-        ddp.teardown(info)
-
-
-def read_run_config(run: Path) -> dict:
-    """The config.json of a run that has a checkpoint to resume from."""
-    if checkpointing.latest_checkpoint(run) is None:
-        raise TrainError(f"{run}: no checkpoint to resume from (checkpoints/step_*/state.json)")
-    try:
-        return json.loads((run / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise TrainError(f"{run / 'config.json'}: cannot read the run's config ({e})") from None
-
-
-def _run(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
-    """Check, then train into `run`; a run folder this call created is removed again if a failure
-    leaves it empty."""
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    created = not run.exists()
-    try:
-        return _train(cfg, args, run, info)
-    except BaseException:
-        if created and info.is_main and run.is_dir() and not any(run.iterdir()):
-            run.rmdir()
-        raise
-
-
-def _train(cfg: TrainConfig, args, run: Path, info: ddp.DistInfo) -> Path:
-    if not (args.resume and (run / "DONE").is_file()):  # a finished run resumed needs nothing checked
-        preflight(cfg, info)
-    error = None
+def save_adapter(model, folder: Path, base: str, info) -> None:
+    """Gather the LoRA weights (every rank, for FSDP) and write them as a PEFT adapter (rank 0)."""
+    state = lora.adapter_state(model)
     if info.is_main:
         try:
-            checkpointing.prepare_run_dir(run, args.resume, args.force)
-        except TrainError as e:
-            error = str(e)
-    error = ddp.broadcast_object(error, info)
-    if error:
-        raise TrainError(error)
-    if (run / "DONE").is_file():
-        print(f"{run}: this run has finished already (DONE)", file=sys.stderr)
-        return run
-    if cfg.data == "demo" and info.is_main and not (run / "demo_data.json").is_file():
-        demo_data.write_demo_dataset(run / "demo_data.json", cfg.demo_records, seed=cfg.seed)
-    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and info.device.type == "cuda") \
-        else torch.float32
-    raw_model, tok, base = load_base(cfg, run, info, dtype)
-    train_ex, val_ex, report = data.prepare(cfg, run, tok, write=info.is_main)
-    optimizer = torch.optim.AdamW([p for p in raw_model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
-                                  weight_decay=cfg.weight_decay, fused=info.device.type == "cuda")
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_epochs * math.ceil(len(train_ex) / cfg.batch_size))
-    state = {"step": 0, "tokens_seen": 0, "best_val_loss": None, "best_step": 0, "base": base}
+            lora.save_adapter(model, folder, base_model_name_or_path=base, state=state)
+        except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error type
+            raise RunFailed(f"{folder}: cannot write the adapter ({e}); free space and rerun with --resume") from None
+
+
+def train(argv: list[str] | None, stop: StopFlag) -> Path:
+    # ---- (1) parse and check ----
+    cfg, args, explicit = config_from_args(argv)
+    out = Path(cfg.out).expanduser()
     if args.resume:
-        state = checkpointing.load_checkpoint(checkpointing.latest_checkpoint(run), raw_model, optimizer,
-                                              info.rank, info.world_size)
-    elif info.is_main:
-        resolved = {"base_path": base, "data_path": report["file"], "data_sha256": report["sha256"],
-                    "world_size": info.world_size, "device": str(info.device), "dtype": str(dtype),
-                    "train_records": len(train_ex), "val_records": len(val_ex), "total_steps": total_steps,
-                    "lora": str(lora.trainable_summary(raw_model)), "torch": torch.__version__}
-        (run / "config.json").write_text(json.dumps({**config_to_dict(cfg), "resolved": resolved}, indent=1) + "\n")
-    loss_module = SummedNLL(raw_model, cfg.loss_norm)
-    model = ddp.wrap(torch.compile(loss_module) if cfg.compile else loss_module, info)
-    log = checkpointing.metrics_logger(run / "metrics.jsonl", state["step"], info.is_main)
-    if state["step"] == 0 and val_ex:
-        log({"type": "val", "step": 0, "loss": evaluate(model, val_ex, cfg, info, autocast_for(dtype, info.device))})
-    if not train_loop(cfg, info, model, raw_model, optimizer, train_ex, val_ex, run, state, total_steps, log):
-        print(f"{run}: stopped after step {state['step']} (checkpoint written; continue with --resume)", file=sys.stderr)
-        return run
-    if info.is_main:
-        finish(cfg, run, raw_model, tok, state)
-    ddp.barrier(info)
-    return run
+        cfg = resumed_config(run_dir.read_config(out), explicit, str(out / "config.json"))
+    threads.configure_threads(cfg.num_threads)
+    info = distributed.setup(cfg.device)
+    try:  # every rank checks before any rank writes; a refusal on one rank stops all
+        try:
+            ckpt, problem = preflight(cfg, out, args.resume, args.force, info.world_size), None
+        except (TrainError, MiniLlamaError, lora.LoraError) as e:
+            ckpt, problem = None, e
+        refusals = [p for p in distributed.gather_objects(problem and str(problem), info) if p]
+        if problem is not None:
+            raise problem
+        if refusals:
+            raise TrainError(refusals[0])
+    except BaseException:
+        distributed.teardown(info)
+        raise
+    if args.resume and (out / "DONE").is_file():
+        print(f"{out}: this run has finished already (DONE)", file=sys.stderr)
+        distributed.teardown(info)
+        return out
 
-
-def finish(cfg: TrainConfig, run: Path, model, tok, state: dict) -> None:
-    """adapter_last/, adapter/ (if no validation picked one), loss.png, the demo comparison, DONE."""
-    lora.save_adapter(model, run / "adapter_last", base_model_name_or_path=state["base"])
-    if not (run / "adapter").is_dir():
-        lora.save_adapter(model, run / "adapter", base_model_name_or_path=state["base"])
-    print(plots.plot_loss(run / "metrics.jsonl", run / "loss.png"), file=sys.stderr)
-    if cfg.base == "demo" and cfg.demo_eval:
-        split = json.loads((run / "split.json").read_text())
-        records, _ = data.load_records(run / "demo_data.json")
-        held_out = [records[i] for i in split["val_ids"]]
-        base_model = Llama.from_pretrained(run / "base")
-        tuned = lora.load_adapter(Llama.from_pretrained(run / "base"), run / "adapter")
-        result = demo_model.compare_base_and_tuned(base_model, tuned, tok, held_out, split["val_ids"], cfg.template)
-        (run / "demo_eval.json").write_text(json.dumps(result, indent=1) + "\n")
-        base_r, tuned_r = result["base"], result["finetuned"]
-        print(f"demo, {result['n']} held-out pairs: unigram F1 base {base_r['mean_f1']:.3f} -> fine-tuned "
-              f"{tuned_r['mean_f1']:.3f}; right condition named {base_r['condition_accuracy']:.0%} -> "
-              f"{tuned_r['condition_accuracy']:.0%}", file=sys.stderr)
-    print(f"best validation loss {state['best_val_loss']} at step {state['best_step']}; run folder {run}",
-          file=sys.stderr)
-    (run / "DONE").write_text(json.dumps({"step": state["step"], "best_val_loss": state["best_val_loss"],
-                                          "best_step": state["best_step"]}) + "\n")
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """Console entry: one `error: ...` line and exit status 1 on a user-facing error."""
+    # ---- (2) take the run folder: one run at a time; a fresh start that fails leaves no trace ----
+    created = not out.exists()
+    folder_lock = run_dir.lock(out) if info.is_main else None
     try:
-        main(argv)
-    except (TrainError, MiniLlamaError, lora.LoraError) as e:
+        if info.is_main and args.force:
+            run_dir.clear_results(out)
+        if cfg.data == "demo" and info.is_main and not (out / "demo_data.json").is_file():
+            demo_data.write_demo_dataset(out / "demo_data.json", cfg.demo_records, seed=cfg.seed)
+        distributed.barrier(info)
+        return _train(cfg, out, info, ckpt, stop)
+    except BaseException:
+        if created and info.is_main and not any((out / n).exists() for n in run_dir.TRAINED_NAMES):
+            folder_lock.release()
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        if folder_lock is not None:
+            folder_lock.release()
+        distributed.teardown(info)
+
+
+def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag) -> Path:
+    # ---- (3) base model + LoRA ----
+    on_gpu = info.device.type == "cuda"
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and on_gpu) else torch.float32
+    autocast = (lambda: torch.autocast(info.device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 \
+        else contextlib.nullcontext
+    model, tok, base = load_model(cfg, out, info, dtype, ckpt)
+    loss_module = SummedNLL(model, cfg.loss_norm)  # Eq. 3's numerator; validation uses it unwrapped
+    if cfg.fsdp:
+        distributed.shard_fsdp(loss_module, model.model.layers)  # before the optimiser sees the parameters
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=on_gpu)
+
+    # ---- (4) data ----
+    train_ex, val_ex, report = data.prepare(cfg, out, tok, write=info.is_main)
+    total_steps = data.total_steps(len(train_ex), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
+    state = {"step": 0, "tokens_seen": 0, "best_val_loss": None, "best_step": 0, "base": base}
+    if ckpt is not None:
+        state = checkpoint.load_checkpoint(ckpt, model, optimizer, info.rank)
+        print(f"resuming from {ckpt} (step {state['step']} of {total_steps})", file=sys.stderr)
+    else:
+        distributed.seed_rank_stream(cfg.seed, info)  # dropout masks differ across ranks
+        if info.is_main:
+            resolved = {"base_path": base, "data_path": report["file"], "data_sha256": report["sha256"],
+                        "world_size": info.world_size, "device": str(info.device), "dtype": str(dtype),
+                        "train_records": len(train_ex), "val_records": len(val_ex), "total_steps": total_steps,
+                        "lora": str(lora.trainable_summary(model)), "torch": torch.__version__}
+            write_json_atomic(out / "config.json", {**config_to_dict(cfg), "resolved": resolved})
+    step_module = loss_module if cfg.fsdp else distributed.wrap_ddp(loss_module, info)
+    if cfg.compile:
+        step_module = torch.compile(step_module)
+    log = run_dir.MetricsLog(out / "metrics.jsonl", state["step"], info.is_main)
+    if state["step"] == 0 and val_ex:
+        log({"type": "val", "step": 0, "loss": evaluate(loss_module, val_ex, cfg, info, autocast)})
+
+    # ---- (5) the loop ----
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not info.is_main)
+    with bar, stop.deferred():
+        for step in range(state["step"], total_steps):
+            t0, lr = time.perf_counter(), lr_at(step, cfg.learning_rate, cfg.warmup_steps, total_steps,
+                                               cfg.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = data.global_batch(step, train_ex, cfg.batch_size, cfg.seed)
+            scale = info.world_size / max(1, loss_denominator(batch, cfg.loss_norm))  # ranks' gradients are averaged
+            micro = data.rank_micro_batches(batch, cfg.batch_size, cfg.micro_batch_size, info.rank, info.world_size)
+            step_module.train()
+            loss_sum = 0.0
+            for j, mb in enumerate(micro):
+                ids, labels = (t.to(info.device) for t in data.collate(mb))
+                with distributed.no_sync(step_module, skip=j < len(micro) - 1):
+                    with autocast():
+                        nll = step_module(ids, labels)  # Eq. 3 numerator of this micro-batch
+                    (nll * scale).backward()
+                loss_sum += nll.item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            summed, stops = distributed.all_reduce_sum([loss_sum, float(stop.requested)], info)
+            loss = summed * scale / info.world_size
+            tokens, seconds = sum(len(e["input_ids"]) for e in batch), time.perf_counter() - t0
+            state.update(step=step + 1, tokens_seen=state["tokens_seen"] + tokens)
+            log({"type": "train", "step": step + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                 "tokens": tokens, "tokens_per_s": tokens / seconds})
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=round(tokens / seconds), refresh=False)
+            bar.update(1)
+            threads.tick()
+            last = step + 1 == total_steps
+            if val_ex and ((step + 1) % cfg.eval_steps == 0 or last):
+                val = evaluate(loss_module, val_ex, cfg, info, autocast)
+                log({"type": "val", "step": step + 1, "loss": val})
+                if state["best_val_loss"] is None or val < state["best_val_loss"]:
+                    state.update(best_val_loss=val, best_step=step + 1)
+                    save_adapter(model, out / "adapter", base, info)
+            halt = stops > 0 or (cfg.stop_after_steps > 0 and step + 1 == cfg.stop_after_steps and not last)
+            if (step + 1) % cfg.save_steps == 0 or last or halt:
+                rngs = distributed.gather_objects(checkpoint.rng_state(), info)
+                adapter, opt_state = lora.adapter_state(model), checkpoint.optimizer_state(model, optimizer)
+                if info.is_main:
+                    checkpoint.save_checkpoint(out, step + 1, model, optimizer, state, rngs, adapter, opt_state,
+                                               base, cfg.keep_checkpoints)
+            if halt:
+                if stops > 0:
+                    raise Interrupted(stop.requested or 15)
+                print(f"{out}: stopped after step {state['step']} (checkpoint written; continue with --resume)",
+                      file=sys.stderr)
+                return out
+
+    # ---- (6) finish ----
+    save_adapter(model, out / "adapter_last", base, info)
+    if distributed.broadcast_object(not (out / "adapter").is_dir(), info):  # no validation picked one
+        save_adapter(model, out / "adapter", base, info)
+    if info.is_main:
+        finish(cfg, out, tok, state)
+    distributed.barrier(info)
+    return out
+
+
+def finish(cfg: TrainConfig, out: Path, tok, state: dict) -> None:
+    """loss.png, the demo's held-out comparison, DONE (rank 0)."""
+    print(plot_loss(out / "metrics.jsonl", out / "loss.png"), file=sys.stderr)
+    if cfg.base == "demo" and cfg.demo_eval:
+        result = demo_model.held_out_comparison(out, tok, cfg.template)
+        write_json_atomic(out / "demo_eval.json", result)
+        b, f = result["base"], result["finetuned"]
+        print(f"demo, {result['n']} held-out pairs: unigram F1 base {b['mean_f1']:.3f} -> fine-tuned "
+              f"{f['mean_f1']:.3f}; right condition named {b['condition_accuracy']:.0%} -> "
+              f"{f['condition_accuracy']:.0%}", file=sys.stderr)
+    print(f"best validation loss {state['best_val_loss']} at step {state['best_step']}; run folder {out}",
+          file=sys.stderr)
+    write_json_atomic(out / "DONE", {"step": state["step"], "best_val_loss": state["best_val_loss"],
+                                     "best_step": state["best_step"]})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry (`medlora-train`): one `error: ...` line and a documented exit status on failure."""
+    try:
+        with StopFlag() as stop:
+            train(argv, stop)
+        return 0
+    except Interrupted as e:
+        print(f"interrupted ({e}); rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return e.exit_status
+    except RunFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 0
+    except (TrainError, MiniLlamaError, lora.LoraError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if not is_disk_full(e) and not isinstance(e, PermissionError):
+            raise
+        print(f"error: {e.filename or 'the run folder'}: {e.strerror}; free space (or fix permissions) and rerun "
+              "with --resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

@@ -71,3 +71,24 @@ def make_tiny_hf_llama(out_dir: Path | None = None, *, seed: int = 0, vocab_size
 def tiny_hf_llama():
     """Factory fixture: `tiny_hf_llama(out_dir=None, **config_overrides) -> LlamaForCausalLM`."""
     return make_tiny_hf_llama
+
+
+TINY_SIZES = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=12)
+
+
+@pytest.fixture(scope="session")
+def tiny_train(tmp_path_factory):
+    """A tiny demo-style base (own tokenizer, 20 warm-up steps) and an 18-record dataset (10 train + 8 val),
+    shared by the training tests: (base folder, dataset file)."""
+    from lora.finetune import demo_data, demo_model
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tiny_train")
+    records = demo_data.make_records(18, seed=3)
+    demo_model.build_demo_base(root / "base", records, steps=20, seed=0, batch=8, seq_len=64, sizes=TINY_SIZES)
+    data_file = demo_data.write_demo_dataset(root / "data.json", 18, seed=3)
+    torch.set_num_threads(previous)
+    return root / "base", data_file
+

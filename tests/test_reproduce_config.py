@@ -3,15 +3,33 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from scripts import reproduce
-from scripts.generate import read_done
-from scripts.pipeline_config import ConfigError, PipelineError, load_config, preset
+from evalkit.reproduce.config import ConfigError, PipelineError, load_config, preset
+from evalkit.reproduce.generation import read_done
+from evalkit.reproduce.stages import call_cli
+from lora.finetune.distributed import DistInfo
+from medlora_scripts import reproduce
+from minillama import MiniLlamaError
+from minillama.hub import check_access
+
+ONE = DistInfo(0, 1, 0, None)
+
+
+def pipeline(cfg, force=False):
+    return reproduce.Pipeline(cfg, force=force, info=ONE)
+
+
+def finished_run(folder: Path) -> Path:
+    """The files `TrainRun.open` checks, without any training."""
+    (folder / "adapter").mkdir(parents=True)
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    (folder / "config.json").write_text("{}")
+    (folder / "split.json").write_text(json.dumps({"val_ids": ["1"]}))
+    (folder / "DONE").write_text("{}")
+    return folder
 
 
 def test_presets():
@@ -59,7 +77,7 @@ def test_bad_config_file_is_one_line_naming_the_file(tmp_path, capsys, content, 
 
 def test_flag_errors(tmp_path, capsys):
     assert reproduce.main(["--skip-train", "--run-dir", str(tmp_path / "r")]) == 2
-    assert "--skip-train needs --train-run" in capsys.readouterr().err
+    assert "--skip-train: needs --train-run" in capsys.readouterr().err
     assert reproduce.main(["--skip-train", "--train-run", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a finished training run (no DONE file)" in err[0]
@@ -68,11 +86,11 @@ def test_flag_errors(tmp_path, capsys):
 def test_run_folder_made_with_other_settings_is_refused(tmp_path, capsys):
     cfg = preset("demo")
     cfg.run_dir = str(tmp_path / "run")
-    reproduce.Pipeline(cfg).prepare()
+    pipeline(cfg).prepare()
     cfg.generation.max_new_tokens = 7
     with pytest.raises(ConfigError, match="made with other settings \\(generation\\); pass --force"):
-        reproduce.Pipeline(cfg).prepare()
-    reproduce.Pipeline(cfg, force=True).prepare()  # --force starts over
+        pipeline(cfg).prepare()
+    pipeline(cfg, force=True).prepare()  # --force starts over
 
 
 def _rec(i: int) -> str:
@@ -112,7 +130,7 @@ def test_stage_cli_error_line_is_reported_once_by_the_pipeline():
     import contextlib
     with contextlib.redirect_stderr(err):
         with pytest.raises(PipelineError) as e:
-            reproduce.call_cli(failing_cli, [], "Track A (evalkit score)")
+            call_cli(failing_cli, [], "Track A (evalkit score)")
     assert str(e.value) == "Track A (evalkit score): pairs.jsonl:3: missing field 'response'"
     assert err.getvalue() == "scoring: 100% |####|\n"  # progress passes through, the error line does not
 
@@ -122,34 +140,26 @@ def test_train_base_and_access_check_for_local_models(tmp_path):
     assert reproduce.train_base(cfg) == "meta-llama/Llama-2-7b-chat-hf"
     cfg.train_args = ["--preset", "paper", "--base", str(tmp_path)]
     assert reproduce.train_base(cfg) == str(tmp_path)
-    reproduce.check_model_access(str(tmp_path))  # a local folder needs no access check
-    reproduce.check_model_access(None)
+    check_access(str(tmp_path), "x")  # a local folder needs no access check
+    check_access(None, "x")
 
 
 def test_config_train_run_is_resolved_like_the_flag(tmp_path, monkeypatch):
     """A relative `train_run` in a config file names the same folder as `--train-run` (from the cwd), so the
     run folder made with one is not refused as "other settings" with the other."""
     monkeypatch.chdir(tmp_path)
+    finished_run(tmp_path / "trained")
     (tmp_path / "c.json").write_text(json.dumps({"train_run": "trained"}))
     parser = reproduce.build_parser()
     from_file = reproduce.resolve_config(parser.parse_args(["--config", "c.json", "--run-dir", "run"]))
     from_flag = reproduce.resolve_config(parser.parse_args(["--train-run", "trained", "--run-dir", "run"]))
     assert from_file.train_run == from_flag.train_run == str(tmp_path / "trained")
-    reproduce.Pipeline(from_flag).prepare()
-    reproduce.Pipeline(from_file).prepare()  # same settings: not refused
-
-
-@pytest.mark.parametrize("module", ["generate.py", "report.py"])
-def test_stage_modules_run_directly_point_to_reproduce(module):
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(repo / "scripts" / module), "--help"], cwd=repo.parent,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == f"{module}: this module is a stage of scripts/reproduce.py; run that"
+    pipeline(from_flag).prepare()
+    pipeline(from_file).prepare()  # same settings: not refused
 
 
 @pytest.mark.parametrize("status, kind, expect", [
-    (403, "GatedRepoError", "request access at https://huggingface.co/org/model"),
+    (403, "GatedRepoError", "accept the licence on https://huggingface.co/org/model"),
     (404, "RepositoryNotFoundError", "no such model on huggingface.co"),
     (None, "ConnectionError", "cannot reach huggingface.co (Name or service not known)"),
 ])
@@ -167,7 +177,33 @@ def test_model_access_says_which_problem(monkeypatch, status, kind, expect):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **kw: None)
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", probe)
-    with pytest.raises(PipelineError) as e:
-        reproduce.check_model_access("org/model")
+    with pytest.raises(MiniLlamaError) as e:
+        check_access("org/model", "pass a local copy")
     assert str(e.value).startswith("org/model: ") and expect in str(e.value)
     assert ("licence" in str(e.value)) == (kind == "GatedRepoError")
+
+
+def test_grounding_databases(tmp_path, monkeypatch):
+    """The paper preset's database is ChatDoctor's file (sha256 checked, cached); the demo writes its own."""
+    import shutil
+
+    from conftest import shared_file
+    from evalkit import load_disease_db
+    from evalkit.reproduce import databases
+    from lora.finetune.demo_data import CONDITIONS
+    from lora.finetune.files import sha256_file
+
+    real = shared_file("disease-database.csv")
+    assert sha256_file(real) == databases.DISEASE_DB_SHA256
+    monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    shutil.copyfile(real, tmp_path / "cache" / "disease-database.csv")  # as if downloaded before
+    assert databases.resolve_db("chatdoctor", tmp_path) == tmp_path / "cache" / "disease-database.csv"
+    (tmp_path / "cache" / "disease-database.csv").write_text("tampered")
+    monkeypatch.setattr(databases, "DISEASE_DB_URL", "http://127.0.0.1:9/format_dataset.csv")
+    with pytest.raises(Exception, match=r"download failed .* pass --db PATH"):
+        databases.resolve_db("chatdoctor", tmp_path)
+    demo = load_disease_db(databases.resolve_db("demo", tmp_path))
+    assert [c.name for c in demo.conditions] == [databases._bare(c[0]) for c in CONDITIONS]
+    assert "flu" in [c.name for c in demo.conditions] and "urinary tract infection" in [c.name for c in demo.conditions]
+    assert preset("demo").db == "demo" and preset("paper").db == "chatdoctor"

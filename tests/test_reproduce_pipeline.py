@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scripts import reproduce
-from scripts.generate import FAULT_ENV
+from evalkit.reproduce.generation import FAULT_ENV
+from medlora_scripts import reproduce
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor")
@@ -32,7 +33,7 @@ SMALL = {  # the demo preset, shrunk to seconds: tiny warm-up, 6 steps, 12 held-
 
 def env(**extra) -> dict:
     e = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", FAULT_ENV)}
-    e.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
+    e.update(OMP_NUM_THREADS="1", **extra)
     return e
 
 
@@ -58,11 +59,12 @@ def resumed(tmp_path_factory):
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     killed = {"done_mtime": (run / "train" / "DONE").stat().st_mtime_ns,
               "adapter_mtime": (run / "train" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns,
-              "base_lines": len(jsonl(run / "generations" / "base.jsonl")),
+              "base_parts": sorted(p.name for p in (run / "generations" / "parts" / "base-b4").iterdir()),
+              "base_exists": (run / "generations" / "base.jsonl").exists(),
               "finetuned_exists": (run / "generations" / "finetuned.jsonl").exists(),
               "generate_marker": (run / "generations" / "stage.done").exists()}
-    with open(run / "generations" / "base.jsonl", "a") as f:  # a crash in the middle of a write
-        f.write('{"id": "999", "model": "base", "prompt": "torn')
+    # a crash in the middle of writing the next batch leaves only a hidden temporary file
+    (run / "generations" / "parts" / "base-b4" / ".batch_000001.jsonl.tmp").write_text('{"id": "999", "torn')
     second = reproduce_cli(args)
     assert second.returncode == 0, second.stderr[-2000:]
     return {"run": run, "killed": killed, "second": second, "cfg": cfg}
@@ -70,8 +72,9 @@ def resumed(tmp_path_factory):
 
 def test_resume_after_kill_redoes_no_training_and_loses_or_doubles_no_item(resumed):
     run, killed = resumed["run"], resumed["killed"]
-    assert killed["base_lines"] == SMALL["generation"]["batch_size"]  # one batch written, then killed
-    assert not killed["finetuned_exists"] and not killed["generate_marker"]
+    assert killed["base_parts"] == ["batch_000000.jsonl"]  # one batch written, then killed
+    assert not killed["base_exists"] and not killed["finetuned_exists"] and not killed["generate_marker"]
+    assert not (run / "generations" / "parts").exists()  # merged, then removed
     assert (run / "train" / "DONE").stat().st_mtime_ns == killed["done_mtime"]
     assert (run / "train" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == killed["adapter_mtime"]
     assert "[train] complete" in resumed["second"].stdout
@@ -88,7 +91,8 @@ def test_every_stage_output_exists_and_agrees(resumed):
     for rel in ("train/DONE", "train/split.json", "train/config.json", "train/adapter/adapter_model.safetensors",
                 "generations/meta.json", "generations/stage.done", "track_a/scores.jsonl", "track_a/table1.json",
                 "track_a/exclusions.json", "track_a/stage.done", "track_b/judgments.jsonl", "track_b/table2.json",
-                "track_b/stage.done", "report.md", "report.json", "pipeline.json"):
+                "track_b/stage.done", "grounding/grounding.jsonl", "grounding/table3.json", "grounding/stage.done",
+                "report.md", "report.json", "pipeline.json"):
         assert (run / rel).is_file(), rel
     val_ids = sorted(json.loads((run / "train" / "split.json").read_text())["val_ids"])
     meta = json.loads((run / "generations" / "meta.json").read_text())
@@ -112,12 +116,15 @@ def test_every_stage_output_exists_and_agrees(resumed):
     assert f"**N = {len(kept)}**" in md and "## Table 2" in md and "stand-in" in md
     try:
         import matplotlib  # noqa: F401  (optional: without it the report says the figure was skipped)
-        assert "figures/loss.png" in md and (run / "figures" / "loss.png").is_file()
+        # each figure stored once, where its stage wrote it, and inlined into report.html
+        assert "](train/loss.png)" in md and "](track_a/dist_bleu.png)" in md and not (run / "figures").exists()
+        page = (run / "report.html").read_text()
+        assert page.count('src="data:image/png;base64,') == 6 and not re.search(r'(src|href)="(?!data:)', page)
     except ImportError:
         assert "figure skipped" in md
     stages = report["manifest"]["stages"]
-    assert set(stages) == {"train", "generate", "track_a", "track_b", "report"}
-    assert all(isinstance(stages[s]["wall_s"], float) for s in ("train", "generate", "track_a", "track_b"))
+    assert set(stages) == {"train", "generate", "track_a", "grounding", "track_b", "report"}
+    assert all(isinstance(stages[s]["wall_s"], float) for s in ("train", "generate", "track_a", "grounding", "track_b"))
     assert report["manifest"]["checksums"]["dataset"]["sha256"] == \
         json.loads((run / "train" / "config.json").read_text())["resolved"]["data_sha256"]
 
@@ -204,8 +211,64 @@ def test_rerun_without_endpoint_keeps_the_standin_warning(resumed, tmp_path, cap
     report = json.loads((run / "report.json").read_text())
     assert report["table2"] and report["track_b"]["standin"] is True
     assert "Track B used the loopback stand-in judge" in (run / "report.md").read_text()
-    from scripts.report import judged_by_standin
+    from evalkit.reproduce.report import judged_by_standin
 
     (tmp_path / "track_b").mkdir()
     (tmp_path / "track_b" / "judgments.jsonl").write_text(json.dumps({"served_model": "gpt-4-0613"}) + "\n")
     assert not judged_by_standin(tmp_path)
+
+
+def test_human_store_adds_track_c_to_the_report(resumed, tmp_path, capsys):
+    """--human-store: Table C and Track C's agreement in the report; without ratings, how to start it."""
+    from judge.human.study import open_study
+    from judge.rubric import DIMENSIONS
+
+    run = resumed["run"]
+    pairs = [run / "generations" / "base.jsonl", run / "generations" / "finetuned.jsonl"]
+    study = open_study(tmp_path / "ratings.sqlite", pairs, ["alice", "bob"], pairwise=False)
+    args = ["--config", str(resumed["cfg"]), "--run-dir", str(run), "--judge-standin",
+            "--human-store", str(tmp_path / "ratings.sqlite")]
+    assert reproduce.main(args) == 0
+    md = (run / "report.md").read_text()
+    assert "## Track C" in md and "has no ratings yet: start it with `python -m judge.human serve" in md
+    for rater in ("alice", "bob"):
+        for q in study.store.queue(rater):
+            score = 4 if q["system"] == "finetuned" else 2
+            study.store.save_rating(rater, q["item"], {**{d: score for d in DIMENSIONS}, "harm": 0, "comment": ""},
+                                    None)
+    study.store.close()
+    assert reproduce.main(args) == 0
+    capsys.readouterr()
+    report = json.loads((run / "report.json").read_text())
+    c = report["track_c"]["summary"]
+    n = len(jsonl(pairs[0]))
+    assert c["n_ratings"] == 2 * 2 * n and c["table_c"]["mean"]["finetuned"]["accuracy"] == 4.0
+    assert "Track C" in report["grounding"]["agreement"]["tracks"]
+    md = (run / "report.md").read_text()
+    assert "## Track C" in md and f"{2 * 2 * n} final ratings" in md
+
+
+def test_wall_times_survive_the_kill(resumed):
+    """The killed invocation's stage times are kept: train's time from the first run, and generation's two
+    attempts (the killed one marked so)."""
+    stages = json.loads((resumed["run"] / "pipeline.json").read_text())["stages"]
+    assert stages["train"]["status"] == "done" and stages["train"]["wall_s"] > 0
+    assert [a["status"] for a in stages["generate"]["attempts"]] == ["killed", "done"]
+    assert stages["generate"]["wall_s"] == pytest.approx(sum(a["wall_s"] for a in stages["generate"]["attempts"]))
+
+
+def test_stage_leftovers_without_a_marker_are_redone(resumed, tmp_path, capsys):
+    """A kill after Track A wrote its files but before stage.done: the rerun redoes the stage itself."""
+    run = resumed["run"]
+    (run / "track_a" / "stage.done").unlink()
+    (run / "grounding" / "stage.done").unlink()
+    assert reproduce.main(["--config", str(resumed["cfg"]), "--run-dir", str(run), "--judge-standin"]) == 0
+    assert (run / "track_a" / "stage.done").is_file() and (run / "grounding" / "stage.done").is_file()
+    assert "[track_a] complete" not in capsys.readouterr().out
+
+
+def test_missing_train_run_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert reproduce.main(["--train-run", str(tmp_path / "nope"), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a finished training run" in err[0] and not run.exists()

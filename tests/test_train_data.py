@@ -1,11 +1,14 @@
-"""scripts/data.py: validation with file + index, templates, truncation + EOS room rule, loss masks, split."""
+"""lora.finetune.data / records and minillama.templates: validation with file + index, templates, truncation + EOS room rule, loss masks, split."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from scripts import data, demo_data
+from lora.finetune import data, demo_data
+from lora.finetune import records as rec_io
+from lora.finetune.files import sha256_file
+from minillama import templates
 
 IGNORE = data.IGNORE_INDEX
 
@@ -27,14 +30,14 @@ def rec(instruction="I", inp="ab", output="xyz"):
 
 
 def test_alpaca_prompt_is_chatdoctor_wording():
-    text = data.ALPACA_PROMPT.format(instruction="Do X.", input="Y")
+    text = templates.ALPACA_PROMPT.format(instruction="Do X.", input="Y")
     assert text == ("Below is an instruction that describes a task, paired with an input that provides further "
                     "context. Write a response that appropriately completes the request.\n\n### Instruction:\nDo X."
                     "\n\n### Input:\nY\n\n### Response:\n")
 
 
 def _lengths(r, tok, template="alpaca"):
-    return len(data.prompt_ids(r, tok, template)), len(tok.encode(r["output"], bos=False))
+    return len(templates.prompt_ids(r, tok, template)), len(tok.encode(r["output"], bos=False))
 
 
 @pytest.mark.parametrize("template", ["alpaca", "llama2-chat"])
@@ -42,7 +45,7 @@ def test_mask_and_eos_when_there_is_room(template):
     tok, r = CharTokenizer(), rec()
     p_len, r_len = _lengths(r, tok, template)
     ex = data.tokenize_record(r, tok, template, cutoff_len=p_len + r_len + 5)
-    prompt = data.prompt_ids(r, tok, template)
+    prompt = templates.prompt_ids(r, tok, template)
     assert ex["input_ids"] == prompt + tok.encode("xyz", bos=False) + [tok.eos_id]
     assert ex["labels"] == [IGNORE] * p_len + tok.encode("xyz", bos=False) + [tok.eos_id]
     assert ex["n_targets"] == r_len + 1 and not ex["truncated"]
@@ -57,7 +60,7 @@ def test_no_eos_when_exactly_full_or_truncated():
     assert len(exact["input_ids"]) == p_len + r_len and exact["input_ids"][-1] != tok.eos_id
     assert not exact["truncated"]
     cut = data.tokenize_record(r, tok, "alpaca", cutoff_len=p_len + 4)
-    assert cut["input_ids"] == data.prompt_ids(r, tok, "alpaca") + tok.encode("abcd", bos=False)
+    assert cut["input_ids"] == templates.prompt_ids(r, tok, "alpaca") + tok.encode("abcd", bos=False)
     assert cut["labels"][p_len:] == tok.encode("abcd", bos=False) and cut["truncated"]
     one_short = data.tokenize_record(r, tok, "alpaca", cutoff_len=p_len + r_len + 1)
     assert one_short["input_ids"][-1] == tok.eos_id and len(one_short["input_ids"]) == p_len + r_len + 1
@@ -73,9 +76,9 @@ def test_prompt_longer_than_cutoff_leaves_no_target_and_is_dropped():
 
 def test_no_input_uses_short_prompt_and_chat_uses_system():
     tok = CharTokenizer()
-    assert data.prompt_ids(rec(inp=""), tok, "alpaca") == tok.encode(
-        data.ALPACA_PROMPT_NO_INPUT.format(instruction="I"))
-    assert data.prompt_ids(rec(), tok, "llama2-chat") == tok.encode_chat(
+    assert templates.prompt_ids(rec(inp=""), tok, "alpaca") == tok.encode(
+        templates.ALPACA_PROMPT_NO_INPUT.format(instruction="I"))
+    assert templates.prompt_ids(rec(), tok, "llama2-chat") == tok.encode_chat(
         [{"role": "system", "content": "I"}, {"role": "user", "content": "ab"}])
 
 
@@ -85,7 +88,7 @@ def test_real_llama2_tokenizer_templates(llama2_tokenizer_path):
     tok = Tokenizer(llama2_tokenizer_path)
     r = rec("If you are a doctor, answer.", "I have a cough.", "You may have a cold.")
     ex = data.tokenize_record(r, tok, "alpaca", cutoff_len=256)
-    prompt = tok.encode(data.ALPACA_PROMPT.format(instruction=r["instruction"], input=r["input"]))
+    prompt = tok.encode(templates.ALPACA_PROMPT.format(instruction=r["instruction"], input=r["input"]))
     assert ex["input_ids"][: len(prompt)] == prompt and ex["input_ids"][-1] == 2
     assert tok.decode([t for t in ex["labels"] if t != IGNORE]) == "You may have a cold."
     chat = data.tokenize_record(r, tok, "llama2-chat", cutoff_len=256)
@@ -105,7 +108,7 @@ def write(path, records, jsonl=False):
 def test_malformed_records_reported_with_file_and_index(tmp_path, jsonl):
     bad = [rec(), {"instruction": "I", "output": "o"}, rec(output=3), rec(output="  "), "text", rec()]
     path = write(tmp_path / ("d.jsonl" if jsonl else "d.json"), bad, jsonl)
-    records, report = data.load_records(path, "skip")
+    records, report = rec_io.load_records(path, "skip")
     assert list(records) == ["0", "5"]
     assert report["format"] == ("jsonl" if jsonl else "json")
     assert (report["total"], report["kept"], report["skipped"]) == (6, 2, 4)
@@ -113,18 +116,18 @@ def test_malformed_records_reported_with_file_and_index(tmp_path, jsonl):
     problems = [p["problem"] for p in report["problems"]]
     assert problems == ["missing field 'input'", "field 'output' is int, not a string", "empty output",
                         "not a JSON object but str"]
-    with pytest.raises(data.DataError, match=rf"{path.name}: record 1: missing field 'input'"):
-        data.load_records(path, "stop")
+    with pytest.raises(rec_io.DataError, match=rf"{path.name}: record 1: missing field 'input'"):
+        rec_io.load_records(path, "stop")
 
 
 def test_broken_json_and_jsonl_line(tmp_path):
     broken = tmp_path / "d.json"
     broken.write_text('[{"a": ')
-    with pytest.raises(data.DataError, match=r"d.json: invalid JSON at line 1"):
-        data.load_records(broken)
+    with pytest.raises(rec_io.DataError, match=r"d.json: invalid JSON at line 1"):
+        rec_io.load_records(broken)
     path = tmp_path / "e.jsonl"
     path.write_text(json.dumps(rec()) + "\n{oops\n" + json.dumps(rec()) + "\n")
-    records, report = data.load_records(path)
+    records, report = rec_io.load_records(path)
     assert list(records) == ["0", "2"] and report["problems"][0]["problem"].startswith("line 2: invalid JSON")
 
 
@@ -138,17 +141,17 @@ def test_split_is_stable_under_seed_and_disjoint():
 
 
 def test_genmedgpt_split_of_the_real_file(genmedgpt_path):
-    records, report = data.load_records(genmedgpt_path)
-    assert report["total"] == 5452 and data.sha256_file(genmedgpt_path) == data.GENMEDGPT_SHA256
+    records, report = rec_io.load_records(genmedgpt_path)
+    assert report["total"] == 5452 and sha256_file(genmedgpt_path) == rec_io.GENMEDGPT_SHA256
     train, val = data.split_ids(list(records), 120, seed=42)
     assert len(val) == 120 and len(train) == report["kept"] - 120
 
 
 def test_download_unreachable_says_how_to_pass_data(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path))
-    monkeypatch.setattr(data, "GENMEDGPT_URL", "http://127.0.0.1:9/chatdoctor5k.json")
-    with pytest.raises(data.DataError, match=r"download failed .* pass --data PATH"):
-        data.resolve_dataset("genmedgpt-5k")
+    monkeypatch.setattr(rec_io, "GENMEDGPT_URL", "http://127.0.0.1:9/chatdoctor5k.json")
+    with pytest.raises(rec_io.DataError, match=r"download failed .* pass --data PATH"):
+        rec_io.resolve_dataset("genmedgpt-5k")
     assert not list(tmp_path.iterdir())
 
 
@@ -161,10 +164,10 @@ def test_demo_dataset_shape_and_own_words():
 
 def test_no_usable_record_names_the_first_problem(tmp_path):
     path = write(tmp_path / "other.jsonl", [{"question": "q", "answer": "a"}] * 3, jsonl=True)
-    with pytest.raises(data.DataError) as e:
-        data.usable_records(path)
+    with pytest.raises(rec_io.DataError) as e:
+        rec_io.usable_records(path)
     assert str(e.value) == (f"{path}: none of 3 records is usable (first: record 0: missing field 'instruction'; "
                             "see --on-bad-record)")
     (tmp_path / "empty.json").write_text("[]")
-    with pytest.raises(data.DataError, match="empty.json: holds no records"):
-        data.usable_records(tmp_path / "empty.json")
+    with pytest.raises(rec_io.DataError, match="empty.json: holds no records"):
+        rec_io.usable_records(tmp_path / "empty.json")

@@ -1,4 +1,4 @@
-"""scripts/train.py's pieces: Eq. 3 by hand and against transformers, the lr schedule, batching, plots."""
+"""lora.finetune's pieces: Eq. 3 by hand and against transformers, the lr schedule, batching, plots."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scripts import ddp, plots, train
-from scripts.train_config import TrainConfig
+from lora.finetune import data, plots
+from lora.finetune.loss import SummedNLL, loss_denominator
+from lora.finetune.schedule import lr_at
 
 IGNORE = -100
 
@@ -33,7 +34,7 @@ def FixedLogits(logits: torch.Tensor) -> torch.nn.Module:
 
 
 def nll(lm, ids, labels, norm):
-    return train.SummedNLL(lm, norm)(ids, labels)
+    return SummedNLL(lm, norm)(ids, labels)
 
 
 def test_eq3_by_hand_token_and_sequence_norms():
@@ -48,7 +49,7 @@ def test_eq3_by_hand_token_and_sequence_norms():
     assert nll(model, ids, labels, "token").item() == pytest.approx(row0 + row1)
     assert nll(model, ids, labels, "sequence").item() == pytest.approx(row0 / 2 + row1 / 1)
     batch = [{"n_targets": 2}, {"n_targets": 1}]
-    assert train.loss_denominator(batch, "token") == 3 and train.loss_denominator(batch, "sequence") == 2
+    assert loss_denominator(batch, "token") == 3 and loss_denominator(batch, "sequence") == 2
 
 
 def test_token_loss_equals_transformers_loss(tiny_hf_llama, tmp_path):
@@ -68,28 +69,27 @@ def test_token_loss_equals_transformers_loss(tiny_hf_llama, tmp_path):
 
 
 def test_lr_schedule_warmup_then_cosine():
-    cfg = TrainConfig(base="b", data="d", learning_rate=1e-3, warmup_steps=4, min_lr_ratio=0.1)
-    total = 14
-    assert [train.lr_at(s, cfg, total) for s in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
-    assert train.lr_at(4, cfg, total) == pytest.approx(1e-3)
-    assert train.lr_at(9, cfg, total) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way: cos(pi/2) = 0
-    assert train.lr_at(14, cfg, total) == pytest.approx(1e-4)
-    assert all(train.lr_at(s, cfg, total) >= train.lr_at(s + 1, cfg, total) for s in range(4, 14))
+    def lr(step):
+        return lr_at(step, 1e-3, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    assert [lr(s) for s in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert lr(4) == pytest.approx(1e-3)
+    assert lr(9) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way: cos(pi/2) = 0
+    assert lr(14) == pytest.approx(1e-4)
+    assert all(lr(s) >= lr(s + 1) for s in range(4, 14))
 
 
 def test_global_batches_cover_each_epoch_once_and_ranks_split_them():
     examples = [{"id": str(i), "input_ids": [1, 5], "labels": [IGNORE, 5], "n_targets": 1} for i in range(10)]
-    batches = [train.global_batch(s, examples, 4, seed=7) for s in range(6)]
+    batches = [data.global_batch(s, examples, 4, seed=7) for s in range(6)]
     assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2]
     for epoch in (batches[:3], batches[3:]):
         assert sorted(int(e["id"]) for b in epoch for e in b) == list(range(10))
     assert [e["id"] for e in batches[0]] != [e["id"] for e in batches[3]]
-    cfg = TrainConfig(base="b", data="d", batch_size=4, micro_batch_size=1)
-    cpu = torch.device("cpu")
-    r0 = train.my_micro_batches(batches[2], cfg, ddp.DistInfo(0, 2, 0, cpu))
-    r1 = train.my_micro_batches(batches[2], cfg, ddp.DistInfo(1, 2, 0, cpu))
-    assert [len(m) for m in r0] == [1, 1] and len(r1) == 1 and r1[0][0]["n_targets"] == 0
-    ids, labels = train.data.collate(r1[0])
+    r0 = data.rank_micro_batches(batches[2], 4, 1, rank=0, world_size=2)
+    r1 = data.rank_micro_batches(batches[2], 4, 1, rank=1, world_size=2)
+    # Every rank runs as many micro-batches (what DDP and FSDP collectives need); an empty one is a dummy.
+    assert [len(m) for m in r0] == [1, 1] and len(r1) == 2 and all(m[0]["n_targets"] == 0 for m in r1)
+    ids, labels = data.collate(r1[0])
     assert (labels == IGNORE).all()  # the dummy row of an empty rank adds exactly nothing
     logits = torch.randn(1, ids.shape[1], 5, requires_grad=True)
     assert nll(FixedLogits(logits), ids, labels, "token").item() == 0.0

@@ -10,48 +10,35 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from scripts import demo_data, demo_model, train
+from _train_util import adapter, metrics, train_args
+from minillama import MiniLlamaError
+
+from lora.finetune.signals import StopFlag
+from medlora_scripts import train
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, head_dim=12)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny base (own tokenizer, 20 warm-up steps) and an 18-record dataset (10 train + 8 val)."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny")
-    records = demo_data.make_records(18, seed=3)
-    demo_model.build_demo_base(root / "base", records, steps=20, seed=0, batch=8, seq_len=64, sizes=SMALL)
-    data_file = demo_data.write_demo_dataset(root / "data.json", 18, seed=3)
-    return root / "base", data_file
+@pytest.fixture
+def tiny(tiny_train):
+    return tiny_train
 
 
 def args_for(tiny, out, *extra):
-    base, data_file = tiny
-    return ["--preset", "none", "--base", str(base), "--data", str(data_file), "--out", str(out),
-            "--val-size", "8", "--batch-size", "4", "--micro-batch-size", "2", "--num-epochs", "2",
-            "--warmup-steps", "2", "--lr", "1e-2", "--eval-steps", "2", "--save-steps", "2", "--cutoff-len", "160",
-            "--num-threads", "1", *extra]
+    return train_args(tiny, out, *extra)
 
 
-def adapter(run: Path, name: str) -> dict[str, torch.Tensor]:
-    return load_file(str(run / name / "adapter_model.safetensors"))
-
-
-def metrics(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+def run_train(argv: list[str]) -> Path:
+    """scripts/train.py in-process, raising its errors instead of printing them."""
+    return train.train(argv, StopFlag())
 
 
 def test_resume_equals_uninterrupted_bitwise(tiny, tmp_path):
-    full = train.main(args_for(tiny, tmp_path / "full"))
-    part = train.main(args_for(tiny, tmp_path / "part", "--stop-after-steps", "3"))
+    full = run_train(args_for(tiny, tmp_path / "full"))
+    part = run_train(args_for(tiny, tmp_path / "part", "--stop-after-steps", "3"))
     assert not (part / "DONE").exists() and (part / "checkpoints" / "step_00000003" / "state.json").is_file()
-    assert train.main(["--resume", "--out", str(part)]) == part
+    assert run_train(["--resume", "--out", str(part)]) == part
     assert (part / "DONE").is_file()
     for name in ("adapter_last", "adapter"):
         a, b = adapter(full, name), adapter(part, name)
@@ -65,42 +52,24 @@ def test_resume_equals_uninterrupted_bitwise(tiny, tmp_path):
     assert split["seed"] == 42 and len(split["val_ids"]) == 8 and len(split["train_ids"]) == 10
 
 
-def test_ddp_two_gloo_processes_equal_one_process(tiny, tmp_path):
-    one = train.main(args_for(tiny, tmp_path / "one", "--lora-dropout", "0"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "scripts" / "train.py"), *args_for(tiny, tmp_path / "two", "--lora-dropout", "0")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = tmp_path / "two"
-    assert json.loads((two / "config.json").read_text())["resolved"]["world_size"] == 2
-    a, b = adapter(one, "adapter_last"), adapter(two, "adapter_last")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
-    m1, m2 = metrics(one), metrics(two)
-    assert [(r["type"], r["step"]) for r in m1] == [(r["type"], r["step"]) for r in m2]
-    for r1, r2 in zip(m1, m2):
-        assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-4)
-
-
 def test_refuses_to_overwrite_a_run_folder(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text("precious")
-    assert train.cli(args_for(tiny, out)) == 1
+    assert train.main(args_for(tiny, out)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {out}: already holds results (config.json)")
+    assert len(err) == 1 and err[0].startswith(f"error: --out {out}: already holds results (config.json)")
     assert (out / "config.json").read_text() == "precious"
-    assert train.cli(["--resume", "--out", str(out)]) == 1
-    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert train.main(["--resume", "--out", str(out)]) == 2
+    assert "no intact checkpoint to resume from" in capsys.readouterr().err
     (out / "notes.txt").write_text("not ours")
-    assert train.cli(args_for(tiny, out, "--force", "--max-steps", "1")) == 0
+    assert train.main(args_for(tiny, out, "--force", "--max-steps", "1")) == 0
     assert json.loads((out / "config.json").read_text())["max_steps"] == 1 and (out / "DONE").is_file()
     assert (out / "notes.txt").read_text() == "not ours"  # --force deletes only what a run writes
 
 
 def test_demo_validation_loss_falls(tmp_path):
-    run = train.main(["--out", str(tmp_path / "demo"), "--demo-records", "160", "--val-size", "24",
+    run = run_train(["--out", str(tmp_path / "demo"), "--demo-records", "160", "--val-size", "24",
                       "--demo-pretrain-steps", "40", "--max-steps", "24", "--eval-steps", "8", "--num-threads", "1"])
     val = [r["loss"] for r in metrics(run) if r["type"] == "val"]
     assert len(val) == 4 and all(b < a for a, b in zip(val, val[1:])) and val[-1] < 0.85 * val[0], val
@@ -114,13 +83,13 @@ def test_paper_preset_without_weights_fails_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--preset", "paper",
                            "--out", str(tmp_path / "paper")], env=env, capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: meta-llama/Llama-2-7b-chat-hf:") and "huggingface-cli login" in lines[0]
 
 
 def test_activation_checkpointing_gives_the_same_update(tiny, tmp_path):
-    plain = train.main(args_for(tiny, tmp_path / "plain", "--max-steps", "2"))
-    ckpt = train.main(args_for(tiny, tmp_path / "ckpt", "--max-steps", "2", "--activation-checkpointing"))
+    plain = run_train(args_for(tiny, tmp_path / "plain", "--max-steps", "2"))
+    ckpt = run_train(args_for(tiny, tmp_path / "ckpt", "--max-steps", "2", "--activation-checkpointing"))
     a, b = adapter(plain, "adapter_last"), adapter(ckpt, "adapter_last")
     for k in a:
         torch.testing.assert_close(a[k], b[k])
@@ -130,24 +99,24 @@ def test_failed_start_writes_nothing(tiny, tmp_path, capsys):
     """Bad --base / --data fail before the run folder is touched, so the corrected rerun is not refused."""
     base, data_file = tiny
     out = tmp_path / "run"
-    assert train.cli(["--out", str(out), "--base", str(tmp_path / "missing")]) == 1
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'}: base model folder not found"
+    assert train.main(["--out", str(out), "--base", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --base {tmp_path / 'missing'}: base model folder not found"
     assert not out.exists()  # not even an empty folder
     bad = tmp_path / "other.jsonl"
     bad.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
     out.mkdir()
-    assert train.cli(args_for(tiny, out, "--data", str(bad))) == 1
+    assert train.main(args_for(tiny, out, "--data", str(bad))) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {bad}: none of 1 records is usable (first: record 0: missing field 'instruction'; "
                    "see --on-bad-record)"]
     assert out.is_dir() and not any(out.iterdir())  # the user's own folder stays
-    assert train.cli(args_for(tiny, out, "--max-steps", "1")) == 0
+    assert train.main(args_for(tiny, out, "--max-steps", "1")) == 0
 
 
 def test_resume_and_force_are_exclusive(capsys):
-    with pytest.raises(SystemExit) as e:
-        train.cli(["--resume", "--force"])
-    assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert train.main(["--resume", "--force"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not allowed with argument" in err[0]
 
 
 @pytest.mark.parametrize("error, expect", [
@@ -168,20 +137,32 @@ def test_hub_unreachable_is_not_reported_as_a_licence_problem(monkeypatch, tmp_p
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **kw: None)
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", probe)
-    with pytest.raises(train.TrainError) as e:
-        train.main(["--preset", "paper", "--out", str(tmp_path / "paper")])
+    with pytest.raises(MiniLlamaError) as e:
+        run_train(["--preset", "paper", "--out", str(tmp_path / "paper")])
     assert str(e.value).startswith(f"meta-llama/Llama-2-7b-chat-hf: {expect}") and "licence" not in str(e.value)
     assert calls == [10.0] and not (tmp_path / "paper").exists()
 
 
-def test_gpu_train_7b_writes_into_bench_results(monkeypatch, capsys):
-    sys.path.insert(0, str(REPO / "bench"))
-    import bench_train
-    import gpu_train_7b
+def test_demo_base_is_built_once_per_recipe(tmp_path, monkeypatch, capsys):
+    """The demo base is cached under a hash of its recipe: a second demo (or a rerun after a kill before the
+    first checkpoint) copies it instead of rebuilding; another recipe builds anew."""
+    from lora.finetune import demo_data, demo_model
 
-    seen = []
-    monkeypatch.setattr(bench_train, "main", lambda argv: seen.append(argv) or [])
-    gpu_train_7b.main(["--tiny"])
-    out = Path(seen[0][seen[0].index("--out") + 1])
-    assert out == REPO / "bench" / "results" / "bench_train_7b.json"
-    assert str(out) in capsys.readouterr().err
+    monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path / "cache"))
+    built = []
+    real = demo_model.build_demo_base
+
+    def counting(out_dir, records, steps, seed=0, **kw):
+        built.append(steps)
+        return real(out_dir, records, steps, seed=seed, batch=4, seq_len=32, sizes=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+            head_dim=16))
+    monkeypatch.setattr(demo_model, "build_demo_base", counting)
+    records = demo_data.make_records(12, seed=1)
+    a = demo_model.cached_demo_base(tmp_path / "a" / "base", records, steps=3, seed=1)
+    b = demo_model.cached_demo_base(tmp_path / "b" / "base", records, steps=3, seed=1)
+    assert built == [3] and "reusing the cached build" in capsys.readouterr().err
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    demo_model.cached_demo_base(tmp_path / "c" / "base", records, steps=4, seed=1)
+    assert built == [3, 4]
+    assert not list((tmp_path / "cache" / "demo-base").glob(".*.tmp"))

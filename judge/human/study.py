@@ -1,0 +1,119 @@
+"""Setting up a study: create the store from the pairs files, or reopen it; add raters; issue links.
+
+The first `serve` fixes the study (the answers, pointwise or pairwise, ids per rater, the reference
+shown or not, the seed) in the store. A later `serve` on the same store reopens it: a flag given again
+must agree with the store, and the pairs files, when given, must hold exactly the stored answers. New
+rater names get a queue and a link; known raters keep their queue and their link (whose token the store
+does not hold, so it cannot be printed again: `new_links` replaces it, and the old link stops working).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from judge.errors import JudgeError
+from judge.human.assign import build_queue, choose_ids, rater_seed
+from judge.human.auth import new_token, token_hash
+from judge.human.store import Store, create_store
+from judge.pairs import models_in_order, read_pairs
+
+RATER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+@dataclass
+class Study:
+    """An open store and the links issued by this start (`links[rater]` is the token, or None when the
+    rater's link was issued by an earlier start)."""
+
+    store: Store
+    settings: dict
+    links: dict[str, str | None]
+    created: bool
+
+
+def parse_raters(text: str) -> list[str]:
+    """`alice,bob,carol` -> names; each 1-32 letters, digits, `_.-`, no repeats."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise JudgeError("--raters: give at least one name, e.g. --raters alice,bob,carol")
+    for name in names:
+        if not RATER_NAME.fullmatch(name):
+            raise JudgeError(f"--raters: {name!r} is not a valid name (1-32 letters, digits, '_', '.', '-')")
+    if len(set(names)) != len(names):
+        raise JudgeError("--raters: a name appears twice")
+    return names
+
+
+def _fingerprint(items) -> str:
+    """SHA-256 over the answers (id, system, prompt, reference, response), order-independent."""
+    h = hashlib.sha256()
+    for item in sorted(items, key=lambda i: (i.id, i.model)):
+        for part in (item.id, item.model, item.prompt, item.reference or "", item.response):
+            h.update(part.encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+def _check_same(settings: dict, given: dict, path: Path) -> None:
+    """A flag given on a later start must match the stored study."""
+    flags = {"mode": "--pairwise", "per_rater": "--per-rater", "with_reference": "--with-reference", "seed": "--seed"}
+    for key, value in given.items():
+        if value is not None and settings[key] != value:
+            raise JudgeError(f"{flags[key]}: the study in {path} was created with {key.replace('_', ' ')} "
+                             f"{settings[key]!r}, not {value!r}; a store keeps its design (use a new --store "
+                             "for another design)")
+
+
+def open_study(store_path, pairs: list[str] | None, raters: list[str], per_rater: int | None = None,
+               pairwise: bool | None = None, with_reference: bool | None = None, seed: int | None = None,
+               new_links: list[str] | None = None) -> Study:
+    """Create or reopen the study in `store_path`, add new raters, and issue their links."""
+    path = Path(store_path)
+    if per_rater is not None and per_rater < 1:
+        raise JudgeError("--per-rater: must be at least 1")
+    created = not path.exists()
+    if created:
+        if not pairs:
+            raise JudgeError(f"--pairs: {path} does not exist yet; give the pairs files to rate")
+        items = read_pairs(pairs)
+        systems = models_in_order(items)
+        if pairwise and len(systems) < 2:
+            raise JudgeError("--pairwise: needs at least two systems (two --pairs files)")
+        if path.parent and not path.parent.is_dir():
+            raise JudgeError(f"--store: folder {path.parent} does not exist")
+        settings = {"mode": "pairwise" if pairwise else "pointwise", "per_rater": per_rater,
+                    "with_reference": bool(with_reference), "seed": 0 if seed is None else seed,
+                    "systems": systems, "ids": list(dict.fromkeys(i.id for i in items)),
+                    "pairs_files": [str(p) for p in pairs], "answers_sha256": _fingerprint(items)}
+        create_store(path, settings, items)
+    store = Store(path)
+    settings = store.settings()
+    if not created:
+        mode = None if pairwise is None else ("pairwise" if pairwise else "pointwise")
+        _check_same(settings, {"mode": mode, "per_rater": per_rater, "with_reference": with_reference,
+                               "seed": seed}, path)
+        if pairs and _fingerprint(read_pairs(pairs)) != settings["answers_sha256"]:
+            raise JudgeError(f"--pairs: these files differ from the answers stored in {path} "
+                             f"(created from {', '.join(settings['pairs_files'])})")
+    known = {r["name"] for r in store.raters()}
+    unknown = sorted(set(new_links or []) - known - set(raters))
+    if unknown:
+        raise JudgeError(f"--new-links: {unknown[0]!r} is not a rater of this study")
+    links: dict[str, str | None] = {}
+    for name in raters:
+        if name in known:
+            links[name] = None
+            continue
+        seed_r = rater_seed(settings["seed"], name)
+        ids = choose_ids(settings["ids"], store.coverage(), settings["per_rater"], settings["seed"])
+        queue, flip = build_queue(ids, settings["systems"], settings["mode"] == "pairwise", seed_r)
+        token = new_token()
+        store.add_rater(name, token_hash(token), seed_r, flip, queue)
+        links[name] = token
+    for name in new_links or []:
+        if name in known:
+            token = new_token()
+            store.set_token(name, token_hash(token))
+            links[name] = token
+    return Study(store, settings, links, created)

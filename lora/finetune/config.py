@@ -1,0 +1,175 @@
+"""The fine-tuning configuration: one dataclass whose fields carry their help and reasons, and its presets.
+
+Field defaults are the fine-tuning defaults of alpaca-lora's `finetune.py`, from which ChatDoctor's
+`train_lora.py` derives (and of the Hugging Face `Trainer` those scripts call, for what they leave to
+it), except where the help says otherwise. The presets override them:
+
+- `demo` (the default when no `--preset` is given): a tiny Llama the demo builds itself, on data the
+  demo generates, on the CPU in a few minutes (see `docs/training.md`).
+- `paper`: the paper's section 4.3 run (Llama-2-7b-chat, GenMedGPT-5k, 120 held out, lr 3e-5, 1 epoch,
+  batch 1, micro-batch 1, cutoff_len 256, bf16).
+- `none`: the field defaults; pass `--data` and `--base` yourself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+
+class TrainError(Exception):
+    """A user-facing training error; the CLI prints it as one `error: ...` line (exit status 2 or 1)."""
+
+
+class RunFailed(TrainError):
+    """A failure while running (disk full, a lost process), as opposed to bad input: exit status 1."""
+
+
+def knob(default, help: str, choices: tuple[str, ...] | None = None, runtime: bool = False):
+    """A config field with its `--help` text; `runtime` fields may change when a run is resumed."""
+    return field(default=default, metadata={"help": help, "choices": choices, "runtime": runtime})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a fine-tuning run; `config.json` in the run folder is this, resolved."""
+
+    # --- what to train ---
+    base: str = knob("", "base model: Hub id or local folder (HF layout); 'demo' builds the demo's tiny Llama")
+    data: str = knob("", "dataset: a JSON-list or JSONL path, or 'genmedgpt-5k' to download the public file")
+    template: str = knob("alpaca", "prompt template; alpaca-lora and ChatDoctor train on alpaca",
+                         choices=("alpaca", "llama2-chat"))
+    on_bad_record: str = knob("skip", "malformed records: skip them (reported) or stop at the first",
+                              choices=("skip", "stop"))
+    out: str = knob("runs/demo", "the run folder (never overwritten without --resume or --force)")
+    # --- data processing ---
+    cutoff_len: int = knob(256, "tokens per sequence at most; alpaca-lora's default and the paper's cutoff_len")
+    train_on_inputs: bool = knob(False, "also train on prompt tokens (the paper's Sec. 3.3: response only; "
+                                        "ChatDoctor: on)")
+    val_size: int = knob(120, "held-out pairs; the paper holds out 120 (alpaca-lora/ChatDoctor: 2000)")
+    seed: int = knob(42, "ChatDoctor's split seed; also seeds shuffling, LoRA init and dropout")
+    # --- LoRA (Hu et al. 2021); the paper does not state r/alpha/dropout/targets: alpaca-lora's values ---
+    lora_r: int = knob(8, "LoRA rank r (alpaca-lora default)")
+    lora_alpha: int = knob(16, "LoRA scale numerator: scale = alpha / r (alpaca-lora default)")
+    lora_dropout: float = knob(0.05, "dropout on the LoRA input, in [0, 1) (alpaca-lora default)")
+    lora_target_modules: tuple[str, ...] = knob(("q_proj", "k_proj", "v_proj", "o_proj"),
+                                                "comma-separated projections to adapt: all attention "
+                                                "(ChatDoctor: PEFT's q,v)")
+    quantize: str = knob("none", "base weights: none (the dtype below) or nf4 (QLoRA's 4-bit NormalFloat, "
+                                 "Dettmers et al. 2023)", choices=("none", "nf4"))
+    # --- optimisation ---
+    learning_rate: float = knob(3e-4, "peak learning rate, finite and > 0 (alpaca-lora default; the paper: 3e-5)")
+    batch_size: int = knob(128, "global batch: sequences per optimiser step (alpaca-lora default)")
+    micro_batch_size: int = knob(4, "sequences per forward pass (alpaca-lora default)")
+    num_epochs: float = knob(3.0, "epochs (alpaca-lora default); ignored when max_steps > 0")
+    max_steps: int = knob(0, "> 0: stop after this many optimiser steps instead of epochs")
+    warmup_steps: int = knob(100, "linear warm-up steps, then cosine decay (alpaca-lora default)")
+    min_lr_ratio: float = knob(0.0, "cosine decays to learning_rate x this, in [0, 1] (HF's cosine: 0)")
+    adam_beta1: float = knob(0.9, "AdamW beta1 (torch/HF default; Llama pretraining also used 0.9)")
+    adam_beta2: float = knob(0.999, "AdamW beta2 (torch/HF default; Llama pretraining used 0.95)")
+    adam_eps: float = knob(1e-8, "AdamW epsilon (torch/HF default)")
+    weight_decay: float = knob(0.0, "AdamW weight decay (HF Trainer default; Llama pretraining used 0.1)")
+    max_grad_norm: float = knob(1.0, "gradient clipping norm (HF Trainer default)")
+    loss_norm: str = knob("token", "token: sum NLL / target tokens of the global batch; sequence: mean of "
+                                   "the per-sequence Eq. 3", choices=("token", "sequence"))
+    # --- evaluation and saving ---
+    eval_steps: int = knob(200, "validation loss every N steps and at the end (alpaca-lora default)")
+    save_steps: int = knob(200, "checkpoint every N steps and at the end (alpaca-lora default)")
+    keep_checkpoints: int = knob(2, "checkpoints kept; older ones are deleted (alpaca-lora keeps 3)")
+    stop_after_steps: int = knob(0, "> 0: checkpoint and exit after this step without DONE (split a run)",
+                                 runtime=True)
+    # --- hardware ---
+    device: str = knob("auto", "auto = cuda if available, else cpu", runtime=True)
+    dtype: str = knob("auto", "auto = bf16 base + fp32 LoRA under bf16 autocast on GPU, fp32 on CPU",
+                      choices=("auto", "float32", "bfloat16"))
+    fsdp: bool = knob(False, "shard the frozen base over the torchrun processes with FSDP2 (fully_shard per "
+                             "decoder layer): for models that do not fit one GPU")
+    activation_checkpointing: bool = knob(False, "recompute each decoder layer in backward: less memory, "
+                                                 "~30% slower", runtime=True)
+    compile: bool = knob(False, "torch.compile the model (GPU; slow first steps)", runtime=True)
+    num_threads: int = knob(0, "CPU threads for torch; 0 = the project's policy (one per free core, at most "
+                               "the physical cores; see docs/training.md)", runtime=True)
+    # --- demo only ---
+    demo_records: int = knob(600, "size of the generated demo dataset")
+    demo_pretrain_steps: int = knob(300, "full-parameter warm-up steps of the demo base on generic text (300 "
+                                         "reach the held-out scores of 600 at half the time; 200 do not)")
+    demo_eval: bool = knob(True, "after training, greedy-generate the held-out pairs with base and fine-tuned",
+                           runtime=True)
+
+    def validate(self) -> None:
+        """Raise `TrainError` naming the flag of the first invalid field; nothing is written before this."""
+        def flag(name):
+            return "--" + name.replace("_", "-")
+        for f in dataclasses.fields(self):
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices and value not in choices:
+                raise TrainError(f"{flag(f.name)}: must be one of {', '.join(choices)}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TrainError(f"{flag(f.name)}: must be a finite number, got {value}")
+        for name, ok, rule in RULES:
+            if not ok(getattr(self, name)):
+                raise TrainError(f"{flag(name)}: must be {rule}, got {getattr(self, name)}")
+        if self.max_steps == 0 and self.num_epochs <= 0:
+            raise TrainError("--num-epochs: must be > 0 (or give --max-steps > 0)")
+        if self.batch_size % self.micro_batch_size:
+            raise TrainError(f"--batch-size: {self.batch_size} is not a multiple of --micro-batch-size "
+                             f"{self.micro_batch_size}")
+        if not self.lora_target_modules:
+            raise TrainError("--lora-target-modules: give at least one module name")
+        if not (self.base and self.data):
+            raise TrainError("--base and --data: give both (or a --preset)")
+        if self.base == "demo" and self.data != "demo":
+            raise TrainError("--base demo: the demo base only fits the demo data; give --base with --data")
+        if self.quantize == "nf4" and self.fsdp:
+            raise TrainError("--quantize nf4 with --fsdp: not supported (shard a bf16 base with --fsdp, or "
+                             "train the 4-bit base on one GPU or with DDP)")
+
+
+def _min(low):
+    return lambda v: v >= low, f">= {low}"
+
+
+# (field, test, rule in words) for every number; checked before anything is written.
+RULES = [(name, *_min(low)) for name, low in (
+    ("cutoff_len", 2), ("micro_batch_size", 1), ("batch_size", 1), ("lora_r", 1), ("eval_steps", 1),
+    ("save_steps", 1), ("keep_checkpoints", 1), ("val_size", 0), ("max_steps", 0), ("warmup_steps", 0),
+    ("stop_after_steps", 0), ("num_threads", 0), ("demo_records", 4), ("demo_pretrain_steps", 0),
+    ("weight_decay", 0))] + [
+    ("learning_rate", lambda v: v > 0, "> 0"), ("lora_alpha", lambda v: v > 0, "> 0"),
+    ("adam_eps", lambda v: v > 0, "> 0"), ("max_grad_norm", lambda v: v > 0, "> 0"),
+    ("lora_dropout", lambda v: 0 <= v < 1, "in [0, 1)"), ("adam_beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("adam_beta2", lambda v: 0 <= v < 1, "in [0, 1)"), ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+]
+
+PRESETS: dict[str, dict] = {
+    "none": {},
+    "demo": dict(
+        base="demo", data="demo", out="runs/demo", template="alpaca", cutoff_len=192, val_size=40,
+        learning_rate=1e-2, batch_size=8, micro_batch_size=8, num_epochs=3.0, warmup_steps=10,
+        eval_steps=25, save_steps=50, lora_dropout=0.05, seed=42,
+    ),
+    "paper": dict(  # Section 4.3 of the paper
+        base="meta-llama/Llama-2-7b-chat-hf", data="genmedgpt-5k", out="runs/paper", template="alpaca",
+        val_size=120, learning_rate=3e-5, num_epochs=1.0, batch_size=1, micro_batch_size=1, cutoff_len=256,
+        lora_r=8, lora_alpha=16, lora_dropout=0.05, dtype="auto",
+    ),
+}
+
+# Fields that only say how to run, not what is trained: a resumed run may change them.
+RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    """JSON-ready dict of the config (tuples become lists)."""
+    d = dataclasses.asdict(cfg)
+    d["lora_target_modules"] = list(cfg.lora_target_modules)
+    return d
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """Inverse of `config_to_dict` (unknown keys are ignored; missing keys take the field defaults)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in d.items() if k in names}
+    if "lora_target_modules" in values:
+        values["lora_target_modules"] = tuple(values["lora_target_modules"])
+    return TrainConfig(**values)

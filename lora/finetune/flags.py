@@ -1,0 +1,95 @@
+"""The command line of `scripts/train.py`: one flag per `TrainConfig` field, its help from the field.
+
+`--preset` picks the starting values, flags given explicitly override them, and `--help` shows for
+every flag its reason, its default (the demo preset's value, since demo is the default preset) and
+the paper preset's value where that differs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from lora.finetune.config import PRESETS, RUNTIME_FIELDS, TrainConfig, TrainError, config_from_dict
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `TrainError` line (exit status 2), not usage text + exit."""
+
+    def error(self, message: str):
+        raise TrainError(message)
+
+
+def _default_text(name: str, field_default) -> str:
+    demo = PRESETS["demo"].get(name, field_default)
+    paper = PRESETS["paper"].get(name, field_default)
+    show = (lambda v: ",".join(v) if isinstance(v, tuple) else repr(v) if v == "" else str(v))
+    text = f"default: {show(demo)}"
+    if paper != demo:
+        text += f"; --preset paper: {show(paper)}"
+    if field_default not in (demo, paper):
+        text += f"; --preset none: {show(field_default)}"
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """CLI: `--preset`, `--resume`/`--force`, plus one flag per `TrainConfig` field (underscores -> dashes)."""
+    p = _Parser(prog="train.py", description="LoRA fine-tuning of a Llama on instruction data.",
+                epilog="Presets: demo (default; CPU, offline), paper (Sec. 4.3), none (field defaults, give "
+                       "--base and --data). Exit status: 0 done, 1 failure while running, 2 bad input, "
+                       "130/143 interrupted (a checkpoint was saved; rerun with --resume). See docs/training.md.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="starting values (default: demo)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    again.add_argument("--force", action="store_true", help="delete the run folder's previous results first")
+    p.add_argument("--dataset", dest="data", help="alias of --data (e.g. --dataset genmedgpt-5k)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} ({_default_text(f.name, f.default)})".replace("%", "%%")
+        if f.name == "learning_rate":
+            p.add_argument(flag, "--lr", dest=f.name, type=float, default=None, help=text)
+        elif isinstance(f.default, bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif f.name == "lora_target_modules":
+            p.add_argument(flag, dest=f.name, default=None, help=text)
+        else:
+            p.add_argument(flag, dest=f.name, type=type(f.default), default=None, choices=f.metadata["choices"],
+                           help=text)
+    return p
+
+
+def config_from_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace, dict]:
+    """Parse `argv`: preset values first, then every flag given explicitly; validate.
+
+    Returns:
+        (config, parsed args, {field: value} of the flags given explicitly).
+    """
+    args = build_parser().parse_args(argv)
+    values = dict(PRESETS[args.preset])
+    explicit = {}
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            if f.name == "lora_target_modules":
+                v = tuple(s.strip() for s in v.split(",") if s.strip())
+            values[f.name] = explicit[f.name] = v
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg, args, explicit
+
+
+def resumed_config(saved: dict, explicit: dict, source: str) -> TrainConfig:
+    """The saved run's config; the runtime fields (how to run, not what is trained) come from this
+    command's flags, or their defaults: a resumed run does not stop again at the first run's
+    --stop-after-steps."""
+    cfg = config_from_dict(saved)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RUNTIME_FIELDS:
+            setattr(cfg, f.name, f.default)
+    for name, value in explicit.items():
+        if name in RUNTIME_FIELDS:
+            setattr(cfg, name, value)
+        elif name != "out" and value != getattr(cfg, name):
+            raise TrainError(f"--{name.replace('_', '-')}: {value!r} differs from the run's {getattr(cfg, name)!r} "
+                             f"in {source}; a resumed run keeps its config (start a new --out)")
+    cfg.validate()
+    return cfg

@@ -1,0 +1,46 @@
+"""The training loss: Eq. 3 of the paper, the mean next-token cross-entropy over the target tokens.
+
+With `loss_norm="token"` (default) a step minimises sum(NLL of the target tokens of the global batch) /
+(number of those tokens): Eq. 3 with T = the target tokens of the batch. It equals the per-sequence
+Eq. 3 at batch 1 (the paper's setting) and does not depend on how the batch is cut into micro-batches
+or ranks. `loss_norm="sequence"` averages the per-sequence Eq. 3 over the batch instead.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lora.finetune.data import IGNORE_INDEX
+
+
+class SummedNLL(torch.nn.Module):
+    """Eq. 3's numerator on a micro-batch, as one module around the causal LM (what DDP, FSDP and
+    torch.compile wrap): the sum over sequences of (sum of target-token NLL) for "token", or of (mean
+    target-token NLL of the sequence) for "sequence".
+
+    The vocabulary projection runs only at positions that predict a target (the response tokens
+    unless train_on_inputs), so the prompt never costs an lm_head matmul or a row of [.., vocab]
+    logits. `lm` is any model with HF Llama's `.model` (backbone) and `.lm_head`.
+    """
+
+    def __init__(self, lm: torch.nn.Module, loss_norm: str = "token"):
+        super().__init__()
+        self.lm, self.loss_norm = lm, loss_norm
+
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Shapes: ids, labels [B, T] -> scalar."""
+        targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # [B, T]: position t predicts t+1
+        keep = targets != IGNORE_INDEX  # [B, T]
+        hidden = self.lm.model(ids)  # [B, T, d]
+        logits = self.lm.lm_head(hidden[keep]).float()  # [N, V], N = target tokens of the micro-batch
+        nll = F.cross_entropy(logits, targets[keep], reduction="none")  # [N]: -log P(x_t | x_<t), Eq. 3
+        if self.loss_norm == "token":
+            return nll.sum()
+        rows = keep.nonzero()[:, 0]  # [N]: the sequence of each target
+        per_seq = torch.zeros(ids.shape[0], dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)  # [B]
+        return (per_seq / keep.sum(1).clamp(min=1)).sum()  # Eq. 3 per sequence, summed over the batch
+
+
+def loss_denominator(batch: list[dict], loss_norm: str) -> int:
+    """Target tokens ("token") or sequences ("sequence") of a global batch: what its loss is divided by."""
+    return sum(e["n_targets"] for e in batch) if loss_norm == "token" else len(batch)

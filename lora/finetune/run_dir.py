@@ -1,0 +1,102 @@
+"""The run folder: one run at a time (a lock), never overwritten by accident, and its metrics log.
+
+Layout written by `scripts/train.py` (see docs/training.md): `config.json`, `split.json`,
+`data_report.json`, `metrics.jsonl`, `checkpoints/`, `adapter/` (best), `adapter_last/`, `loss.png`,
+`DONE`, and for the demo `base/`, `demo_data.json`, `demo_eval.json`. `.lock` is held while a run works.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from lora.finetune.config import TrainError
+from lora.finetune.files import FolderLock, write_text_atomic
+
+# Everything a run writes into its folder; any of these present means the folder holds results.
+RESULT_NAMES = ("config.json", "split.json", "data_report.json", "metrics.jsonl", "loss.png", "DONE",
+                "adapter", "adapter_last", "checkpoints", "base", "demo_data.json", "demo_eval.json")
+# What only training produces: a run folder created by a start that failed before any of these is removed.
+TRAINED_NAMES = ("checkpoints", "adapter", "adapter_last", "DONE")
+
+
+def check_out(out: Path, resume: bool, force: bool, has_checkpoint: bool) -> None:
+    """Refuse, before anything is written, what would overwrite results (so a bad command changes nothing)."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: exists and is not a folder")
+    present = [n for n in RESULT_NAMES if (out / n).exists()]
+    if resume and not has_checkpoint and not (out / "DONE").is_file():
+        raise TrainError(f"--out {out}: no intact checkpoint to resume from (checkpoints/step_*)")
+    if not resume and present and not force:
+        raise TrainError(f"--out {out}: already holds results ({', '.join(present)}); pass --resume to continue "
+                         "that run or --force to delete them")
+
+
+def read_config(out: Path) -> dict:
+    """The `config.json` of a run to resume (one with a checkpoint or DONE), or one line saying what is wrong."""
+    if not (out / "DONE").is_file() and not any((out / "checkpoints").glob("step_*")):
+        raise TrainError(f"--out {out}: no intact checkpoint to resume from (checkpoints/step_*)")
+    try:
+        saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TrainError(f"--out {out}: cannot read the run's config.json ({type(e).__name__}); the run cannot "
+                         "be resumed (start a new --out)") from None
+    if not isinstance(saved, dict):
+        raise TrainError(f"--out {out}: config.json is not a JSON object; start a new --out")
+    return saved
+
+
+def lock(out: Path) -> FolderLock:
+    """Take the run folder's exclusive lock (creating the folder); refuse while another run holds it."""
+    held = FolderLock(out)
+    if not held.acquire():
+        raise TrainError(f"--out {out}: another training run is working in this folder (it holds {held.path}); "
+                         "wait for it or choose another --out")
+    return held
+
+
+def clear_results(out: Path) -> None:
+    """Delete this project's results from the folder (and nothing else): `--force`, or a failed start's."""
+    for name in RESULT_NAMES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The complete rows of a metrics.jsonl; a torn last line (a crash mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+class MetricsLog:
+    """Appends one JSON row per call to metrics.jsonl (when `write`: rank 0).
+
+    On a resumed run the rows after the checkpoint's step (and any torn line) are dropped first, so
+    the file ends equal to that of an uninterrupted run.
+    """
+
+    def __init__(self, path: Path, start_step: int, write: bool):
+        self.path, self.write = path, write
+        if write and path.exists():
+            kept = [r for r in read_rows(path) if r["step"] <= start_step]
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def __call__(self, row: dict) -> None:
+        if self.write:
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(self.path)) from None

@@ -1,0 +1,105 @@
+"""How many CPU threads torch uses: the cores other processes leave free, re-checked while a job runs.
+
+torch's default is one intra-op thread per core. When other processes keep those cores busy, its
+OpenMP threads wait for each other at every operator's barrier, and small models (the CPU demo) run
+several times slower than on one thread. The policy here measures, from `/proc/stat`, how much CPU the
+*other* processes used over the last interval (all CPU time minus this process's own), and gives torch
+the cores left free, at least one. Long loops call `tick()` every step; it re-measures every
+`interval` seconds and changes the thread count when the load changed, so a job that started on an
+idle machine does not collapse when a neighbour starts. `OMP_NUM_THREADS` or an explicit count
+(`--num-threads`) always wins. Where `/proc/stat` is missing (not Linux) the policy keeps torch's default.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process, wall time), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    own_ticks = int(own[11]) + int(own[12])  # utime + stime (fields 14 and 15 of /proc/self/stat)
+    return busy / _CLOCK_TICKS, own_ticks / _CLOCK_TICKS, time.monotonic()
+
+
+def free_cores(before, after) -> int:
+    """Cores the other processes left free between two `cpu_sample`s (at least 1)."""
+    wall = max(after[2] - before[2], 1e-6)
+    others = max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / wall  # busy cores, ours excluded
+    return max(1, min(usable_cores(), int(usable_cores() - others + 0.5)))
+
+
+class ThreadPolicy:
+    """Sets torch's intra-op threads from the measured load, and keeps them right while a job runs.
+
+    Args:
+        requested: > 0: exactly that many threads, never changed; 0: `OMP_NUM_THREADS` if set, else the policy.
+        interval: seconds between two measurements in `tick`.
+    """
+
+    def __init__(self, requested: int = 0, interval: float = 5.0):
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        self.fixed = requested if requested > 0 else (int(env) if env.isdigit() and int(env) > 0 else 0)
+        self.interval = interval
+        self._last = None
+
+    def start(self, probe: float = 0.2) -> int:
+        """Measure the other processes' load for `probe` seconds, set the thread count and return it."""
+        import torch
+
+        if self.fixed:
+            torch.set_num_threads(self.fixed)
+            return self.fixed
+        first = cpu_sample()
+        if first is None:
+            return torch.get_num_threads()
+        time.sleep(probe)
+        self._last = cpu_sample()
+        torch.set_num_threads(free_cores(first, self._last))
+        return torch.get_num_threads()
+
+    def tick(self) -> None:
+        """Re-measure when `interval` seconds have passed; cheap enough to call every step."""
+        if self.fixed or self._last is None or time.monotonic() - self._last[2] < self.interval:
+            return
+        import torch
+
+        now = cpu_sample()
+        n = free_cores(self._last, now)
+        self._last = now
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+
+
+_ACTIVE: ThreadPolicy | None = None  # the policy of this process, once configure_threads ran
+
+
+def configure_threads(requested: int = 0) -> int:
+    """Apply the policy for this process (see `ThreadPolicy`) and return the thread count now."""
+    global _ACTIVE
+    _ACTIVE = ThreadPolicy(requested)
+    return _ACTIVE.start()
+
+
+def tick() -> None:
+    """Called by long loops (training steps, the demo warm-up, generation batches): see `ThreadPolicy.tick`."""
+    if _ACTIVE is not None:
+        _ACTIVE.tick()
