@@ -76,8 +76,9 @@ def init_weights(model: torch.nn.Module, seed: int) -> None:
                 p.normal_(0.0, 0.02, generator=gen)
 
 
-def build(side: str, shape: str, device: torch.device, dtype: torch.dtype):
-    """(model with LoRA, step_fn(ids, labels) -> loss tensor) for "ours" or "hf"."""
+def build(side: str, shape: str, device: torch.device, dtype: torch.dtype, quantize: str = "none"):
+    """(model with LoRA, step_fn(ids, labels) -> loss tensor) for "ours" or "hf"; with quantize="nf4" the
+    frozen base is 4-bit NF4 (ours: lora.nf4; theirs: bitsandbytes through transformers, as QLoRA users do)."""
     if side == "ours":
         import lora
         from minillama import Llama, LlamaConfig
@@ -87,6 +88,9 @@ def build(side: str, shape: str, device: torch.device, dtype: torch.dtype):
             model = Llama(LlamaConfig(**SHAPES[shape], head_dim=SHAPES[shape]["hidden_size"] // SHAPES[shape]["num_attention_heads"]))
         model = model.to(dtype).to_empty(device=device)  # allocate in the final dtype only
         init_weights(model, 0)
+        if quantize == "nf4":
+            from lora.nf4 import quantize_model
+            quantize_model(model, compute_dtype=dtype)
         lora.apply_lora(model, lora.LoraConfig(r=8, alpha=16, dropout=0.05, target_modules=tuple(TARGETS)))
 
         loss_module = SummedNLL(model, "token")
@@ -104,6 +108,15 @@ def build(side: str, shape: str, device: torch.device, dtype: torch.dtype):
     init_weights(model, 0)
     with torch.device(device):  # to_empty left inv_freq uninitialised: rebuild it
         model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    if quantize == "nf4":  # bitsandbytes quantises while loading: go through a saved copy
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            del model
+            bnb = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+            model = transformers.LlamaForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype,
+                                                                  device_map={"": str(device)})
     model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
                                                        target_modules=TARGETS, task_type="CAUSAL_LM"))
 
@@ -121,7 +134,7 @@ def worker(args) -> dict:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     b, t = (int(x) for x in args.batch.split("x"))
     exs, source = examples(t, b * (args.warmup + args.steps), seed=1)
-    model, loss_fn = build(args.worker, args.shape, device, dtype)
+    model, loss_fn = build(args.worker, args.shape, device, dtype, args.quantize)
     model.train()
     if args.compile:
         model = torch.compile(model)
@@ -171,6 +184,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per side; the best is reported")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--quantize", choices=["none", "nf4"], default="none",
+                   help="nf4: a 4-bit base on both sides (QLoRA: lora.nf4 vs bitsandbytes through transformers)")
     p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0 = default)")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
@@ -183,7 +198,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     rows = []
     base = [sys.executable, __file__, "--shape", args.shape, "--device", args.device, "--steps", str(args.steps),
-            "--warmup", str(args.warmup), "--threads", str(args.threads)] + ["--compile"] * args.compile
+            "--warmup", str(args.warmup), "--threads", str(args.threads), "--quantize", args.quantize] \
+        + ["--compile"] * args.compile
     for batch in args.batches.split(","):
         res: dict[str, dict] = {}
         for _ in range(args.repeats):  # sides alternate, best of the repeats: robust to a busy machine
@@ -194,7 +210,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 got = json.loads(proc.stdout.strip().splitlines()[-1])
                 if side not in res or got["tokens_per_s"] > res[side]["tokens_per_s"]:
                     res[side] = got
-        row = {"shape": args.shape, "device": args.device, "batch": batch, "data": res["ours"]["data"],
+        row = {"shape": args.shape, "device": args.device, "batch": batch, "quantize": args.quantize,
+               "data": res["ours"]["data"],
                "ours_tokens_per_s": res["ours"]["tokens_per_s"], "hf_tokens_per_s": res["hf"]["tokens_per_s"],
                "speed_ratio": res["ours"]["tokens_per_s"] / res["hf"]["tokens_per_s"],
                "ours_peak_gib": res["ours"]["peak_bytes"] / 2**30, "hf_peak_gib": res["hf"]["peak_bytes"] / 2**30,

@@ -157,11 +157,16 @@ def summary(results: dict) -> list[str]:
         lines.append(f"evaluation: 2 x {e['items_per_model']} answers x {e['new_tokens']} tokens in "
                      f"{e['seconds_total']:.1f} s ({e['tokens_per_s']:.0f} tok/s); one batch {e['one_batch_ratio']:.2f}x "
                      "transformers")
-    q = results.get("qlora")
+    q, bf16 = results.get("qlora"), {r["batch"]: r for r in results.get("train", []) if isinstance(r, dict)}
     if isinstance(q, list):
         for row in q:
-            lines.append(f"qlora {row['batch']}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()
-                                                                if isinstance(v, float)))
+            line = (f"qlora {row['batch']}: {row['speed_ratio']:.2f}x peft+bitsandbytes tokens/s, peak memory "
+                    f"{row['memory_ratio']:.2f}x theirs ({row['ours_peak_gib']:.2f} GiB)")
+            if row["batch"] in bf16:
+                b = bf16[row["batch"]]
+                line += (f"; vs our bf16 LoRA: {row['ours_tokens_per_s'] / b['ours_tokens_per_s']:.2f}x the speed, "
+                         f"{row['ours_peak_gib'] / b['ours_peak_gib']:.2f}x the memory")
+            lines.append(line)
     for name in ("train", "decode", "evaluation", "qlora"):
         if isinstance(results.get(name), dict) and "error" in results[name]:
             lines.append(f"{name}: FAILED: {results[name]['error'].splitlines()[-1:]}")

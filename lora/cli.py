@@ -1,9 +1,11 @@
 """`python -m lora merge`: fold a PEFT LoRA adapter into its base model and write a full HF checkpoint;
-`python -m lora count`: the trainable parameter count of LoRA on a model, from its config alone.
+`python -m lora count`: the trainable parameter count of LoRA on a model, from its config alone;
+`python -m lora memory`: per-GPU memory of LoRA / QLoRA fine-tuning, from the config alone (lora/memory.py).
 
     python -m lora merge --base meta-llama/Llama-2-7b-chat-hf --adapter runs/x/adapter --out merged/ \
-        [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB]
+        [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4 [--no-double-quant]]
     python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
+    python -m lora memory --model llama-2-7b|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4] [--json]
 
 The output folder (config.json, generation_config.json, model.safetensors or shards + index, and the
 base's tokenizer files) loads in transformers (`LlamaForCausalLM.from_pretrained`) and minillama (and is the plain HF
@@ -36,13 +38,62 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dtype of the saved weights (auto: the base checkpoint's); the merge itself "
                             "is computed in float32 per layer and rounded once")
     merge.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard, e.g. 2GB, 500MB")
+    merge.add_argument("--quantize", choices=["nf4"], default=None,
+                       help="the adapter was trained on a 4-bit base (QLoRA): load the base in NF4 as in "
+                            "training, merge into its dequantised weights, write dense weights (--dtype auto "
+                            "means bfloat16)")
+    merge.add_argument("--no-double-quant", action="store_true",
+                       help="with --quantize nf4: the base was trained without double quantisation")
     count = sub.add_parser("count", help="trainable / total parameters of LoRA on a model (no weights loaded)")
     count.add_argument("--config", default=None,
                        help="a model's config.json, or a folder holding one (default: Llama-2-7B's shapes)")
     count.add_argument("--r", type=int, default=8, help="LoRA rank (default 8)")
     count.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")
+    mem = sub.add_parser("memory", help="per-GPU memory of LoRA / QLoRA fine-tuning, from the config alone")
+    mem.add_argument("--model", required=True,
+                     help="llama-2-7b, llama-2-13b, llama-2-70b, a config.json, a model folder, or a Hub id "
+                          "(only its config.json is downloaded)")
+    mem.add_argument("--gpus", type=int, default=1, help="GPUs (default 1); without --fsdp each holds a replica")
+    mem.add_argument("--fsdp", action="store_true", help="shard base, LoRA and optimizer state over the GPUs (FSDP2)")
+    mem.add_argument("--quantize", choices=["nf4"], default=None, help="4-bit NormalFloat base (QLoRA)")
+    mem.add_argument("--no-double-quant", action="store_true", help="with --quantize nf4: float32 block constants")
+    mem.add_argument("--r", type=int, default=8, help="LoRA rank (default 8)")
+    mem.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
+                     help="comma-separated projections (default q_proj,k_proj,v_proj,o_proj)")
+    mem.add_argument("--batch", type=int, default=1, help="sequences per micro-batch per GPU (default 1)")
+    mem.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (default 256)")
+    mem.add_argument("--no-dropout", action="store_true", help="LoRA dropout 0 (no dropout masks are kept)")
+    mem.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return parser
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Print the per-GPU memory table (or JSON) of `lora.memory.estimate`."""
+    import json
+
+    from lora.memory import PROJECTIONS, estimate
+    from lora.memory_report import format_table, resolve_config
+
+    targets = tuple(t.strip() for t in args.target_modules.split(",") if t.strip())
+    for flag, value, ok in (("--gpus", args.gpus, args.gpus >= 1), ("--r", args.r, args.r >= 1),
+                            ("--batch", args.batch, args.batch >= 1), ("--seq-len", args.seq_len, args.seq_len >= 1)):
+        if not ok:
+            raise LoraError(f"{flag}: must be a positive integer, got {value}")
+    bad = [t for t in targets if t not in PROJECTIONS]
+    if bad or not targets:
+        raise LoraError(f"--target-modules: {','.join(bad) or 'empty'} is not one of {','.join(PROJECTIONS)}")
+    if args.fsdp and args.quantize:
+        raise LoraError("--quantize nf4 with --fsdp: not supported (FSDP2 shards parameters; the NF4 base is "
+                        "stored in buffers); run QLoRA with one process per GPU")
+    config = resolve_config(args.model)
+    est = estimate(config, gpus=args.gpus, fsdp=args.fsdp, quantize=args.quantize, r=args.r, targets=targets,
+                   batch=args.batch, seq_len=args.seq_len, dropout=not args.no_dropout,
+                   double_quant=not args.no_double_quant)
+    if args.json:
+        print(json.dumps({"model": args.model, **est.to_json()}, indent=2))
+    else:
+        print(format_table(est, args.model))
 
 
 def count(args: argparse.Namespace) -> None:
@@ -97,10 +148,17 @@ def merge(args: argparse.Namespace) -> None:
     parse_size(args.max_shard_size)  # a bad --max-shard-size fails here, not after the merge
     config = read_adapter_config(args.adapter)  # fail fast, before loading gigabytes
     read_adapter_tensors(args.adapter)
-    model = Llama.from_pretrained(args.base, dtype=None if args.dtype == "auto" else args.dtype)
+    dtype = None if args.dtype == "auto" else args.dtype
+    if args.quantize and dtype is None:
+        dtype = "bfloat16"
+    model = Llama.from_pretrained(args.base, dtype=dtype, quantize=args.quantize,
+                                  double_quant=not args.no_double_quant)
     load_adapter(model, args.adapter)
     n_layers = len(lora_layers(model))
     merge_lora(model, unload=True, progress=True)
+    if args.quantize:  # the layers LoRA did not adapt are still 4-bit: write them dequantised
+        from lora.nf4.convert import dequantize_model
+        dequantize_model(model)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -116,15 +174,17 @@ def merge(args: argparse.Namespace) -> None:
                       f"left behind", str(out)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    base = f"{args.base} (loaded in NF4, written dequantised)" if args.quantize else args.base
     print(f"merged {n_layers} LoRA layers (r={config.r}, alpha={config.alpha:g}) from {args.adapter} into "
-          f"{args.base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
+          f"{base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
     if "tokenizer.model" not in copied:
         print(f"note: the base {args.base} has no tokenizer.model; {out} has no tokenizer", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while running (a full disk
-    while saving), 2 bad input or usage, 130 on SIGINT, 143 on SIGTERM; `error: ...` on stderr."""
+    while saving, a failed Hub download), 2 bad input or usage, 130 on SIGINT, 143 on SIGTERM; `error: ...`
+    on stderr."""
     from minillama.errors import MiniLlamaError
     from minillama.jobcontrol import run_cli
 
@@ -135,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             merge(args)
         elif args.command == "count":
             count(args)
+        elif args.command == "memory":
+            memory(args)
 
     return run_cli(body, handled=(LoraError, MiniLlamaError, OSError),
                    interrupted="interrupted; nothing was written to the output folder")

@@ -8,6 +8,9 @@ import torch.nn as nn
 from lora.config import LoraConfig, name_matches
 from lora.errors import LoraError
 from lora.layer import LoRALinear
+from lora.nf4.linear import NF4Linear
+
+LINEARS = (nn.Linear, NF4Linear)  # what LoRA can wrap: a float or a 4-bit (QLoRA) frozen linear layer
 
 
 def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
@@ -16,14 +19,15 @@ def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
 
 
 def find_targets(model: nn.Module, config: LoraConfig) -> list[str]:
-    """Names of the `nn.Linear` (or already `LoRALinear`) modules `config.target_modules` selects; changes nothing.
+    """Names of the `nn.Linear` / `NF4Linear` (or already `LoRALinear`) modules `config.target_modules` selects;
+    changes nothing.
 
     Raises:
         LoraError: a target name matches no module, or matches a module that is not an `nn.Linear`.
     """
     modules = dict(model.named_modules())
     model_name = type(model).__name__
-    linear_names = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, nn.Linear)})
+    linear_names = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, LINEARS)})
     regex = isinstance(config.target_modules, str)
     patterns = [config.target_modules] if regex else config.target_modules
     selected: set[str] = set()
@@ -32,7 +36,7 @@ def find_targets(model: nn.Module, config: LoraConfig) -> list[str]:
         if not hits:
             raise LoraError(f"target module {pattern!r} matches no module of {model_name} "
                             f"(its nn.Linear names are: {', '.join(linear_names)})")
-        wrong = [n for n in hits if not isinstance(modules[n], (nn.Linear, LoRALinear))]
+        wrong = [n for n in hits if not isinstance(modules[n], (*LINEARS, LoRALinear))]
         if wrong:
             raise LoraError(f"target module {pattern!r} matches {wrong[0]!r}, a "
                             f"{type(modules[wrong[0]]).__name__}, not an nn.Linear")
@@ -41,7 +45,8 @@ def find_targets(model: nn.Module, config: LoraConfig) -> list[str]:
 
 
 def apply_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module:
-    """Wrap every targeted `nn.Linear` of `model` in a `LoRALinear`, in place, and freeze all else.
+    """Wrap every targeted `nn.Linear` (or 4-bit `NF4Linear`) of `model` in a `LoRALinear`, in place, and
+    freeze all else.
 
     Works on any model whose module names follow Hugging Face Llama (`minillama.Llama` and
     `transformers.LlamaForCausalLM` alike): `q_proj` ... `o_proj` of every layer by default, the MLP's
@@ -96,7 +101,12 @@ class TrainableSummary:
 
 
 def trainable_summary(model: nn.Module) -> TrainableSummary:
-    """Count trainable (`requires_grad`) and all parameters of `model`; works on the meta device."""
+    """Count trainable (`requires_grad`) and all parameters of `model`; works on the meta device.
+
+    A 4-bit weight (`NF4Linear`, stored in buffers) counts its out x in values, as PEFT counts bitsandbytes'
+    packed `Params4bit`.
+    """
     params = list(model.parameters())  # parameters() yields each shared (tied) tensor once
+    quantized = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, NF4Linear))
     return TrainableSummary(trainable=sum(p.numel() for p in params if p.requires_grad),
-                            total=sum(p.numel() for p in params))
+                            total=sum(p.numel() for p in params) + quantized)

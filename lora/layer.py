@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lora.errors import LoraError
+from lora.nf4.linear import NF4Linear
 
 
 class LoRALinear(nn.Module):
@@ -36,35 +37,49 @@ class LoRALinear(nn.Module):
     The LoRA parameters are float32 when the base weight is float16/bfloat16 (as PEFT's default
     `autocast_adapter_dtype=True`), otherwise they take the base weight's dtype.
 
+    A 4-bit base (`NF4Linear`, QLoRA) is wrapped the same way, with float32 A and B, except that it is kept
+    whole as `base_layer` (PEFT's name; its buffers are `...q_proj.base_layer.packed` etc.) and `weight` is
+    None: W0 exists only as 4-bit codes, dequantised inside the base layer's forward. `merge()` then means
+    "materialise": `weight` becomes a dense `compute_dtype` copy of `dequant(W0) + dW` (rounded once) and
+    forward uses it, while the 4-bit base is kept, so `unmerge()` is exact (it drops the dense copy).
+    `to_linear()` returns that dense layer: merging into a 4-bit base always dequantises (nothing is
+    re-quantised, which PEFT's merge into bitsandbytes 4-bit does, at the cost of a second rounding).
+
     Args:
-        base: the `nn.Linear` to adapt; its parameters are taken over and frozen.
+        base: the `nn.Linear` or `NF4Linear` to adapt; its parameters are taken over and frozen.
         r: rank of the update.
         alpha: scaling numerator; the update is multiplied by `alpha / r`.
         dropout: dropout probability on the input of the LoRA path only.
         use_rslora: scale by `alpha / sqrt(r)` instead (Kalajdzievski 2023; PEFT's `use_rslora`).
     """
 
-    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0,
+    def __init__(self, base: nn.Linear | NF4Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0,
                  use_rslora: bool = False):
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise LoraError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
+        if not isinstance(base, (nn.Linear, NF4Linear)):
+            raise LoraError(f"LoRALinear wraps an nn.Linear or NF4Linear, got {type(base).__name__}")
         if r < 1:
             raise LoraError(f"LoRA rank r must be >= 1, got {r}")
         self.in_features, self.out_features = base.in_features, base.out_features
         self.r, self.lora_alpha, self.use_rslora = r, alpha, use_rslora
         self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r  # Sec. 4.1, Hu et al. 2021
-        self.weight = base.weight                  # W0: [out, in], frozen, same Parameter object
-        self.bias = base.bias                      # b: [out] or None, frozen
-        self.weight.requires_grad_(False)
-        if self.bias is not None:
-            self.bias.requires_grad_(False)
+        if isinstance(base, NF4Linear):
+            self.base_layer = base.requires_grad_(False)  # W0 in 4 bits (+ frozen bias): QLoRA
+            self.weight = self.bias = None                 # `weight` holds dense dequant(W0) + dW while merged
+            dtype, device = base.compute_dtype, base.packed.device
+        else:
+            self.base_layer = None
+            self.weight = base.weight                  # W0: [out, in], frozen, same Parameter object
+            self.bias = base.bias                      # b: [out] or None, frozen
+            self.weight.requires_grad_(False)
+            if self.bias is not None:
+                self.bias.requires_grad_(False)
+            dtype, device = base.weight.dtype, base.weight.device
 
-        w = base.weight
-        lora_dtype = torch.float32 if (not w.is_floating_point() or w.dtype in (torch.float16, torch.bfloat16)) \
-            else w.dtype
-        self.lora_A = nn.Linear(self.in_features, r, bias=False, device=w.device, dtype=lora_dtype)   # A: [r, in]
-        self.lora_B = nn.Linear(r, self.out_features, bias=False, device=w.device, dtype=lora_dtype)  # B: [out, r]
+        lora_dtype = torch.float32 if (not dtype.is_floating_point or dtype in (torch.float16, torch.bfloat16)) \
+            else dtype
+        self.lora_A = nn.Linear(self.in_features, r, bias=False, device=device, dtype=lora_dtype)   # A: [r, in]
+        self.lora_B = nn.Linear(r, self.out_features, bias=False, device=device, dtype=lora_dtype)  # B: [out, r]
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         self.reset_lora_parameters()
@@ -81,9 +96,9 @@ class LoRALinear(nn.Module):
         x: [..., k] -> y: [..., d]. The LoRA path runs in the dtype of A (e.g. float32 under a bfloat16
         base); the sum is formed in the promoted dtype and returned in the base output's dtype.
         """
-        y = F.linear(x, self.weight, self.bias)            # W0 x + b: [..., d]
-        if self.merged:                                    # W0 already holds W0 + scaling * B A
-            return y
+        if self.merged:                                    # weight holds W0 + scaling * B A
+            return F.linear(x, self.weight, self._bias())  # [..., d]
+        y = self.base_layer(x) if self.quantized else F.linear(x, self.weight, self.bias)  # W0 x + b: [..., d]
         x_lora = self.lora_dropout(x.to(self.lora_A.weight.dtype))   # [..., k]
         h = self.lora_A(x_lora)                            # A x: [..., r]
         delta = self.lora_B(h) * self.scaling              # (alpha / r) B A x: [..., d]  # Eq. 3, Hu et al. 2021
@@ -94,6 +109,14 @@ class LoRALinear(nn.Module):
         dtype = torch.promote_types(self.lora_A.weight.dtype, torch.float32)
         b, a = self.lora_B.weight.to(dtype), self.lora_A.weight.to(dtype)  # [d, r], [r, k]
         return (b @ a) * self.scaling                      # [d, k]
+
+    @property
+    def quantized(self) -> bool:
+        """Whether W0 is stored in 4 bits (an `NF4Linear` base)."""
+        return self.base_layer is not None
+
+    def _bias(self) -> torch.Tensor | None:
+        return self.base_layer.bias if self.quantized else self.bias
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -106,7 +129,11 @@ class LoRALinear(nn.Module):
         if self.merged:
             return
         delta = self.delta_weight()
-        self.weight.copy_((self.weight.to(delta.dtype) + delta).to(self.weight.dtype))
+        if self.quantized:  # dequantise in float32, add, round once to the compute dtype; W0 stays in 4 bits
+            w0 = self.base_layer.dequantize(delta.dtype)
+            self.weight = nn.Parameter((w0 + delta).to(self.base_layer.compute_dtype), requires_grad=False)
+        else:
+            self.weight.copy_((self.weight.to(delta.dtype) + delta).to(self.weight.dtype))
         self.merged = True
 
     @torch.no_grad()
@@ -114,24 +141,33 @@ class LoRALinear(nn.Module):
         """Undo `merge()`: `W0 <- W - dW`. A no-op if not merged.
 
         Exact when `dW = 0` (e.g. at initialisation); otherwise W0 is recovered up to one rounding of
-        the weight's dtype per element (floating-point addition is not invertible in general).
+        the weight's dtype per element (floating-point addition is not invertible in general). Always
+        exact for a 4-bit base: the dense merged copy is dropped and the 4-bit W0 was never changed.
         """
         if not self.merged:
+            return
+        if self.quantized:
+            self.weight = None
+            self.merged = False
             return
         delta = self.delta_weight()
         self.weight.copy_((self.weight.to(delta.dtype) - delta).to(self.weight.dtype))
         self.merged = False
 
     def to_linear(self) -> nn.Linear:
-        """A plain `nn.Linear` computing the same function (merges first); it shares `weight` and `bias`."""
+        """A plain `nn.Linear` computing the same function (merges first); it shares `weight` and `bias`.
+
+        For a 4-bit base the weight is the dense merged `dequant(W0) + dW` in the compute dtype.
+        """
         self.merge()
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device="meta")
+        bias = self._bias()
+        linear = nn.Linear(self.in_features, self.out_features, bias=bias is not None, device="meta")
         linear.weight = self.weight
-        if self.bias is not None:
-            linear.bias = self.bias
+        if bias is not None:
+            linear.bias = bias
         return linear
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, r={self.r}, lora_alpha={self.lora_alpha}, "
+                f"bias={self._bias() is not None}, r={self.r}, lora_alpha={self.lora_alpha}, "
                 f"scaling={self.scaling:g}, merged={self.merged}")

@@ -28,6 +28,7 @@ class Session:
         instruction: the instruction of the training records (alpaca's "### Instruction"; Llama-2's system
             prompt), "" if unknown.
         note: one line saying where these came from (printed on stderr).
+        quantize: "nf4" to load the base in 4 bits (a run trained with QLoRA is answered on that base).
     """
 
     base: str
@@ -35,6 +36,7 @@ class Session:
     template: str
     instruction: str
     note: str
+    quantize: str | None = None
 
 
 def is_run_folder(path: Path) -> bool:
@@ -65,7 +67,7 @@ def _run_base(run: Path, config: dict) -> str:
 
 
 def resolve_session(model: str, adapter: str | None = None, template: str | None = None,
-                    chat: bool = False) -> Session:
+                    chat: bool = False, quantize: str | None = None) -> Session:
     """Work out base, adapter, template and instruction from the command line's values.
 
     Args:
@@ -73,6 +75,7 @@ def resolve_session(model: str, adapter: str | None = None, template: str | None
         adapter: a PEFT adapter folder or a training run folder (its `adapter/`); None: the run's, if any.
         template: overrides the template (None: the run's, else "llama2-chat" with `chat`, else "none").
         chat: the older `--chat` flag: the Llama-2 chat template.
+        quantize: "nf4" or "none" overrides how the base is loaded (None: the run's, else as stored).
     """
     if template is not None and template not in TEMPLATES:
         raise MiniLlamaError(f"--template: {template!r} is not one of {', '.join(TEMPLATES)}")
@@ -104,8 +107,12 @@ def resolve_session(model: str, adapter: str | None = None, template: str | None
     where = f"training run {run}" if run is not None else "the command line"
     note = (f"base {base}; adapter {adapter_dir or 'none'}; template {chosen}"
             + (" (--template)" if template else f" (from {where})" if run is not None else " (default)"))
+    q = quantize if quantize is not None else config.get("quantize", "none")
+    if q not in ("none", "nf4"):
+        raise MiniLlamaError(f"--quantize: {q!r} is not none or nf4")
+    q = None if q == "none" else q
     return Session(base=base, adapter=adapter_dir, template=chosen, instruction=split.get("instruction", ""),
-                   note=note)
+                   note=note + (f"; base in {q}" if q else ""), quantize=q)
 
 
 def conversation_ids(session: Session, tokenizer, history: list[tuple[str, str]], message: str,

@@ -130,15 +130,37 @@ def check_names(source: str, found: dict[str, tuple[int, ...]], expected: dict[s
         raise MiniLlamaError(f"{source}: checkpoint does not match config.json: {' | '.join(problems)}")
 
 
+def _nf4_weights(model) -> dict:
+    """{checkpoint key of each weight QLoRA stores in NF4: a function that quantises it into the model}."""
+    from lora.nf4.convert import quantizable_names, set_module
+    from lora.nf4.linear import NF4Linear
+
+    def replacer(name: str):
+        def put(weight: torch.Tensor, dtype: torch.dtype, double_quant: bool) -> None:
+            if not weight.is_floating_point():
+                raise MiniLlamaError(f"{name}.weight is {weight.dtype}; only float weights can be quantised to NF4")
+            set_module(model, name, NF4Linear.from_weight(weight, None, dtype, double_quant))
+        return put
+
+    return {f"{name}.weight": replacer(name) for name in quantizable_names(model)
+            if model.get_submodule(name).bias is None}
+
+
 def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None = None,
-                    device: torch.device | str | None = None):
+                    device: torch.device | str | None = None, quantize: str | None = None,
+                    double_quant: bool = True):
     """Build a `Llama` from a Hugging Face checkpoint.
 
     Args:
         cls: The model class to build (`Llama`; passed in so that this module never imports model.py).
         path_or_id: A local folder (config.json + model.safetensors or shards + index) or a Hub repo id.
         dtype: float32 / bfloat16 / float16 (a torch dtype or its name); None keeps the stored dtype.
+            With `quantize`, the compute dtype (None: bfloat16 on CUDA, float32 elsewhere).
         device: Where the weights go (default CPU). Tensors are moved one at a time.
+        quantize: "nf4" stores every linear layer of the decoder blocks in 4-bit NormalFloat (QLoRA,
+            `lora.nf4.NF4Linear`), quantising each tensor on `device` as it is read, so peak memory stays
+            near the 4-bit size; embeddings, norms and lm_head stay in `dtype`. None: no quantisation.
+        double_quant: with `quantize="nf4"`, also quantise the block constants (QLoRA's default).
 
     Returns:
         The model in eval mode.
@@ -153,6 +175,10 @@ def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None
         raise MiniLlamaError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, mps ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MiniLlamaError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU")
+    if quantize not in (None, "nf4"):
+        raise MiniLlamaError(f"quantize={quantize!r} is not supported (None or 'nf4')")
+    if quantize and target is None:  # the compute dtype of QLoRA: bf16 on GPU, float32 on CPU
+        target = torch.bfloat16 if device.type == "cuda" else torch.float32
     model_dir = resolve_model_dir(path_or_id)
     config = LlamaConfig.from_file(model_dir / "config.json")
     infos = weight_index(model_dir)
@@ -162,15 +188,25 @@ def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None
     expected = expected_shapes(model)
     check_names(str(model_dir), {k: v.shape for k, v in infos.items()}, expected, tied)
 
+    to_nf4 = _nf4_weights(model) if quantize else {}
+    if quantize:
+        from lora.nf4.convert import release_freed_host_memory
     state, handles = {}, {}
     total_bytes = sum(infos[k].end - infos[k].start for k in expected)
-    try:  # one tensor at a time, straight into its final dtype and device
+    try:  # one tensor at a time, straight into its final dtype and device (or into 4 bits there)
         for name in tqdm(list(expected), desc=f"loading {model_dir.name}", unit="tensor",
                          disable=total_bytes < 2**28):
             info = infos[name]
             if info.path not in handles:
                 handles[info.path] = open(info.path, "rb")
-            state[name] = read_tensor(handles[info.path], info, dtype=target, device=device)
+            if name in to_nf4:  # quantise the values in `target`, free: never a 16-bit copy of the model
+                widening = target == torch.float32 or info.dtype == target  # the cast would change no value
+                weight = read_tensor(handles[info.path], info, dtype=None if widening else target, device=device)
+                to_nf4[name](weight, target, double_quant)
+                del weight
+                release_freed_host_memory()
+            else:
+                state[name] = read_tensor(handles[info.path], info, dtype=target, device=device)
     finally:
         for f in handles.values():
             f.close()

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LoRA adapter folder (PEFT format) or training run folder to apply to the model")
     g.add_argument("--template", default=None, choices=TEMPLATES,
                    help="prompt template (default: the run's; alpaca with an adapter; none without)")
+    g.add_argument("--quantize", default=None, choices=["none", "nf4"],
+                   help="load the base in 4-bit NF4 (default: as the run trained, else as stored)")
     g.add_argument("--prompt", default=None, help="the prompt (the user message / the patient's question)")
     g.add_argument("--interactive", action="store_true", help="hold a conversation: read messages from stdin")
     g.add_argument("--chat", action="store_true", help="the Llama-2 chat format (= --template llama2-chat)")
@@ -109,7 +111,7 @@ def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) 
     model_dir = resolve_model_dir(session.base)
     LlamaConfig.from_file(model_dir / "config.json")  # a bad config.json fails before the tokenizer is read
     tokenizer = load_tokenizer(tokenizer_path or model_dir)
-    model = Llama.from_pretrained(model_dir, dtype=dtype, device=device)
+    model = Llama.from_pretrained(model_dir, dtype=dtype, device=device, quantize=session.quantize)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise MiniLlamaError(f"{tokenizer.path}: tokenizer has {tokenizer.vocab_size} tokens, the model "
                              f"only {model.config.vocab_size}")
@@ -156,7 +158,7 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
     check_args(args)
     if args.prompt is None and not args.interactive:
         raise MiniLlamaError("--prompt: give the text to answer, or --interactive to hold a conversation")
-    session = resolve_session(args.model, args.adapter, args.template, args.chat)
+    session = resolve_session(args.model, args.adapter, args.template, args.chat, args.quantize)
     configure_threads(0)
     model, tokenizer = load(session, args.dtype, args.device, args.tokenizer)
     err.write(f"[minillama] {session.note}\n")

@@ -164,10 +164,13 @@ class Llama(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None = None,
-                        device: torch.device | str | None = None) -> "Llama":
-        """Load a Hugging Face Llama checkpoint (local folder or Hub id); see `checkpoint.load_pretrained`."""
+                        device: torch.device | str | None = None, quantize: str | None = None,
+                        double_quant: bool = True) -> "Llama":
+        """Load a Hugging Face Llama checkpoint (local folder or Hub id), optionally straight into NF4
+        (`quantize="nf4"`, QLoRA); see `checkpoint.load_pretrained`."""
         from .checkpoint import load_pretrained
-        return load_pretrained(cls, path_or_id, dtype=dtype, device=device)
+        return load_pretrained(cls, path_or_id, dtype=dtype, device=device, quantize=quantize,
+                               double_quant=double_quant)
 
     def save_pretrained(self, out_dir: str | Path, max_shard_size: int | str = "2GB") -> Path:
         """Write config.json + safetensors in Hugging Face's layout; see `save.save_pretrained`."""

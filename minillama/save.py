@@ -86,7 +86,11 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
 
 
 def _lora_advice(model) -> str:
-    """What to do about LoRA layers left in `model`: merged-but-wrapped ones still need unloading."""
+    """What to do about LoRA layers left in `model`: merged-but-wrapped ones still need unloading; 4-bit
+    (NF4) layers need dequantising."""
+    if any(type(m).__name__ == "NF4Linear" for m in model.modules()):
+        return ("the model holds 4-bit NF4 layers; merge LoRA (lora.merge_lora) and dequantise them first "
+                "(lora.nf4.dequantize_model), or use `python -m lora merge --quantize nf4`")
     wrapped = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "merged")]
     if wrapped and all(m.merged for m in wrapped):
         return ("the LoRA layers are merged but still wrapped (merge_lora(..., unload=False)); call "

@@ -78,8 +78,8 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
         records = json.loads((out / "demo_data.json").read_text())
         demo_model.cached_demo_base(out / "base", records, cfg.demo_pretrain_steps, seed=cfg.seed)
     distributed.barrier(info)
-    quantize = None if cfg.quantize == "none" else cfg.quantize
-    model = Llama.from_pretrained(base, dtype=dtype, device=info.device, **({"quantize": quantize} if quantize else {}))
+    model = Llama.from_pretrained(base, dtype=dtype, device=info.device,  # a 4-bit NF4 base for QLoRA
+                                  quantize=None if cfg.quantize == "none" else cfg.quantize)
     torch.manual_seed(cfg.seed)
     lora.apply_lora(model, lora.LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                                            target_modules=tuple(cfg.lora_target_modules)))

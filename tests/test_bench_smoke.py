@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_suite_tiny_runs_every_part(tmp_path):
     out = tmp_path / "suite.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_suite.py"), "--tiny", "--device", "cpu",
-                           "--parts", "train,decode,evaluation", "--out", str(out)],
+                           "--parts", "train,qlora,decode,evaluation", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -26,7 +26,9 @@ def test_gpu_suite_tiny_runs_every_part(tmp_path):
     assert d["same_tokens_fraction"] == 1.0  # same weights, greedy: the same tokens as transformers
     e = result["evaluation"]
     assert e["items_per_model"] == 8 and set(e["seconds"]) == {"base", "finetuned"}
-    assert len(result["summary"]) == 4 and "all parts" in proc.stdout
+    q = result["qlora"][0]
+    assert q["quantize"] == "nf4" and q["batch"] == "1x64" and q["speed_ratio"] > 0
+    assert len(result["summary"]) == 5 and "vs our bf16 LoRA" in result["summary"][-1] and "all parts" in proc.stdout
 
 
 def test_gpu_suite_refuses_a_cpu_without_tiny():

@@ -166,3 +166,24 @@ def test_demo_base_is_built_once_per_recipe(tmp_path, monkeypatch, capsys):
     demo_model.cached_demo_base(tmp_path / "c" / "base", records, steps=4, seed=1)
     assert built == [3, 4]
     assert not list((tmp_path / "cache" / "demo-base").glob(".*.tmp"))
+
+
+def test_qlora_run_resumes_bitwise_and_is_answered_on_its_4bit_base(tiny, tmp_path):
+    """--quantize nf4: the base is 4-bit, only LoRA trains, resume is bitwise equal; chat and generation
+    load the run's base in NF4 again."""
+    from lora.finetune.run_folder import TrainRun
+    from lora.nf4 import NF4Linear
+    from minillama.chat import resolve_session
+
+    full = run_train(args_for(tiny, tmp_path / "full", "--quantize", "nf4"))
+    part = run_train(args_for(tiny, tmp_path / "part", "--quantize", "nf4", "--stop-after-steps", "3"))
+    run_train(["--resume", "--out", str(part)])
+    for name in ("adapter_last", "adapter"):
+        a, b = adapter(full, name), adapter(part, name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert metrics(full) == metrics(part)
+    assert json.loads((full / "config.json").read_text())["quantize"] == "nf4"
+    model = TrainRun.open(full).load_base_model("float32", "cpu")
+    assert isinstance(model.model.layers[0].self_attn.q_proj, NF4Linear)
+    assert resolve_session(str(full)).quantize == "nf4"
+    assert train.main(args_for(tiny, tmp_path / "x", "--quantize", "nf4", "--fsdp")) == 2  # refused, one line

@@ -79,7 +79,8 @@ def decoding_meta(settings: GenerationSettings, run: TrainRun, tokenizer, device
         "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k,
         "seed": settings.seed, "dtype": settings.dtype, "device": device,
         "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id, "padding": "left",
-        "template": run.template, "base_model": run.base_model, "adapter": str(run.adapter_dir),
+        "template": run.template, "base_model": run.base_model, "base_quantize": run.quantize or "none",
+        "adapter": str(run.adapter_dir),
         "adapter_sha256": run.adapter_sha256, "dataset": str(run.dataset_path),
         "dataset_sha256": run.dataset_sha256, "split_seed": run.split_seed,
     }

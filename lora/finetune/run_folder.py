@@ -101,11 +101,18 @@ class TrainRun:
         from minillama.templates import prompt_ids
         return prompt_ids(record, tokenizer, self.template)
 
+    @property
+    def quantize(self) -> str | None:
+        """"nf4" when the run trained on a 4-bit base (QLoRA): the adapter is evaluated on the same base."""
+        q = self.config.get("quantize", "none")
+        return None if q == "none" else q
+
     def load_base_model(self, dtype: str, device: str):
         import torch
 
         from minillama import Llama
-        model = Llama.from_pretrained(self.base_model, dtype=getattr(torch, dtype), device=device)
+        model = Llama.from_pretrained(self.base_model, dtype=getattr(torch, dtype), device=device,
+                                      quantize=self.quantize)
         return model.eval()
 
     def apply_adapter(self, model) -> None:
