@@ -265,8 +265,8 @@ def _interrupted_line(state: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while running (the server
-    refused the run, a full disk, a journal locked by another run, every judgment failed), 2 bad input
-    or usage, 130 on SIGINT, 143 on SIGTERM."""
+    refused the run, a full disk, every judgment failed), 2 bad input or usage (also a journal another
+    run holds), 130 on SIGINT, 143 on SIGTERM."""
     args = build_parser().parse_args(argv)
     state: dict = {}
     return run_cli(lambda: run(args, state), handled=(JudgeError, OSError),

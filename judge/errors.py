@@ -5,8 +5,8 @@ from __future__ import annotations
 class JudgeError(Exception):
     """One line the CLI prints as `error: <message>`, exiting with `exit_code`.
 
-    `exit_code` is 2 (bad input or usage: a pairs file, a flag, a missing key) unless the error is a
-    failure while running (a full disk, a journal locked by another run), raised with `exit_code=1`.
+    `exit_code` is 2 (bad input or usage: a pairs file, a flag, a missing key, a journal another run
+    holds) unless the error is a failure while running (a full disk), raised with `exit_code=1`.
     """
 
     exit_code = 2

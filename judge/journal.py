@@ -92,8 +92,8 @@ class Journal:
         """Lock the journal, read it again (another run may have added to it), and open it for appending.
 
         Raises:
-            JudgeError: exit status 1: another live run holds the lock, or the file or its folder
-                cannot be created or opened (one line naming the path).
+            JudgeError: another live run holds the lock (exit status 2, as for a busy training folder),
+                or the file or its folder cannot be created or opened (exit status 1); one line naming the path.
         """
         if self._file is not None:
             return self
@@ -106,7 +106,7 @@ class Journal:
             self._file = open(self.path, "ab", buffering=0)  # unbuffered: a failed write leaves nothing queued
         except LockedError as exc:
             lock.close()
-            raise JudgeError(str(exc), exit_code=1) from None
+            raise JudgeError(str(exc), exit_code=exc.exit_code) from None
         except OSError as exc:
             lock.close()
             where = exc.filename or self.path

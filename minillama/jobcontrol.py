@@ -5,8 +5,9 @@ It lives in `minillama`, the package with no dependency inside the project, so t
 (`minillama/__init__.py` is lazy).
 
 Exit codes (docs/cli.md, "Exit codes"): 0 success; 1 failure while running (network, server, disk
-full, a lock held by another run, a job whose every item failed); 2 bad input or usage (argparse's own
-code); 130 on SIGINT; 143 on SIGTERM (128 + the signal number, as a shell reports a killed child).
+full, a job whose every item failed); 2 bad input or usage (argparse's own code; also an output folder
+that another live run holds); 130 on SIGINT; 143 on SIGTERM (128 + the signal number, as a shell
+reports a killed child).
 
     with sigterm_raises():            # SIGTERM -> Interrupted(SIGTERM), so `finally` blocks run
         try:
@@ -14,7 +15,7 @@ code); 130 on SIGINT; 143 on SIGTERM (128 + the signal number, as a shell report
         except (KeyboardInterrupt, Interrupted) as exc:
             return exit_code(exc)     # 130 / 143
 
-    with exclusive_lock(out / "journal.lock", "judge run"):   # a second run gets a LockedError (exit 1)
+    with exclusive_lock(out / "journal.lock", "judge run"):   # a second run gets a LockedError (exit 2)
         ...
 """
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 EXIT_OK = 0
-EXIT_FAILURE = 1  # failure while running: network, server, disk full, lock held, every item failed
-EXIT_USAGE = 2  # bad input or usage: argparse's own code
+EXIT_FAILURE = 1  # failure while running: network, server, disk full, every item failed
+EXIT_USAGE = 2  # bad input or usage (argparse's own code), an output folder another run is using
 EXIT_SIGINT = 128 + signal.SIGINT  # 130
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 
@@ -54,10 +55,11 @@ class LockedError(OSError):
     """The lock file is held by another live process; the message says which file and which pid.
 
     Attributes:
-        exit_code: 1 (a failure while running: the same command succeeds once the other run ends).
+        exit_code: 2, as training and the pipeline refuse a busy folder: the command asks for a folder
+            that is in use (usage), and the same command succeeds once the other run ends.
     """
 
-    exit_code = EXIT_FAILURE
+    exit_code = EXIT_USAGE
 
 
 def exit_code(exc: BaseException) -> int | None:

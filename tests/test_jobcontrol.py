@@ -29,7 +29,7 @@ def test_exit_codes_follow_the_convention():
     assert exit_code(Interrupted(signal.SIGINT)) == 130 and str(Interrupted(signal.SIGTERM)) == "SIGTERM"
     assert exit_code(BadInput("x")) == 2
     assert exit_code(OSError(errno.ENOSPC, "No space left on device")) == 1
-    assert exit_code(LockedError("held")) == 1
+    assert exit_code(LockedError("held")) == 2  # a busy folder is refused like bad usage, as training does
     assert exit_code(ValueError("a bug")) is None  # not ours: its traceback must show
     assert issubclass(Interrupted, BaseException) and not issubclass(Interrupted, Exception)
 
@@ -102,7 +102,7 @@ def test_lock_refuses_a_second_holder_and_dies_with_a_killed_one(tmp_path):
                 pass
         assert str(info.value) == (f"{lock}: another run (pid {holder.pid}) is using this folder; wait for it to "
                                    "end, or use another output folder")
-        assert exit_code(info.value) == 1
+        assert exit_code(info.value) == 2
     finally:
         holder.kill()  # SIGKILL: no cleanup code runs in the holder
         holder.wait(timeout=30)

@@ -160,7 +160,7 @@ def test_a_journal_in_use_is_refused_and_a_killed_holder_does_not_block(env, cap
     url, stop = start_standin(log=log)
     try:
         assert holder.stdout.readline() == "locked\n"
-        assert run_cli(write_pairs(env, 2), out, url) == 1
+        assert run_cli(write_pairs(env, 2), out, url) == 2
         assert capsys.readouterr().err == (f"error: {out / 'journal.lock'}: another `python -m judge run` (pid "
                                            f"{holder.pid}) is using this folder; wait for it to end, or use another "
                                            "output folder\n")
@@ -201,7 +201,7 @@ def test_two_runs_on_one_journal_judge_each_item_once(env):
     finally:
         stop()
     assert first.returncode == 0, err1
-    assert second.returncode == 1 and err2.count("\n") == 1 and "journal.lock: another `python -m judge run`" in err2
+    assert second.returncode == 2 and err2.count("\n") == 1 and "journal.lock: another `python -m judge run`" in err2
     texts = Counter(json.loads(r["body"])["messages"][1]["content"] for r in log)
     assert len(texts) == 24 and set(texts.values()) == {1}  # every item requested exactly once
     assert len(rows(env / "out")) == 24
