@@ -267,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     from lora.finetune import distributed
     from lora.finetune.config import RunFailed, TrainError
     from lora.finetune.files import FolderLock, is_disk_full
-    from lora.finetune.signals import Interrupted, StopFlag
+    from lora.finetune.signals import StopFlag
+    from minillama.jobcontrol import Interrupted
     from minillama import threads
     from minillama.errors import MiniLlamaError
     from minillama.hub import check_access
+    from minillama.jobcontrol import exit_code
 
     bad_input = (ConfigError, TrainError, MiniLlamaError, LoraError, EvalkitError, JudgeError)
     info, lock = None, None
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except bad_input as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return exit_code(e) or 2  # a failed download is a failure while running (1), bad input 2
     except OSError as e:
         print(f"error: {e.filename or 'run folder'}: {e.strerror or e}"
               + ("; free space and rerun to resume" if is_disk_full(e) else ""), file=sys.stderr)

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from tqdm import tqdm
 
 import lora
@@ -38,9 +37,10 @@ from lora.finetune.loss import SummedNLL, loss_denominator
 from lora.finetune.plots import plot_loss
 from lora.finetune.records import resolve_dataset, usable_records
 from lora.finetune.schedule import lr_at
-from lora.finetune.signals import Interrupted, StopFlag
+from lora.finetune.signals import StopFlag
 from minillama import Llama, LlamaConfig, MiniLlamaError, load_tokenizer
 from minillama import threads
+from minillama.jobcontrol import Interrupted, exit_code
 from minillama.hub import check_access, is_hub_id
 
 
@@ -112,7 +112,7 @@ def save_adapter(model, folder: Path, base: str, info) -> None:
     if info.is_main:
         try:
             lora.save_adapter(model, folder, base_model_name_or_path=base, state=state)
-        except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error type
+        except OSError as e:
             raise RunFailed(f"{folder}: cannot write the adapter ({e}); free space and rerun with --resume") from None
 
 
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (TrainError, MiniLlamaError, lora.LoraError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_code(e) or 2  # a failed Hub download is a failure while running (1), bad input 2
     except OSError as e:
         if not is_disk_full(e) and not isinstance(e, PermissionError):
             raise

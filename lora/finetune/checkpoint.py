@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import lora
 from lora.finetune.config import RunFailed, TrainError
 from lora.finetune.faults import kill_point
 from lora.finetune.files import fsync_dir, sha256_file, write_json_atomic
+from minillama.safetensors_io import save_file  # a full disk as OSError, naming the file
 
 FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "optimizer.safetensors",
          "optimizer.json", "rng.safetensors", "rng.json")
