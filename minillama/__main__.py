@@ -1,6 +1,10 @@
 """`python -m minillama ...`: see `minillama.cli`."""
 import sys
 
-from .cli import main
+from .threads import prepare_openmp
+
+prepare_openmp()  # before torch is imported, since OpenMP reads its wait policy once (minillama/threads.py)
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -28,6 +28,10 @@ import os
 import sys
 from pathlib import Path
 
+from minillama.threads import prepare_openmp
+
+prepare_openmp()  # before torch is imported, since OpenMP reads its wait policy once (minillama/threads.py)
+
 from evalkit.reproduce.config import PRESETS, ConfigError, PipelineError, ReproduceConfig, load_config, preset
 from evalkit.reproduce.stages import STAGE_DIRS, StageBook, call_cli, log, now
 

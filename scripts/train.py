@@ -25,6 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from minillama.threads import prepare_openmp
+
+prepare_openmp()  # before torch is imported, since OpenMP reads its wait policy once (minillama/threads.py)
+
 import torch
 from tqdm import tqdm
 

@@ -59,7 +59,7 @@ def pack(token_lists: list[list[int]], seq_len: int) -> torch.Tensor:
 
 
 def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0, batch: int = 16,
-                    seq_len: int = 128, lr: float = 3e-3, sizes: dict | None = None) -> Path:
+                    seq_len: int = 128, lr: float = 5e-3, sizes: dict | None = None) -> Path:
     """Tokenizer + tiny Llama + `steps` warm-up steps on generic text, saved to `out_dir`.
 
     The tokenizer sees the demo prompts too (a real tokenizer covers the words of its users); the
@@ -101,7 +101,7 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
     return out_dir
 
 
-RECIPE_VERSION = 1  # bump when build_demo_base changes what it builds
+RECIPE_VERSION = 2  # bump when build_demo_base changes what it builds (2: warm-up lr 5e-3)
 
 
 def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0) -> Path:
