@@ -7,7 +7,7 @@ form (3,269 forms for 796 conditions, 171 tests and 1,289 medications) over ever
 same longest-match-first choice. Both see the same word keys and owners, so their results
 must be identical (checked). The process pins itself to one core; times are wall and CPU seconds.
 
-    PYTHONPATH=. python bench/bench_grounding.py [--limit N]
+    python bench/bench_grounding.py [--limit N]
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ References measured in the same run:
 Afterwards the store is exported and checked: exactly one final rating per (rater, item), with the
 values that were sent, and no extra revision.
 
-    PYTHONPATH=. python bench/bench_human_load.py [--raters 20] [--ids 25] [--rounds 3]
+    python bench/bench_human_load.py [--raters 20] [--ids 25] [--rounds 3]
 """
 from __future__ import annotations
 

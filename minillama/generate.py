@@ -9,8 +9,7 @@ import torch
 
 from .errors import MiniLlamaError
 from .kv_cache import make_cache
-from .masks import positions_from_mask
-from .model import check_input_ids
+from .masks import check_input_ids, positions_from_mask
 from .sampling import sample_next
 from .static_decode import StaticDecoder
 

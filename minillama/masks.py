@@ -1,4 +1,5 @@
-"""Padding masks and position ids for ragged (left-padded) batches and the KV cache.
+"""What the decoder is fed: token ids checked, padding masks and position ids for ragged (left-padded)
+batches and the KV cache.
 
 Kept apart from `model.py` so that `generate.py` can use them without importing the model module
 (which imports `generate` lazily for `Llama.generate`): no import cycle.
@@ -6,6 +7,8 @@ Kept apart from `model.py` so that `generate.py` can use them without importing 
 from __future__ import annotations
 
 import torch
+
+from .errors import MiniLlamaError
 
 
 def positions_from_mask(attention_mask: torch.Tensor | None, start_pos: int, t: int,
@@ -40,3 +43,34 @@ def build_attention_mask(attention_mask: torch.Tensor | None, start_pos: int, t:
         keep = attention_mask[:, None, None, :s].bool() | (k_pos == q_pos)[None, None]  # [B, 1, T, S]
         mask = mask & keep
     return mask
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return torch._dynamo.is_compiling()  # torch < 2.3
+
+
+def check_input_ids(input_ids, vocab_size: int) -> None:
+    """Raise MiniLlamaError unless `input_ids` is a 2-D integer tensor of ids in [0, vocab_size).
+
+    Shapes:
+        input_ids: [B, T] with B >= 1 and T >= 1
+    """
+    if _compiling():  # inside torch.compile a host sync would break the graph; eager calls check
+        return
+    if not isinstance(input_ids, torch.Tensor):
+        raise MiniLlamaError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}")
+    if input_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise MiniLlamaError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.dim() != 2 or 0 in input_ids.shape:
+        raise MiniLlamaError(f"input_ids must be [batch, length] with at least one token, got shape "
+                             f"{list(input_ids.shape)}")
+    if input_ids.is_meta:  # shapes only (e.g. counting parameters): no values to check
+        return
+    lowest, highest = torch.stack(torch.aminmax(input_ids)).tolist()  # one host sync
+    if lowest < 0 or highest >= vocab_size:
+        bad = lowest if lowest < 0 else highest
+        raise MiniLlamaError(f"input_ids: token id {bad} is outside the model's vocabulary [0, {vocab_size}) "
+                             "(a tokenizer that does not match the model?)")
