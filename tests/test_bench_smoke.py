@@ -31,6 +31,7 @@ def test_gpu_suite_tiny_runs_every_part(tmp_path):
     assert len(result["summary"]) == 5 and "vs our bf16 LoRA" in result["summary"][-1] and "all parts" in proc.stdout
 
 
+@pytest.mark.slow
 def test_gpu_suite_refuses_a_cpu_without_tiny():
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_suite.py"), "--device", "cpu"],
                           capture_output=True, text=True, timeout=120)

@@ -16,6 +16,7 @@ import pytest
 from conftest import fill_disk, make_tiny_hf_llama
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test here starts several command-line processes
 
 
 def run(*argv: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -215,6 +215,7 @@ def pairs():
     return built
 
 
+@pytest.mark.slow
 def test_fast_clipping_equals_the_definition(pairs):
     for (hyp, ref), (other, _) in zip(pairs, pairs[1:]):
         h, r, o = tokenize_13a(hyp), tokenize_13a(ref), tokenize_13a(other)
@@ -223,6 +224,7 @@ def test_fast_clipping_equals_the_definition(pairs):
         assert clipped_matches(h, RefNgrams([r, o])) == clipped_counts(ngram_counts(h), merged)
 
 
+@pytest.mark.slow
 def test_13a_equals_sacrebleu_on_genmedgpt():
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
     tok = Tokenizer13a()
@@ -232,6 +234,7 @@ def test_13a_equals_sacrebleu_on_genmedgpt():
             assert " ".join(tokenize_13a(text)) == tok(text.rstrip())
 
 
+@pytest.mark.slow
 def test_13a_equals_sacrebleu_on_punctuation_soup():
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
     tok = Tokenizer13a()
@@ -249,8 +252,8 @@ def test_sentence_bleu_equals_sacrebleu(pairs):
         assert evalkit_bleu(hyp, ref) == pytest.approx(sacrebleu.sentence_bleu(hyp, [ref]).score / 100, abs=1e-9)
 
 
-@pytest.mark.parametrize("smooth", ["none", "floor", "add-k", "exp"])
-@pytest.mark.parametrize("effective_order", [True, False])
+@pytest.mark.parametrize("smooth", ["exp", *[pytest.param(s, marks=pytest.mark.slow) for s in ("none", "floor", "add-k")]])
+@pytest.mark.parametrize("effective_order", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_sacrebleu_smoothing_and_effective_order(pairs, smooth, effective_order):
     from sacrebleu.metrics import BLEU as SacreBLEU
     ref_metric = SacreBLEU(smooth_method=smooth, effective_order=effective_order)
@@ -259,6 +262,7 @@ def test_sacrebleu_smoothing_and_effective_order(pairs, smooth, effective_order)
         assert ours.sentence(hyp, ref) == pytest.approx(ref_metric.sentence_score(hyp, [ref]).score / 100, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_corpus_bleu_equals_sacrebleu(pairs):
     sacrebleu = pytest.importorskip("sacrebleu")
     for chunk in (pairs[:1100], pairs[1100:2200], pairs[2200:]):
@@ -270,7 +274,7 @@ def test_corpus_bleu_equals_sacrebleu(pairs):
     assert ours == pytest.approx(multi.score / 100, abs=1e-9)
 
 
-@pytest.mark.parametrize("method", range(8))
+@pytest.mark.parametrize("method", [0, *[pytest.param(m, marks=pytest.mark.slow) for m in range(1, 8)]])
 def test_nltk_sentence_bleu_equals_nltk(pairs, method):
     bleu_score = pytest.importorskip("nltk.translate.bleu_score")
     fn = getattr(bleu_score.SmoothingFunction(), f"method{method}")
@@ -291,6 +295,7 @@ def test_nltk_sentence_bleu_equals_nltk(pairs, method):
                     bleu_score.sentence_bleu([ref.split()], hyp.split()), abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", range(8))
 def test_nltk_corpus_bleu_equals_nltk(pairs, method):
     bleu_score = pytest.importorskip("nltk.translate.bleu_score")

@@ -197,6 +197,7 @@ def test_mismatched_ids_between_systems(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point_exit_status_and_no_traceback(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", ["not json"])
     proc = subprocess.run([sys.executable, "-m", "evalkit", "score", "--pairs", str(bad), "--out",

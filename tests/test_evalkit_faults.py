@@ -63,6 +63,7 @@ def test_non_utf8_pairs_file_is_one_line_with_its_line_and_byte(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, problem", [
     ("file", "exists and is not a folder"),
     ("under_file", "cannot be created: {base}/file is not a folder"),
@@ -108,6 +109,7 @@ def test_api_refuses_non_finite_beta_instead_of_zero_or_nan(beta):
         evalkit.ScoreConfig(rouge_beta=beta)
 
 
+@pytest.mark.slow
 def test_full_disk_simulated_leaves_no_temp_file_and_keeps_old_results(tmp_path, monkeypatch, capsys):
     """fsync fails with ENOSPC (as on a full disk with delayed allocation) for files in --out."""
     a, b = pairs(tmp_path / "a.jsonl", "a"), pairs(tmp_path / "b.jsonl", "b", seed=1)
@@ -150,6 +152,7 @@ def test_first_run_on_a_full_disk_removes_the_folder_it_made(tmp_path, monkeypat
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_full_disk_for_real_on_a_tiny_tmpfs(tmp_path, tiny_tmpfs):
     disk = tiny_tmpfs("256k")
     a, b = pairs(tmp_path / "a.jsonl", "a", n=40), pairs(tmp_path / "b.jsonl", "b", n=40, seed=1)
@@ -177,6 +180,7 @@ SIGNAL_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_while_scoring_exits_with_one_line_and_writes_nothing(tmp_path, sig, code):
     a = pairs(tmp_path / "a.jsonl", "a", n=400, words=1500)
@@ -205,6 +209,7 @@ def _dp_lcs(a, b) -> int:
     return prev[-1]
 
 
+@pytest.mark.slow
 def test_lcs_of_long_sequences_uses_the_short_side_and_stays_exact():
     rng = random.Random(1)
     for n, m in [(5000, 40), (40, 6000), (4097, 4096), (4500, 300)]:

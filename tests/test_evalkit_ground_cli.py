@@ -114,6 +114,7 @@ def test_end_to_end(files, tmp_path):
     assert f"| tuned | {k}/24 = {k / 24:.4f} | [{lo:.4f}, {hi:.4f}] |" in md
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_without_force(files, tmp_path, capsys):
     db, base, tuned = files
     out = tmp_path / "out"
@@ -178,6 +179,7 @@ def test_single_system(files, tmp_path):
     assert t["comparisons"] == [] and t["n"] == 27 and len(t["systems"]) == 1
 
 
+@pytest.mark.slow
 def test_module_entry_point_exit_status_and_no_traceback(files, tmp_path):
     _, base, tuned = files
     proc = subprocess.run([sys.executable, "-m", "evalkit", "ground", "--pairs", str(base), "--pairs", str(tuned),

@@ -87,6 +87,7 @@ def references() -> list[str]:
     return [r["output"] for r in genmedgpt_records()]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_replacing_the_condition_flips_diagnosis_correct(real_scorer, references, data):
@@ -126,6 +127,7 @@ def test_swapping_conditions_in_a_sentence_flips_diagnosis_correct(real_scorer, 
     assert real_scorer.score(TEMPLATE.format(b), ref)["diagnosis_correct"] == 0
 
 
+@pytest.mark.slow
 def test_genmedgpt_references_scored_against_themselves(real_scorer, references):
     rows = [real_scorer.score(ref, ref) for ref in references]
     grounded = [r for r in rows if r["reference_condition"] is not None]

@@ -112,6 +112,7 @@ def genmedgpt_pairs(n_pairs: int, wordnet, seed: int = 0) -> list[tuple[str, str
     return pairs
 
 
+@pytest.mark.slow
 def test_parity_with_nltk(wordnet, tmp_path):
     meteor_score = pytest.importorskip("nltk.translate.meteor_score")
     reference_wn = nltk_wordnet(tmp_path / "nltk_wordnet")

@@ -185,6 +185,7 @@ VOCAB = sorted({w for names in NAMES.values() for n in names for w in re.findall
                | {"and", "the", "x-ray", "stones", "Xanax", "a", ",", "."})
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(VOCAB), max_size=30))
 def test_trie_equals_naive_scan(tokens):

@@ -83,6 +83,7 @@ def _dataset_words() -> list[str]:
     return sorted(words)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_parity_with_nltk_on_every_dataset_word(mode):
     porter = pytest.importorskip("nltk.stem.porter")

@@ -108,6 +108,7 @@ def genmedgpt_pairs(n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
     return pairs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", [False, True])
 def test_parity_with_rouge_score(stem):
     rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")

@@ -173,6 +173,7 @@ def test_real_wordnet_hand_vectors():
     assert "ill" in wn.synonyms("sick")
 
 
+@pytest.mark.slow
 def test_parity_with_nltk_on_dataset_words(reference_wordnet):
     words: set[str] = set()
     for record in genmedgpt_records():

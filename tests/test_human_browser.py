@@ -17,6 +17,8 @@ from _human_util import MODELS, SCRIPT_ANSWER, chromium_driver, running_study
 from judge.human.export import export
 from judge.rubric import DIMENSIONS
 
+pytestmark = pytest.mark.slow  # a real headless Chromium per test
+
 
 @pytest.fixture(scope="module")
 def browser():

@@ -34,6 +34,7 @@ def start_serve(*args) -> tuple[subprocess.Popen, list[str]]:
     return proc, lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_serve_prints_one_link_per_rater_and_stops_on_signals(tmp_path, sig, code):
     pairs = write_pairs(tmp_path, 3)
@@ -101,6 +102,7 @@ def test_serve_port_in_use_is_exit_1_before_anything_is_written(tmp_path, capsys
     assert not (tmp_path / "r.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_export_cli_and_its_errors(tmp_path, capsys):
     pairs = write_pairs(tmp_path, 2)
     proc, _ = start_serve("--pairs", pairs[0], "--pairs", pairs[1], "--store", str(tmp_path / "r.sqlite"),

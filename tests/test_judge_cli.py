@@ -51,6 +51,7 @@ def every_file_text(folder: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_faults_every_item_ends_scored_or_failed(env, capsys):
     seen = Counter()
 
@@ -97,6 +98,7 @@ def test_faults_every_item_ends_scored_or_failed(env, capsys):
     assert KEY not in every_file_text(env / "out") and KEY not in out + err
 
 
+@pytest.mark.slow
 def test_blind_order_is_seeded_and_interleaved(env):
     orders = []
     for seed in ("0", "0", "1"):
@@ -112,6 +114,7 @@ def test_blind_order_is_seeded_and_interleaved(env):
     assert 0 < sum("Rest and drink fluids. Rest" in t for t in first_half) < 12  # systems interleaved
 
 
+@pytest.mark.slow
 def test_fatal_stops_at_once_and_rerun_resumes(env, capsys):
     pairs = write_pairs(env)
     journal = env / "out" / "journal.jsonl"
@@ -239,6 +242,7 @@ def test_bad_input_one_line_and_journal_intact(env, monkeypatch, capsys, case, e
     assert journal.read_text() == '{"key": "k0", "status": "ok"}\n' and KEY not in err
 
 
+@pytest.mark.slow
 def test_standin_command_line(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "judge.standin", "--port", "0", "--fail-plan", "2*503"],
                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])

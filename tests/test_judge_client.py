@@ -90,7 +90,7 @@ def test_server_hint_is_honoured(standin, spec, expected):
 
 
 @pytest.mark.parametrize("spec", ["500", "503", "502", "408", "409", "429", "malformed", "truncated", "drop",
-                                  "slow:ms=1500"])
+                                  pytest.param("slow:ms=1500", marks=pytest.mark.slow)])
 def test_transient_failures_back_off_then_succeed(standin, spec):
     url, log = standin([spec, spec, spec])
     result, delays = chat(url, timeout=0.5)

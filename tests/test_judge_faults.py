@@ -151,6 +151,7 @@ HOLD_JOURNAL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_journal_in_use_is_refused_and_a_killed_holder_does_not_block(env, capsys):
     out = env / "out"
     out.mkdir()
@@ -188,6 +189,7 @@ def wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_journal_judge_each_item_once(env):
     log = []
     url, stop = start_standin(latency_ms=500, log=log)
@@ -207,6 +209,7 @@ def test_two_runs_on_one_journal_judge_each_item_once(env):
     assert len(rows(env / "out")) == 24
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_cleanly_and_the_rerun_resumes(env, sig, code):
     log = []
@@ -290,6 +293,7 @@ def journal_records_whole(path: Path) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 def test_full_disk_for_real_on_a_tiny_tmpfs(env, tiny_tmpfs, capsys):
     disk = tiny_tmpfs("64k")
     out = disk / "out"

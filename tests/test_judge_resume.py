@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from judge.cli import main
 from judge.client import JudgeClient
 from judge.config import JudgeConfig
@@ -41,6 +43,7 @@ def journal_keys(path: Path) -> list[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_rerun_exactly_once(tmp_path):
     pairs = write_pairs(tmp_path, 30)
     out = tmp_path / "out"

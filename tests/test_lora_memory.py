@@ -163,6 +163,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert captured.err.startswith(message) and captured.err.count("\n") == 1 and captured.out == ""
 
 
+@pytest.mark.slow
 def test_cli_hub_id_reads_the_cached_config_and_offline_fails_in_one_line(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     repo = tmp_path / "hf" / "hub" / "models--someone--tiny"  # the Hugging Face cache layout

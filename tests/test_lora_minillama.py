@@ -131,6 +131,7 @@ def test_merge_cli_refuses_a_non_empty_out(tmp_path, base_dir, peft_adapter, cap
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_merge_cli_bad_adapter_is_one_line_without_traceback(tmp_path, base_dir):
     bad = tmp_path / "bad"
     bad.mkdir()

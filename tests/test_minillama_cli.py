@@ -48,6 +48,7 @@ def test_chat_and_sampling_options(model_dir, llama2_tokenizer_path):
     assert first[0] == 0 and first[1] == second[1]
 
 
+@pytest.mark.slow
 def test_subprocess_streams_and_exits_zero(model_dir):
     proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(model_dir),
                            "--prompt", "Hi", "--max-new-tokens", "3"], cwd=REPO_ROOT, capture_output=True,
@@ -108,6 +109,7 @@ def test_lora_adapter_folder_as_model_says_pass_the_base(tmp_path):
     assert "pass the base model" in err and f"python -m lora merge --base BASE --adapter {adapter}" in err
 
 
+@pytest.mark.slow
 def test_bad_input_subprocess_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(tmp_path / "none"),
                            "--prompt", "x"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

@@ -29,7 +29,7 @@ def _run(argv):
     return rc, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("key, value, problem", [
+BAD_CONFIG = [  # the first three run in the quick loop, the rest with -m slow
     ("hidden_size", -32, "hidden_size must be a positive integer, got -32"),
     ("hidden_size", 0, "hidden_size must be a positive integer, got 0"),
     ("hidden_size", 32.5, "hidden_size must be an integer, got 32.5"),
@@ -43,7 +43,11 @@ def _run(argv):
     ("max_position_embeddings", 0, "max_position_embeddings must be a positive integer, got 0"),
     ("rms_norm_eps", -1e-6, "rms_norm_eps must be a finite number > 0, got -1e-06"),
     ("eos_token_id", 32000, "eos_token_id must be a token id in [0, vocab_size=32000), got 32000"),
-])
+]
+
+
+@pytest.mark.parametrize("key, value, problem", [*BAD_CONFIG[:3], *[pytest.param(*c, marks=pytest.mark.slow)
+                                                                    for c in BAD_CONFIG[3:]]])
 def test_invalid_config_value_is_one_line_naming_file_and_key(tmp_path, model_dir, key, value, problem):
     folder = tmp_path / "m"
     folder.mkdir()

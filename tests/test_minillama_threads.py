@@ -41,6 +41,7 @@ def test_user_wait_policy_and_an_imported_torch_are_left_alone(monkeypatch):
     assert "torch" in sys.modules and threads.prepare_openmp() == ""  # too late to change OpenMP here
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the policy reads /proc/stat (Linux)")
 def test_a_busy_machine_gets_passive_waiting_and_one_thread_per_core():
     busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(2)]

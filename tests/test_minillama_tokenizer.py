@@ -21,6 +21,7 @@ def test_special_ids(tok):
     assert tok.encode("Hello world", bos=False, eos=True) == [15043, 3186, 2]
 
 
+@pytest.mark.slow
 def test_genmedgpt_parity_with_transformers(tok, genmedgpt_path, llama2_tokenizer_path):
     """Every instruction, input and output of GenMedGPT-5k encodes to the same ids and decodes back.
 

@@ -56,6 +56,7 @@ def test_a_figure_outside_the_run_folder_is_not_read(tmp_path):
     assert "base64" not in body and "figure missing" in body
 
 
+@pytest.mark.slow
 def test_in_a_browser_the_script_stays_text_and_a_header_click_sorts(tmp_path):
     from _human_util import chromium_driver
 

@@ -20,6 +20,7 @@ from evalkit.reproduce.generation import FAULT_ENV
 from medlora_scripts import reproduce
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # end-to-end runs of the whole pipeline, in processes
 METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor")
 DIMENSIONS = ("accuracy", "comprehensiveness", "helpfulness", "relevance")
 SMALL = {  # the demo preset, shrunk to seconds: tiny warm-up, 6 steps, 12 held-out pairs

@@ -94,7 +94,7 @@ DAMAGE = ["optimizer.safetensors", "optimizer.json", "rng.safetensors", "rng.jso
           "adapter/adapter_model.safetensors", "adapter/adapter_config.json"]
 
 
-@pytest.mark.parametrize("name", DAMAGE)
+@pytest.mark.parametrize("name", [DAMAGE[0], *[pytest.param(n, marks=pytest.mark.slow) for n in DAMAGE[1:]]])
 def test_damaged_newest_checkpoint_falls_back_to_the_intact_one(tiny_train, reference, tmp_path, capsys, name):
     out = run_train(args(tiny_train, tmp_path / "run", "--stop-after-steps", "4"))
     newest = out / "checkpoints" / "step_00000004"
@@ -130,6 +130,7 @@ def test_torn_metrics_line_does_not_stop_resume(tiny_train, reference, tmp_path)
 
 # ---- processes: kills, locks, signals -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_checkpoint_kills_at_every_phase_then_resume_is_bitwise_equal(tiny_train, reference, tmp_path):
     """SIGKILL inside the write of checkpoint 4, after each of its phases: the rerun resumes and ends equal."""
     for phase in ("adapter", "optimizer", "rng", "state", "renamed", "pruned"):
@@ -177,6 +178,7 @@ def _wait_for(path: Path, pred, timeout: float = 60.0) -> None:
     raise AssertionError(f"{path} did not appear")
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_folder_and_a_stale_lock(tiny_train, tmp_path):
     out = tmp_path / "run"
     long = args(tiny_train, out, "--max-steps", "300", "--eval-steps", "100", "--save-steps", "20")
@@ -196,6 +198,7 @@ def test_two_runs_on_one_folder_and_a_stale_lock(tiny_train, tmp_path):
     assert steps == list(range(1, 301))  # no row lost or written twice
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status, name", [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_sigint_and_sigterm_save_a_checkpoint_and_say_so(tiny_train, tmp_path, sig, status, name):
     long = ["--max-steps", "200", "--eval-steps", "100", "--save-steps", "100"]
@@ -231,6 +234,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_disk_full_is_one_line_then_resume_is_bitwise_equal(tiny_train, reference, tmp_path, small_disk):
     probe = run_train(args(tiny_train, tmp_path / "probe", "--stop-after-steps", "2"))
     used = sum(p.stat().st_size for p in probe.rglob("*") if p.is_file())

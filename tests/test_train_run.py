@@ -68,6 +68,7 @@ def test_refuses_to_overwrite_a_run_folder(tiny, tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "not ours"  # --force deletes only what a run writes
 
 
+@pytest.mark.slow
 def test_demo_validation_loss_falls(tmp_path):
     run = run_train(["--out", str(tmp_path / "demo"), "--demo-records", "160", "--val-size", "24",
                       "--demo-pretrain-steps", "40", "--max-steps", "24", "--eval-steps", "8", "--num-threads", "1"])
@@ -78,6 +79,7 @@ def test_demo_validation_loss_falls(tmp_path):
     assert (run / "DONE").is_file() and (run / "base" / "tokenizer.model").is_file()
 
 
+@pytest.mark.slow
 def test_paper_preset_without_weights_fails_in_one_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": ""}
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--preset", "paper",
@@ -170,6 +172,7 @@ def test_demo_base_is_built_once_per_recipe(tmp_path, monkeypatch, capsys):
     assert not list((tmp_path / "cache" / "demo-base").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_qlora_run_resumes_bitwise_and_is_answered_on_its_4bit_base(tiny, tmp_path):
     """--quantize nf4: the base is 4-bit, only LoRA trains, resume is bitwise equal; chat and generation
     load the run's base in NF4 again."""
