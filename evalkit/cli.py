@@ -43,19 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSONL of {id, model, prompt, reference, response}; once per system, baseline first")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--bleu-preset", choices=("sacrebleu", "nltk"), default="sacrebleu",
-                   help="sacrebleu: sentence_bleu (13a, exp smoothing); nltk: sentence_bleu defaults")
+                   help="sacrebleu: sentence_bleu (13a, exp smoothing); nltk: sentence_bleu defaults (default: %(default)s)")
     p.add_argument("--bleu-smooth", default=None, choices=SACREBLEU_METHODS + NLTK_METHODS,
-                   help="override the preset's BLEU smoothing (sacrebleu's or NLTK's methods)")
-    p.add_argument("--rouge-beta", type=float, default=1.0, help="ROUGE F-measure beta (1.0 = F1)")
+                   help="override the preset's BLEU smoothing (sacrebleu's or NLTK's methods; default: the preset's)")
+    p.add_argument("--rouge-beta", type=float, default=1.0, help="ROUGE F-measure beta (1.0 = F1; default: %(default)s)")
     p.add_argument("--stem", action="store_true", help="Porter-stem tokens for ROUGE")
     p.add_argument("--no-meteor-penalty", action="store_true", help="METEOR without fragmentation penalty")
     p.add_argument("--keep-truncated", action="store_true",
                    help="score responses with finish_reason 'length' instead of excluding them")
     p.add_argument("--strict-ids", action="store_true",
                    help="an id missing from a file is an error instead of an exclusion")
-    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap, randomisation and plot jitter")
-    p.add_argument("--bootstrap", type=int, default=10_000, metavar="N", help="bootstrap resamples")
-    p.add_argument("--permutations", type=int, default=10_000, metavar="N", help="randomisation sign flips")
+    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap, randomisation and plot jitter (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=10_000, metavar="N", help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--permutations", type=int, default=10_000, metavar="N", help="randomisation sign flips (default: %(default)s)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the distribution figures")
     p.add_argument("--force", action="store_true", help="overwrite existing result files in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

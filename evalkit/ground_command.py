@@ -31,9 +31,9 @@ def add_ground_arguments(p: argparse.ArgumentParser) -> None:
                    help="score responses with finish_reason 'length' instead of excluding them")
     p.add_argument("--strict-ids", action="store_true",
                    help="an id missing from a file is an error instead of an exclusion")
-    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and randomisation")
-    p.add_argument("--bootstrap", type=int, default=10_000, metavar="N", help="bootstrap resamples")
-    p.add_argument("--permutations", type=int, default=10_000, metavar="N", help="randomisation sign flips")
+    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and randomisation (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=10_000, metavar="N", help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--permutations", type=int, default=10_000, metavar="N", help="randomisation sign flips (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite existing result files in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 

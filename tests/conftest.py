@@ -14,7 +14,8 @@ def shared_file(name: str) -> Path:
     """Path of a reference file in ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA / name
     if not path.is_file():
-        pytest.skip(f"reference data {path} is absent (see ../shared/data/README.md)")
+        pytest.skip(f"reference data {path} is absent (the project's data folder sits beside the checkout, at "
+                    f"{SHARED_DATA}; its README says what belongs there)")
     return path
 
 
