@@ -20,6 +20,7 @@ from judge.rubric import DIMENSIONS, PAIRWISE_SCHEMA, POINTWISE_SCHEMA
 from judge.runner import build_jobs, run_jobs
 from judge.standin_answers import SERVED_MODEL as STANDIN_MODEL
 from judge.table import render_markdown, table2
+from minillama.durable import write_text_atomic
 from minillama.jobcontrol import Interrupted, folder_problem, os_problem, run_cli, sigterm_cancels
 
 
@@ -96,23 +97,16 @@ def _usage_cost(model: str, usage: dict, price, served: list[str]) -> dict:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file, forced to disk, renamed over the target.
+    """Write a whole file or nothing (`minillama.durable.write_text_atomic`).
 
     Raises:
         JudgeError: exit status 1 (a full disk ...); the temporary file is removed, the target untouched.
     """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError as exc:
         raise JudgeError(f"{path}: cannot write ({os_problem(exc)}); the journal is intact, rerun the same "
                          "command to write the tables again", exit_code=1) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _dry_run(jobs, journal: Journal, config: JudgeConfig) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import INDEX_FILE, SINGLE_FILE, expected_shapes
+from .durable import replace_atomic, write_text_atomic
 from .errors import MiniLlamaError, check_path
 from .safetensors_io import save_file
 
@@ -66,22 +66,22 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
     names = [SINGLE_FILE] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
     for shard, fname in tqdm(list(zip(shards, names)), desc="saving", unit="shard", disable=n < 4):
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in shard.items()}
-        _atomic(out / fname, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "pt"}))
+        replace_atomic(out / fname, lambda tmp: save_file(cpu, str(tmp), metadata={"format": "pt"}))
     if n > 1:
         index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
                  "weight_map": {k: fname for shard, fname in zip(shards, names) for k in shard}}
-        _atomic_text(out / INDEX_FILE, json.dumps(index, indent=2) + "\n")
+        write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=2) + "\n")
     stale = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$")
     for p in out.iterdir():
         if stale.fullmatch(p.name) and p.name not in names and not (n > 1 and p.name == INDEX_FILE):
             p.unlink()
     dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
     config = model.config.to_hf_dict() | {"torch_dtype": dtype}
-    _atomic_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
     gen = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
     if model.config.pad_token_id is not None:
         gen["pad_token_id"] = model.config.pad_token_id
-    _atomic_text(out / "generation_config.json", json.dumps(gen, indent=2) + "\n")
+    write_text_atomic(out / "generation_config.json", json.dumps(gen, indent=2) + "\n")
     return out
 
 
@@ -98,14 +98,3 @@ def _lora_advice(model) -> str:
     return "merge LoRA first"
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

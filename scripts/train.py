@@ -35,7 +35,7 @@ from tqdm import tqdm
 import lora
 from lora.finetune import checkpoint, data, demo_data, demo_model, distributed, run_dir
 from lora.finetune.config import RunFailed, TrainConfig, TrainError, config_to_dict
-from lora.finetune.files import is_disk_full, write_json_atomic
+from lora.finetune.files import is_disk_full
 from lora.finetune.flags import config_from_args, resumed_config
 from lora.finetune.loss import SummedNLL, loss_denominator
 from lora.finetune.plots import plot_loss
@@ -44,6 +44,7 @@ from lora.finetune.schedule import lr_at
 from lora.finetune.signals import StopFlag
 from minillama import Llama, LlamaConfig, MiniLlamaError, load_tokenizer
 from minillama import threads
+from minillama.durable import write_json_atomic
 from minillama.jobcontrol import Interrupted, exit_code
 from minillama.hub import check_access, is_hub_id
 

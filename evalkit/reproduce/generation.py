@@ -31,9 +31,9 @@ import torch
 
 from evalkit.reproduce.config import GenerationSettings, PipelineError
 from lora.finetune.distributed import DistInfo, barrier
-from lora.finetune.files import write_json_atomic, write_text_atomic
 from lora.finetune.run_folder import TrainRun
 from minillama import threads
+from minillama.durable import write_json_atomic, write_text_atomic
 
 MODELS = ("base", "finetuned")
 FAULT_ENV = "MEDLORA_FAULT_KILL_AFTER_BATCHES"  # test hook: SIGKILL this process after N batches

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from evalkit import agreement
 from evalkit.reproduce.manifest import build_manifest
-from lora.finetune.files import sha256_file, write_json_atomic, write_text_atomic
+from lora.finetune.files import sha256_file
+from minillama.durable import write_json_atomic, write_text_atomic
 
 PAPER_TABLE1 = {  # the paper's Table 1 (N = 84 of 120, Mann-Whitney U p-values)
     "base": {"bleu": 0.0033, "rouge1": 0.1819, "rouge2": 0.0298, "rougeL": 0.1696, "meteor": 0.1004},

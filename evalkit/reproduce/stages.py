@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from evalkit.reproduce.config import ConfigError, PipelineError, ReproduceConfig
-from lora.finetune.files import write_json_atomic
+from minillama.durable import write_json_atomic
 
 STAGE_DIRS = {"generate": "generations", "track_a": "track_a", "grounding": "grounding", "track_b": "track_b"}
 

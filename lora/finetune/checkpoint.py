@@ -34,7 +34,8 @@ from safetensors.torch import load_file
 import lora
 from lora.finetune.config import RunFailed, TrainError
 from lora.finetune.faults import kill_point
-from lora.finetune.files import fsync_dir, sha256_file, write_json_atomic
+from lora.finetune.files import sha256_file
+from minillama.durable import fsync_dir, write_json_atomic
 from minillama.safetensors_io import save_file  # a full disk as OSError, naming the file
 
 FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "optimizer.safetensors",

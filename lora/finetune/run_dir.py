@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from lora.finetune.config import TrainError
-from lora.finetune.files import FolderLock, write_text_atomic
+from lora.finetune.files import FolderLock
+from minillama.durable import write_text_atomic
 
 # Everything a run writes into its folder; any of these present means the folder holds results.
 RESULT_NAMES = ("config.json", "split.json", "data_report.json", "metrics.jsonl", "loss.png", "DONE",
