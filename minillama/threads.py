@@ -52,31 +52,37 @@ def cpu_sample() -> tuple[float, float, float] | None:
     return busy / _CLOCK_TICKS, own_ticks / _CLOCK_TICKS, time.monotonic()
 
 
+def _others_busy(before, after) -> float:
+    """Cores the other processes kept busy between two `cpu_sample`s (all busy time minus our own)."""
+    wall = max(after[2] - before[2], 1e-6)
+    return max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / wall
+
+
 def free_cores(before, after) -> int:
     """Cores the other processes left free between two `cpu_sample`s (at least 1)."""
-    wall = max(after[2] - before[2], 1e-6)
-    others = max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / wall  # busy cores, ours excluded
-    return max(1, min(usable_cores(), int(usable_cores() - others + 0.5)))
+    return max(1, min(usable_cores(), int(usable_cores() - _others_busy(before, after) + 0.5)))
 
 
-def others_busy(probe: float = 0.2) -> float | None:
-    """Cores the other processes kept busy over `probe` seconds (None off Linux)."""
+def probe(seconds: float = 0.2) -> tuple | None:
+    """Two `cpu_sample`s `seconds` apart, or None off Linux."""
     first = cpu_sample()
     if first is None:
         return None
-    time.sleep(probe)
-    second = cpu_sample()
-    wall = max(second[2] - first[2], 1e-6)
-    return max(0.0, (second[0] - first[0]) - (second[1] - first[1])) / wall
+    time.sleep(seconds)
+    return first, cpu_sample()
+
+
+_STARTUP: tuple | None = None  # prepare_openmp's probe, reused once by ThreadPolicy.start while it is fresh
 
 
 def prepare_openmp(threshold: float = 0.5) -> str:
     """Choose OpenMP's wait policy before torch is imported: PASSIVE when other processes keep at least
     `threshold` of a core busy now. Returns the policy in force ("" for OpenMP's default)."""
+    global _STARTUP
     user_set = any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"))
     if not user_set and "torch" not in sys.modules:
-        busy = others_busy()
-        if busy is not None and busy >= threshold:
+        _STARTUP = probe()
+        if _STARTUP is not None and _others_busy(*_STARTUP) >= threshold:
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return os.environ.get("OMP_WAIT_POLICY", "")
 
@@ -100,8 +106,9 @@ class ThreadPolicy:
         self.interval = interval
         self._last = None
 
-    def start(self, probe: float = 0.2) -> int:
-        """Measure the other processes' load for `probe` seconds, set the thread count and return it."""
+    def start(self, probe_s: float = 0.2) -> int:
+        """Measure the other processes' load for `probe_s` seconds (or take the probe `prepare_openmp`
+        made moments ago), set the thread count and return it."""
         import torch
 
         if self.fixed:
@@ -111,12 +118,13 @@ class ThreadPolicy:
             self.fixed = usable_cores()
             torch.set_num_threads(self.fixed)
             return self.fixed
-        first = cpu_sample()
-        if first is None:
+        global _STARTUP
+        fresh = _STARTUP is not None and time.monotonic() - _STARTUP[1][2] < self.interval
+        samples, _STARTUP = (_STARTUP if fresh else probe(probe_s)), None  # no second probe right after the first
+        if samples is None:
             return torch.get_num_threads()
-        time.sleep(probe)
-        self._last = cpu_sample()
-        torch.set_num_threads(free_cores(first, self._last))
+        self._last = samples[1]
+        torch.set_num_threads(free_cores(*samples))
         return torch.get_num_threads()
 
     def tick(self) -> None:

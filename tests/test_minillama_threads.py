@@ -56,3 +56,26 @@ def test_a_busy_machine_gets_passive_waiting_and_one_thread_per_core():
             p.wait()
     policy, n, cores = out.stdout.split()
     assert policy == "PASSIVE" and n == cores, out.stderr
+
+
+def test_start_reuses_the_startup_probe_once_while_it_is_fresh(monkeypatch):
+    import time
+
+    import torch
+
+    before = torch.get_num_threads()
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    calls = []
+    monkeypatch.setattr(threads, "probe", lambda seconds=0.2: calls.append(seconds) or
+                        ((0.0, 0.0, time.monotonic() - 1), (3.0, 0.0, time.monotonic())))  # others: 3 cores
+    now = time.monotonic()
+    try:
+        monkeypatch.setattr(threads, "_STARTUP", ((0.0, 0.0, now - 1), (1.0, 0.0, now)))  # others: 1 core
+        assert threads.ThreadPolicy().start() == 3 and calls == []  # prepare_openmp's probe, no new one
+        assert threads.ThreadPolicy().start() == 1 and len(calls) == 1  # used once: the next start probes
+        monkeypatch.setattr(threads, "_STARTUP", ((0.0, 0.0, now - 61), (1.0, 0.0, now - 60)))
+        assert threads.ThreadPolicy().start() == 1 and len(calls) == 2  # a stale probe is not trusted
+    finally:
+        torch.set_num_threads(before)
