@@ -1,20 +1,15 @@
 """The one error class evalkit raises for bad input (files, fields, options) and failed writes."""
 from __future__ import annotations
 
+from minillama.jobcontrol import CommandError
 
-class EvalkitError(Exception):
+
+class EvalkitError(CommandError):
     """One line: ``"<file>:<line>: <problem>"`` (or ``"<file>: <problem>"``, ``"--flag: <problem>"``).
 
     The CLI prints it as ``error: <message>`` on stderr, without a traceback, and exits with its
     ``exit_code``: 2 (bad input, the default) or 1 (a failure while running, e.g. a full disk).
     """
-
-    exit_code = 2
-
-    def __init__(self, message: str, exit_code: int | None = None):
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
 
     @classmethod
     def at(cls, path: object, line: int | None, problem: str, exit_code: int | None = None) -> "EvalkitError":

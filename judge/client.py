@@ -50,7 +50,7 @@ class ChatResult:
         usage: token counts summed over every attempt that returned usage.
         attempts: HTTP attempts made (1 when the first one succeeded).
         response_format: the structured-output mode the successful attempt asked for (whether the
-            server honoured it shows in the reply: see `judge.runner.honoured_format`).
+            server honoured it shows in the reply: see `judge.parse.reply_format`).
         finish_reason: the server's finish reason ("stop", "length", ...), if given.
         served_model: the model name the server says answered (e.g. a dated snapshot), if given.
     """

@@ -1,20 +1,15 @@
 """Error classes of the judge: bad input versus a run that must stop at once."""
 from __future__ import annotations
 
+from minillama.jobcontrol import CommandError
 
-class JudgeError(Exception):
+
+class JudgeError(CommandError):
     """One line the CLI prints as `error: <message>`, exiting with `exit_code`.
 
     `exit_code` is 2 (bad input or usage: a pairs file, a flag, a missing key, a journal another run
     holds) unless the error is a failure while running (a full disk), raised with `exit_code=1`.
     """
-
-    exit_code = 2
-
-    def __init__(self, message: str = "", exit_code: int | None = None):
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
 
 
 class FatalJudgeError(JudgeError):

@@ -1,8 +1,10 @@
 """The one error class minillama raises for bad input (a missing file, a config it cannot honour ...)."""
 from __future__ import annotations
 
+from .jobcontrol import CommandError
 
-class MiniLlamaError(Exception):
+
+class MiniLlamaError(CommandError):
     """A user-facing error whose message is one line naming the file and the problem.
 
     CLIs print it as ``error: <message>`` on stderr and exit with ``exit_code``, without a traceback:
@@ -10,12 +12,8 @@ class MiniLlamaError(Exception):
     Newlines in the message are folded so the contract "one clear line" always holds.
     """
 
-    exit_code = 2
-
     def __init__(self, message: str, exit_code: int | None = None):
-        super().__init__(" ".join(str(message).split("\n")))
-        if exit_code is not None:
-            self.exit_code = exit_code
+        super().__init__(" ".join(str(message).split("\n")), exit_code)
 
 
 def check_path(value, what: str) -> None:

@@ -51,6 +51,22 @@ class Interrupted(BaseException):
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
+class CommandError(Exception):
+    """A failure a command reports as one line, `error: <message>`, then exits with `exit_code`.
+
+    The base of every package's error class (`MiniLlamaError`, `LoraError`, `TrainError`,
+    `EvalkitError`, `JudgeError`, `PipelineError`), so the convention lives in one place: 2 (bad input
+    or usage) unless the class or the raise says otherwise, e.g. `exit_code=1` for a full disk.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str = "", exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
 class LockedError(OSError):
     """The lock file is held by another live process; the message says which file and which pid.
 

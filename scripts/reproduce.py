@@ -32,7 +32,7 @@ from minillama.threads import prepare_openmp
 
 prepare_openmp()  # before torch is imported, since OpenMP reads its wait policy once (minillama/threads.py)
 
-from evalkit.reproduce.config import PRESETS, ConfigError, PipelineError, ReproduceConfig, load_config, preset
+from evalkit.reproduce.config import PRESETS, ConfigError, ReproduceConfig, load_config, preset
 from evalkit.reproduce.stages import STAGE_DIRS, StageBook, call_cli, log, now
 
 STANDIN = "standin"  # judge endpoint placeholder: the loopback stand-in, started by the stage itself
@@ -265,20 +265,13 @@ def resolve_config(args) -> ReproduceConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry (`medlora-reproduce`); returns the exit status (see the module docstring)."""
-    from evalkit.errors import EvalkitError
-    from judge.errors import JudgeError
-    from lora.errors import LoraError
     from lora.finetune import distributed
-    from lora.finetune.config import RunFailed, TrainError
     from lora.finetune.files import FolderLock, is_disk_full
     from lora.finetune.signals import StopFlag
-    from minillama.jobcontrol import Interrupted
     from minillama import threads
-    from minillama.errors import MiniLlamaError
     from minillama.hub import check_access
-    from minillama.jobcontrol import exit_code
+    from minillama.jobcontrol import CommandError, Interrupted
 
-    bad_input = (ConfigError, TrainError, MiniLlamaError, LoraError, EvalkitError, JudgeError)
     info, lock = None, None
     try:
         with StopFlag():
@@ -311,15 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"interrupted ({e}); rerun the same command to resume", file=sys.stderr)
         return e.exit_status
-    except PipelineError as e:
+    except CommandError as e:  # every package's error class: bad input 2, a failure while running 1
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return e.exit_status
-    except RunFailed as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
-    except bad_input as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return exit_code(e) or 2  # a failed download is a failure while running (1), bad input 2
+        return e.exit_code
     except OSError as e:
         print(f"error: {e.filename or 'run folder'}: {e.strerror or e}"
               + ("; free space and rerun to resume" if is_disk_full(e) else ""), file=sys.stderr)

@@ -45,7 +45,7 @@ from lora.finetune.signals import StopFlag
 from minillama import Llama, LlamaConfig, MiniLlamaError, load_tokenizer
 from minillama import threads
 from minillama.durable import write_json_atomic
-from minillama.jobcontrol import Interrupted, exit_code
+from minillama.jobcontrol import CommandError, Interrupted
 from minillama.hub import check_access, is_hub_id
 
 
@@ -292,12 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"interrupted ({e}); rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         return e.exit_status
-    except RunFailed as e:
+    except CommandError as e:  # TrainError, MiniLlamaError, LoraError: bad input 2, a failure while running 1
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (TrainError, MiniLlamaError, lora.LoraError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exit_code(e) or 2  # a failed Hub download is a failure while running (1), bad input 2
+        return e.exit_code
     except OSError as e:
         if not is_disk_full(e) and not isinstance(e, PermissionError):
             raise

@@ -165,3 +165,22 @@ def test_sigterm_cancels_an_asyncio_task_and_restores_the_handler():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 143, proc.stderr
     assert time.perf_counter() - start < 20
+
+
+def test_every_package_error_is_a_command_error_with_its_exit_code():
+    from evalkit.errors import EvalkitError
+    from evalkit.reproduce.config import ConfigError, PipelineError
+    from judge.errors import FatalJudgeError, JudgeError
+    from lora.errors import LoraError
+    from lora.finetune.config import RunFailed, TrainError
+    from minillama.errors import MiniLlamaError
+    from minillama.jobcontrol import CommandError, exit_code
+
+    bad_input = [EvalkitError("x"), ConfigError("x"), JudgeError("x"), LoraError("x"), TrainError("x"),
+                 MiniLlamaError("x")]
+    while_running = [PipelineError("x"), FatalJudgeError("x"), RunFailed("x"), EvalkitError("x", exit_code=1),
+                     MiniLlamaError("x", exit_code=1)]
+    assert all(isinstance(e, CommandError) for e in bad_input + while_running)
+    assert [exit_code(e) for e in bad_input] == [2] * len(bad_input)
+    assert [exit_code(e) for e in while_running] == [1] * len(while_running)
+    assert isinstance(LoraError("x"), ValueError) and str(MiniLlamaError("a\nb")) == "a b"

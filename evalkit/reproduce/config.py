@@ -17,25 +17,22 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minillama.jobcontrol import EXIT_FAILURE, EXIT_USAGE, CommandError
+
 PRESETS = ("demo", "paper")
 PAPER_BASE_MODEL = "meta-llama/Llama-2-7b-chat-hf"  # Section 4.3: llama-2-7b-chat-hf
 
 
-class PipelineError(Exception):
+class PipelineError(CommandError):
     """A reproduction that cannot go on; the message is one line naming the file and the problem."""
 
-    exit_status = 1  # a failure while running (see docs/cli.md)
-
-    def __init__(self, message: str, exit_status: int | None = None):
-        super().__init__(message)
-        if exit_status is not None:
-            self.exit_status = exit_status
+    exit_code = EXIT_FAILURE  # a failure while running (see docs/cli.md)
 
 
 class ConfigError(PipelineError):
     """A config file or flag that cannot be honoured."""
 
-    exit_status = 2  # bad input
+    exit_code = EXIT_USAGE  # bad input
 
 
 @dataclass

@@ -194,4 +194,4 @@ def call_cli(main, argv: list[str], what: str) -> None:
         raise Interrupted(rc - 128)
     if rc:
         detail = catcher.errors[-1] if catcher.errors else f"exit status {rc}"
-        raise PipelineError(f"{what}: {detail}", exit_status=rc if rc in (1, 2) else 1)
+        raise PipelineError(f"{what}: {detail}", exit_code=rc if rc in (1, 2) else 1)

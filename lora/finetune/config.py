@@ -16,13 +16,17 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from minillama.jobcontrol import EXIT_FAILURE, CommandError
 
-class TrainError(Exception):
-    """A user-facing training error; the CLI prints it as one `error: ...` line (exit status 2 or 1)."""
+
+class TrainError(CommandError):
+    """A user-facing training error; the CLI prints it as one `error: ...` line (exit status 2: bad input)."""
 
 
 class RunFailed(TrainError):
     """A failure while running (disk full, a lost process), as opposed to bad input: exit status 1."""
+
+    exit_code = EXIT_FAILURE
 
 
 def knob(default, help: str, choices: tuple[str, ...] | None = None, runtime: bool = False):
