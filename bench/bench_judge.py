@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 
-from judge.cli import main as judge_main
+from judge.llm.cli import main as judge_main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from lora.nf4.quantize import quantize_nf4
+from minillama.nf4.quantize import quantize_nf4
 
 SHAPES = [(4096, 4096), (11008, 4096)]  # Llama-2-7B: q/k/v/o_proj and gate/up_proj ([out, in]; down_proj is 4096 x 11008)
 

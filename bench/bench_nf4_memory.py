@@ -42,7 +42,7 @@ def status_kib(field: str) -> int:
 
 def child(mode: str, folder: str) -> dict:
     """In a fresh process: load the checkpoint in bf16 (`mode` "bf16") or straight into NF4 ("nf4")."""
-    import lora.nf4  # noqa: F401  (imported before the baseline in both modes, so both pay the same imports)
+    import minillama.nf4  # noqa: F401  (imported before the baseline in both modes, so both pay the same imports)
 
     before = status_kib("VmRSS")
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def speed(shape=(4096, 4096)) -> dict:
     """Seconds to quantise / dequantise one bf16 matrix to NF4 with double quantisation: ours vs bitsandbytes."""
     import bitsandbytes.functional as bnbf
 
-    from lora.nf4.quantize import quantize_nf4
+    from minillama.nf4.quantize import quantize_nf4
 
     w = (torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 0.02).to(torch.bfloat16)
     q = quantize_nf4(w, double_quant=True)

@@ -78,7 +78,7 @@ def init_weights(model: torch.nn.Module, seed: int) -> None:
 
 def build(side: str, shape: str, device: torch.device, dtype: torch.dtype, quantize: str = "none"):
     """(model with LoRA, step_fn(ids, labels) -> loss tensor) for "ours" or "hf"; with quantize="nf4" the
-    frozen base is 4-bit NF4 (ours: lora.nf4; theirs: bitsandbytes through transformers, as QLoRA users do)."""
+    frozen base is 4-bit NF4 (ours: minillama.nf4; theirs: bitsandbytes through transformers, as QLoRA users do)."""
     if side == "ours":
         import lora
         from minillama import Llama, LlamaConfig
@@ -89,7 +89,7 @@ def build(side: str, shape: str, device: torch.device, dtype: torch.dtype, quant
         model = model.to(dtype).to_empty(device=device)  # allocate in the final dtype only
         init_weights(model, 0)
         if quantize == "nf4":
-            from lora.nf4 import quantize_model
+            from minillama.nf4 import quantize_model
             quantize_model(model, compute_dtype=dtype)
         lora.apply_lora(model, lora.LoraConfig(r=8, alpha=16, dropout=0.05, target_modules=tuple(TARGETS)))
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per side; the best is reported")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--quantize", choices=["none", "nf4"], default="none",
-                   help="nf4: a 4-bit base on both sides (QLoRA: lora.nf4 vs bitsandbytes through transformers)")
+                   help="nf4: a 4-bit base on both sides (QLoRA: minillama.nf4 vs bitsandbytes through transformers)")
     p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0 = default)")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--worker", choices=["ours", "hf"], help=argparse.SUPPRESS)

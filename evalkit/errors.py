@@ -1,7 +1,7 @@
 """The one error class evalkit raises for bad input (files, fields, options) and failed writes."""
 from __future__ import annotations
 
-from minillama.jobcontrol import CommandError
+from plumbing.errors import CommandError
 
 
 class EvalkitError(CommandError):

@@ -1,7 +1,9 @@
-"""Read and check JSONL pairs files, and decide explicitly which items are excluded.
+"""The record format that joins the stages, its one reader, and the explicit decision of which items are excluded.
 
 One line per item: ``{"id": str, "model": str, "prompt": str, "reference": str, "response": str}``
-plus optional ``"finish_reason": "stop" | "length"`` and ``"meta": {...}``. One file per system.
+plus optional ``"finish_reason": "stop" | "length"`` and ``"meta": {...}``. One file per system. The
+generation stage writes it; Track A, grounding, Track B (`judge.pairs`) and Track C (`judge.human`)
+read it here, with `read_pairs`.
 
 Exclusions are never silent: an item is excluded when its response is empty (or whitespace only),
 was truncated (``finish_reason == "length"``: it hit ``max_new_tokens``), is missing for a system, or
@@ -27,17 +29,28 @@ REASONS = ("empty", "truncated", "missing", "too_long")
 
 @dataclass(frozen=True)
 class Record:
-    """One system's response to one held-out item, with where it came from."""
+    """One system's response to one held-out item, with where it came from (`path`, 1-based `line`).
+
+    `reference` is None only when the file was read with `need_reference=False` (the LLM judge and the
+    clinicians can judge answers without a physician's reference).
+    """
 
     id: str
     model: str
     prompt: str
-    reference: str
+    reference: str | None
     response: str
-    finish_reason: str | None
-    meta: dict
-    path: str
-    line: int
+    finish_reason: str | None = None
+    meta: dict = field(default_factory=dict)
+    path: str = ""
+    line: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("id", "model", "prompt", "response"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"Record.{name} must be a string, got {type(getattr(self, name)).__name__}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise TypeError(f"Record.reference must be a string or None, got {type(self.reference).__name__}")
 
 
 @dataclass
@@ -49,8 +62,12 @@ class System:
     records: dict[str, Record]
 
 
-def read_pairs(path: str | Path) -> System:
+def read_pairs(path: str | Path, need_reference: bool = True) -> System:
     """Parse and validate one JSONL pairs file.
+
+    Args:
+        path: the file (UTF-8 JSONL, one system).
+        need_reference: False accepts records without a "reference" (their `reference` is None).
 
     Raises:
         EvalkitError: ``"<file>:<line>: <problem>"`` for invalid JSON, a non-object line, a missing
@@ -78,7 +95,7 @@ def read_pairs(path: str | Path) -> System:
         text = text.removesuffix("\r")
         if not text.strip():
             continue  # blank lines (e.g. a trailing newline) carry no record
-        rec = _parse_line(path, lineno, text)
+        rec = _parse_line(path, lineno, text, need_reference)
         if model is None:
             model = rec.model
         elif rec.model != model:  # before the id check: two concatenated systems repeat every id
@@ -92,7 +109,7 @@ def read_pairs(path: str | Path) -> System:
     return System(model, path, records)
 
 
-def _parse_line(path: str, lineno: int, text: str) -> Record:
+def _parse_line(path: str, lineno: int, text: str, need_reference: bool = True) -> Record:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -100,6 +117,8 @@ def _parse_line(path: str, lineno: int, text: str) -> Record:
     if not isinstance(obj, dict):
         raise EvalkitError.at(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
     for key in REQUIRED:
+        if key == "reference" and not need_reference and obj.get(key) is None:
+            continue
         if key not in obj:
             raise EvalkitError.at(path, lineno, f"missing field {key!r}")
         if not isinstance(obj[key], str):
@@ -114,7 +133,7 @@ def _parse_line(path: str, lineno: int, text: str) -> Record:
         meta = {}
     if not isinstance(meta, dict):
         raise EvalkitError.at(path, lineno, f"field 'meta' must be an object, got {_json_type(meta)}")
-    return Record(obj["id"], obj["model"], obj["prompt"], obj["reference"], obj["response"], finish, meta,
+    return Record(obj["id"], obj["model"], obj["prompt"], obj.get("reference"), obj["response"], finish, meta,
                   path, lineno)
 
 

@@ -1,27 +1,45 @@
-"""judge: Track B of the evaluation, an LLM-as-judge client for OpenAI-compatible endpoints.
+"""judge: the two judges of the evaluation, on the paper's four dimensions (rubric.py, table.py).
 
-Blind (the judge never sees which system wrote a response), seeded, resumable (a JSONL journal),
-rate-limit-proof (retries that honour `retry-after`), and it never invents a score: unreadable
-answers are counted as parse failures. See docs/judge.md.
+    judge.llm       Track B: an LLM-as-judge client for OpenAI-compatible endpoints: blind (the judge never
+                    sees which system wrote a response), seeded, resumable (a JSONL journal), rate-limit-proof
+                    (retries that honour `retry-after`); unreadable answers are parse failures, never scores.
+    judge.human     Track C: blinded rating by clinicians in the browser, and its agreement statistics.
+    judge.standin   an offline OpenAI-compatible stand-in server (a word-overlap heuristic, NOT a judge).
 
     python -m judge run --pairs base.jsonl --pairs tuned.jsonl --out judge_out --model gpt-4o
-    python -m judge.standin --port 8089      # offline stand-in server (a heuristic, NOT a judge)
+    python -m judge.human serve --pairs base.jsonl --pairs tuned.jsonl --store ratings.sqlite --raters a,b
+    python -m judge.standin --port 8089
 
-Public API::
+Public API (imported lazily, PEP 562, so that `python -m judge.human` loads only what it needs)::
 
-    from judge import JudgeConfig, JudgeClient, Journal, build_jobs, run_jobs, table2
-    from judge.standin import start_standin   # not imported here, so `python -m judge.standin` runs clean
+    from judge import JudgeConfig, JudgeClient, Journal, build_jobs, run_jobs, table2, judge_files
 """
-from judge.client import ChatResult, JudgeClient, RequestFailed
-from judge.config import JudgeConfig, Secret
-from judge.errors import FatalJudgeError, JudgeError
-from judge.journal import Journal, judgment_key
-from judge.pairs import Item, read_pairs
-from judge.parse import parse_scores, parse_verdict
-from judge.rubric import DEFINITIONS, DIMENSIONS
-from judge.runner import Job, build_jobs, judge_one, run_jobs
-from judge.table import render_markdown, table2
+from importlib import import_module
 
-__all__ = ["ChatResult", "JudgeClient", "RequestFailed", "JudgeConfig", "Secret", "FatalJudgeError", "JudgeError",
-           "Journal", "judgment_key", "Item", "read_pairs", "parse_scores", "parse_verdict", "DEFINITIONS",
-           "DIMENSIONS", "Job", "build_jobs", "judge_one", "run_jobs", "render_markdown", "table2"]
+_EXPORTS = {
+    "ChatResult": "judge.llm.client", "JudgeClient": "judge.llm.client", "RequestFailed": "judge.llm.client",
+    "JudgeConfig": "judge.llm.config", "Secret": "judge.llm.config",
+    "FatalJudgeError": "judge.errors", "JudgeError": "judge.errors",
+    "Journal": "judge.llm.journal", "judgment_key": "judge.llm.journal",
+    "paired_records": "judge.pairs",
+    "parse_scores": "judge.llm.parse", "parse_verdict": "judge.llm.parse",
+    "DEFINITIONS": "judge.rubric", "DIMENSIONS": "judge.rubric",
+    "Job": "judge.llm.runner", "build_jobs": "judge.llm.runner", "judge_one": "judge.llm.runner",
+    "run_jobs": "judge.llm.runner",
+    "JudgeOptions": "judge.llm.commands", "judge_files": "judge.llm.commands",
+    "render_markdown": "judge.table", "table2": "judge.table",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # cache: later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'judge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,6 @@
-"""`python -m judge run ...` (see judge/cli.py)."""
+"""`python -m judge run ...` (see judge/llm/cli.py)."""
 import sys
 
-from judge.cli import main
+from judge.llm.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Error classes of the judge: bad input versus a run that must stop at once."""
 from __future__ import annotations
 
-from minillama.jobcontrol import CommandError
+from plumbing.errors import CommandError
 
 
 class JudgeError(CommandError):
@@ -16,7 +16,7 @@ class FatalJudgeError(JudgeError):
     """The endpoint refused the run as a whole (401, 400, exhausted quota, unreachable host): exit 1.
 
     Retrying cannot help, so the runner cancels the requests in flight, keeps the journal as it is,
-    and the CLI prints one line. Messages never contain the API key (see `judge.config.redact`).
+    and the CLI prints one line. Messages never contain the API key (see `judge.llm.config.redact`).
     """
 
     exit_code = 1

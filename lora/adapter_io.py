@@ -21,10 +21,12 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
+from minillama.safetensors_io import save_file
+from plumbing.durable import replace_atomic
+
 from lora.config import LoraConfig
 from lora.errors import LoraError
 from lora.inject import apply_lora, find_targets, lora_layers
-from minillama.safetensors_io import save_file
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -79,8 +81,8 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_o
     """Write the model's LoRA weights and config as a PEFT adapter in `out_dir` (created if needed).
 
     Each file is written to a temporary name, re-opened and checked (non-empty, every expected key
-    with its shape and values), and only then renamed over the final name, so an existing adapter in
-    `out_dir` is replaced atomically or not at all.
+    with its shape and values), and only then renamed over the final name (`plumbing.durable`), so each
+    file of an existing adapter in `out_dir` is replaced whole or not at all.
 
     Args:
         state: `adapter_state(model)` already gathered (under FSDP: by every rank; only one writes).
@@ -97,25 +99,23 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_o
     if out.exists() and not out.is_dir():
         raise LoraError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    tmp_weights, tmp_config = out / f".{ADAPTER_WEIGHTS_NAME}.tmp", out / f".{ADAPTER_CONFIG_NAME}.tmp"
-    try:
-        save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
-        written = load_file(str(tmp_weights))
+    peft_dict = config.to_peft_dict(base_model_name_or_path)
+
+    def weights(tmp: Path) -> None:  # written, read back and compared before it replaces anything
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        written = load_file(str(tmp))
         if not written or written.keys() != tensors.keys() or any(
                 written[k].shape != t.shape or not torch.equal(written[k], t) for k, t in tensors.items()):
-            raise LoraError(f"{tmp_weights}: re-read adapter does not hold the {len(tensors)} tensors written")
-        peft_dict = config.to_peft_dict(base_model_name_or_path)
-        tmp_config.write_text(json.dumps(peft_dict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if LoraConfig.from_peft_dict(json.loads(tmp_config.read_text(encoding="utf-8"))) != config:
-            raise LoraError(f"{tmp_config}: re-read config differs from the one written")
-        for tmp in (tmp_weights, tmp_config):  # on disk before the rename, so a crash leaves old or new
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp_weights, out / ADAPTER_WEIGHTS_NAME)
-        os.replace(tmp_config, out / ADAPTER_CONFIG_NAME)
-    finally:
-        for tmp in (tmp_weights, tmp_config):
-            tmp.unlink(missing_ok=True)
+            raise LoraError(f"{out / ADAPTER_WEIGHTS_NAME}: re-read adapter does not hold the {len(tensors)} "
+                            "tensors written")
+
+    def config_file(tmp: Path) -> None:
+        tmp.write_text(json.dumps(peft_dict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if LoraConfig.from_peft_dict(json.loads(tmp.read_text(encoding="utf-8"))) != config:
+            raise LoraError(f"{out / ADAPTER_CONFIG_NAME}: re-read config differs from the one written")
+
+    replace_atomic(out / ADAPTER_WEIGHTS_NAME, weights)  # each file whole or not at all
+    replace_atomic(out / ADAPTER_CONFIG_NAME, config_file)
     return out
 
 

@@ -15,10 +15,13 @@ It is written under a temporary name and renamed when complete; an existing non-
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
+
+from minillama.errors import MiniLlamaError
+from plumbing.command import run_cli
+from plumbing.durable import write_folder_atomic
 
 from lora.adapter_io import read_adapter_config, read_adapter_tensors
 from lora.errors import LoraError
@@ -122,7 +125,7 @@ def _check_out(out: Path) -> None:
 
 def _copy_tokenizer(base: str, dest: Path) -> list[str]:
     """Copy the base model's tokenizer files into `dest`; returns the names copied."""
-    from minillama.checkpoint import resolve_model_dir  # the folder from_pretrained read (Hub cache for ids)
+    from minillama.load import resolve_model_dir  # the folder from_pretrained read (Hub cache for ids)
 
     base_dir = resolve_model_dir(base)
     copied = []
@@ -157,23 +160,22 @@ def merge(args: argparse.Namespace) -> None:
     n_layers = len(lora_layers(model))
     merge_lora(model, unload=True, progress=True)
     if args.quantize:  # the layers LoRA did not adapt are still 4-bit: write them dequantised
-        from lora.nf4.convert import dequantize_model
+        from minillama.nf4.convert import dequantize_model
         dequantize_model(model)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
+    copied: list[str] = []
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp, max_shard_size=args.max_shard_size)
-        copied = _copy_tokenizer(args.base, tmp)
-        _check_out(out)  # nothing appeared there meanwhile
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
+        copied.extend(_copy_tokenizer(args.base, tmp))
+
+    try:  # built under a temporary name and renamed when complete (plumbing.durable)
+        write_folder_atomic(out, write)
+    except FileExistsError:
+        raise LoraError(f"{out}: already exists and is not empty; refusing to overwrite it") from None
     except OSError as exc:  # a full disk, a read-only folder: one line naming --out, exit status 1
         raise OSError(exc.errno, f"cannot write the merged checkpoint ({exc.strerror or exc}); nothing was "
                       f"left behind", str(out)) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     base = f"{args.base} (loaded in NF4, written dequantised)" if args.quantize else args.base
     print(f"merged {n_layers} LoRA layers (r={config.r}, alpha={config.alpha:g}) from {args.adapter} into "
           f"{base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
@@ -185,9 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (docs/cli.md): 0 ok, 1 failure while running (a full disk
     while saving, a failed Hub download), 2 bad input or usage, 130 on SIGINT, 143 on SIGTERM; `error: ...`
     on stderr."""
-    from minillama.errors import MiniLlamaError
-    from minillama.jobcontrol import run_cli
-
     args = build_parser().parse_args(argv)
 
     def body() -> None:

@@ -1,7 +1,7 @@
 """The one error class of the `lora` package."""
 from __future__ import annotations
 
-from minillama.jobcontrol import CommandError
+from plumbing.errors import CommandError
 
 
 class LoraError(CommandError, ValueError):

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lora.errors import LoraError
-from lora.nf4.linear import NF4Linear
+from minillama.nf4.linear import NF4Linear
 
 
 class LoRALinear(nn.Module):

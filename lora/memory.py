@@ -3,7 +3,7 @@
 Five parts, in bytes per GPU (`estimate`):
 
 * weights: the frozen base in the compute dtype (2 bytes a value for bf16), or with `quantize="nf4"` every
-  decoder linear layer in NF4 (`lora.nf4.quantize.nf4_nbytes`: 4 bits a value plus the block constants),
+  decoder linear layer in NF4 (`minillama.nf4.quantize.nf4_nbytes`: 4 bits a value plus the block constants),
   embeddings, norms and lm_head still 16-bit; plus the RoPE cos/sin tables (float32 buffers).
 * LoRA parameters, their gradients, and AdamW's two moments (m, v): 4 + 4 + 8 bytes per trainable value
   (float32 A and B; the per-parameter `step` counters live on the host).
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 from minillama.config import LlamaConfig
 
-from lora.nf4.quantize import nf4_nbytes
+from minillama.nf4.quantize import nf4_nbytes
 
 BF16, FP32 = 2, 4  # bytes per value
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -6,8 +6,7 @@ Public API::
     model = Llama.from_pretrained("meta-llama/Llama-2-7b-chat-hf", dtype="bfloat16", device="cuda")
     tok = load_tokenizer("meta-llama/Llama-2-7b-chat-hf")
 
-The names are imported lazily (PEP 562), so `import minillama.jobcontrol` (exit codes, signals and the
-run lock that every command line of the project shares) does not import torch.
+The names are imported lazily (PEP 562): `import minillama.config` or `minillama.hub` does not import torch.
 """
 from importlib import import_module
 

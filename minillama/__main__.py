@@ -1,9 +1,9 @@
 """`python -m minillama ...`: see `minillama.cli`."""
 import sys
 
-from .threads import prepare_openmp
+from plumbing.threads import prepare_openmp
 
-prepare_openmp()  # before torch is imported, since OpenMP reads its wait policy once (minillama/threads.py)
+prepare_openmp()  # before torch is imported, since OpenMP reads its wait policy once (plumbing/threads.py)
 
 from .cli import main  # noqa: E402
 

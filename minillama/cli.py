@@ -18,14 +18,16 @@ from typing import Sequence, TextIO
 
 import torch
 
+from plumbing.command import run_cli
+from plumbing.errors import CommandError
+from plumbing.threads import configure_threads
+
 from .chat import Session, conversation_ids, resolve_session
-from .checkpoint import resolve_model_dir
 from .config import LlamaConfig
 from .errors import MiniLlamaError
-from .jobcontrol import run_cli
+from .load import resolve_model_dir
 from .model import Llama
 from .templates import TEMPLATES
-from .threads import configure_threads
 from .tokenizer import Tokenizer, load_tokenizer
 
 
@@ -115,13 +117,8 @@ def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) 
     if tokenizer.vocab_size > model.config.vocab_size:
         raise MiniLlamaError(f"{tokenizer.path}: tokenizer has {tokenizer.vocab_size} tokens, the model "
                              f"only {model.config.vocab_size}")
-    if session.adapter is not None:
-        from lora import LoraError, load_adapter  # lora builds on minillama: imported only when needed
-
-        try:
-            load_adapter(model, session.adapter)
-        except LoraError as e:
-            raise MiniLlamaError(str(e)) from None
+    if session.apply_adapter is not None:  # given by the resolver that found the adapter (minillama/chat.py)
+        session.apply_adapter(model)
         model.eval()
     return model, tokenizer
 
@@ -190,5 +187,5 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     a read error), 2 bad input or usage, 130 on SIGINT, 143 on SIGTERM."""
     out, err = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: run_generate(args, out, err), handled=(MiniLlamaError, OSError),
+    return run_cli(lambda: run_generate(args, out, err), handled=(CommandError, OSError),
                    interrupted="interrupted", err=err)

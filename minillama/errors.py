@@ -1,7 +1,7 @@
 """The one error class minillama raises for bad input (a missing file, a config it cannot honour ...)."""
 from __future__ import annotations
 
-from .jobcontrol import CommandError
+from plumbing.errors import CommandError
 
 
 class MiniLlamaError(CommandError):
@@ -9,11 +9,8 @@ class MiniLlamaError(CommandError):
 
     CLIs print it as ``error: <message>`` on stderr and exit with ``exit_code``, without a traceback:
     2 for bad input (the default), 1 for a failure while running (a Hub download that failed).
-    Newlines in the message are folded so the contract "one clear line" always holds.
+    Newlines in the message are folded (by `CommandError`) so the contract "one clear line" always holds.
     """
-
-    def __init__(self, message: str, exit_code: int | None = None):
-        super().__init__(" ".join(str(message).split("\n")), exit_code)
 
 
 def check_path(value, what: str) -> None:

@@ -136,8 +136,8 @@ class Llama(nn.Module):
                         device: torch.device | str | None = None, quantize: str | None = None,
                         double_quant: bool = True) -> "Llama":
         """Load a Hugging Face Llama checkpoint (local folder or Hub id), optionally straight into NF4
-        (`quantize="nf4"`, QLoRA); see `checkpoint.load_pretrained`."""
-        from .checkpoint import load_pretrained
+        (`quantize="nf4"`, QLoRA); see `load.load_pretrained`."""
+        from .load import load_pretrained
         return load_pretrained(cls, path_or_id, dtype=dtype, device=device, quantize=quantize,
                                double_quant=double_quant)
 

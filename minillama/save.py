@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import INDEX_FILE, SINGLE_FILE, expected_shapes
-from .durable import replace_atomic, write_text_atomic
+from .load import INDEX_FILE, SINGLE_FILE, expected_shapes
+from plumbing.durable import replace_atomic, write_text_atomic
 from .errors import MiniLlamaError, check_path
 from .safetensors_io import save_file
 
@@ -90,7 +90,7 @@ def _lora_advice(model) -> str:
     (NF4) layers need dequantising."""
     if any(type(m).__name__ == "NF4Linear" for m in model.modules()):
         return ("the model holds 4-bit NF4 layers; merge LoRA (lora.merge_lora) and dequantise them first "
-                "(lora.nf4.dequantize_model), or use `python -m lora merge --quantize nf4`")
+                "(minillama.nf4.dequantize_model), or use `python -m lora merge --quantize nf4`")
     wrapped = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "merged")]
     if wrapped and all(m.merged for m in wrapped):
         return ("the LoRA layers are merged but still wrapped (merge_lora(..., unload=False)); call "

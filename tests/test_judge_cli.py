@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from judge.cli import main
+from judge.llm.cli import main
 from judge.standin import start_standin
 
 KEY = "sk-test-SECRET-do-not-leak-4f9a2c"
@@ -204,7 +204,7 @@ def bad(path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("case, expected", [
     ("malformed", ":2: invalid JSON"),
-    ("missing", ":1: field 'response' is missing"),
+    ("missing", ":1: missing field 'response'"),
     ("mismatch", "has no record for id"),
     ("prompt", "has a different prompt"),
     ("nokey", "OPENAI_API_KEY is not set"),

@@ -7,10 +7,10 @@ import socket
 import httpx
 import pytest
 
-from judge.client import JudgeClient, RequestFailed
-from judge.config import JudgeConfig, Secret
+from judge.llm.client import JudgeClient, RequestFailed
+from judge.llm.config import JudgeConfig, Secret
 from judge.errors import FatalJudgeError
-from judge.retry import MAX_BACKOFF, backoff_seconds, retry_after_seconds
+from judge.llm.retry import MAX_BACKOFF, backoff_seconds, retry_after_seconds
 from judge.rubric import POINTWISE_SCHEMA, pointwise_messages
 from judge.standin import start_standin
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import fill_disk
-from judge.journal import Journal
+from judge.llm.journal import Journal
 from judge.standin import start_standin
 from test_judge_cli import KEY, MODELS, closed_port_url, every_file_text, run_cli, write_pairs
 
@@ -121,7 +121,7 @@ def test_a_bad_base_url_is_named_before_the_key(tmp_path, monkeypatch, capsys, f
         monkeypatch.setenv(env_var, value)
     argv = ["run", "--out", str(tmp_path / "out"), "--no-progress"] + [a for p in write_pairs(tmp_path, 2)
                                                                        for a in ("--pairs", str(p))]
-    from judge.cli import main
+    from judge.llm.cli import main
     assert main(argv + ([flag, value] if flag else [])) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {flag or env_var}: {value!r} ") and "OPENAI_API_KEY" not in err
@@ -144,7 +144,7 @@ def test_out_that_is_a_file_is_bad_input(tmp_path, capsys):
 
 HOLD_JOURNAL = textwrap.dedent("""
     import sys, time
-    from judge.journal import Journal
+    from judge.llm.journal import Journal
     journal = Journal(sys.argv[1]).open()  # held while the object lives
     print("locked", flush=True)
     time.sleep(60)

@@ -1,7 +1,7 @@
 """The journal: keys that change with what the judge is asked, durable appends, torn last lines."""
 import json
 
-from judge.journal import Journal, judgment_key
+from judge.llm.journal import Journal, judgment_key
 
 MSG = [{"role": "user", "content": "question and answer"}]
 SAMPLING = {"temperature": 0.0, "seed": 0, "max_tokens": 400}

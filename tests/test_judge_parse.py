@@ -1,7 +1,7 @@
 """Reading judge replies: JSON, JSON inside text, [[n]] marks, and failures that never impute a score."""
 import pytest
 
-from judge.parse import parse_scores, parse_verdict
+from judge.llm.parse import parse_scores, parse_verdict
 
 FULL = {"accuracy": 4, "comprehensiveness": 3, "helpfulness": 5, "relevance": 2}
 

@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from judge.ratelimit import RateLimiter, Throttle
+from judge.llm.ratelimit import RateLimiter, Throttle
 
 
 def test_rpm_spaces_request_starts():

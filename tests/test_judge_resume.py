@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from judge.cli import main
-from judge.client import JudgeClient
-from judge.config import JudgeConfig
-from judge.journal import Journal
-from judge.pairs import read_pairs
-from judge.runner import build_jobs, run_jobs
+from judge.llm.cli import main
+from judge.llm.client import JudgeClient
+from judge.llm.config import JudgeConfig
+from judge.llm.journal import Journal
+from judge.pairs import paired_records
+from judge.llm.runner import build_jobs, run_jobs
 from judge.standin import start_standin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def test_sigkill_midway_then_rerun_exactly_once(tmp_path):
 
 
 def test_cancelled_run_resumes(tmp_path):
-    items = read_pairs(write_pairs(tmp_path, 20))
+    items = paired_records(write_pairs(tmp_path, 20))
     url, stop = start_standin(latency_ms=20)
     config = JudgeConfig(base_url=url, concurrency=2)
     jobs = build_jobs(items, config)

@@ -13,7 +13,7 @@ import torch
 from lora import LoraConfig, apply_lora
 from lora.cli import main as lora_main
 from lora.memory import PROJECTIONS, estimate, head_activation_bytes, layer_activation_bytes, rope_bytes
-from lora.nf4 import quantize_model
+from minillama.nf4 import quantize_model
 from minillama import Llama, LlamaConfig
 
 TINY = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=3,

@@ -10,7 +10,6 @@ import torch
 
 import lora
 from _train_util import train_args
-from lora.finetune.signals import StopFlag
 from medlora_scripts import train
 from minillama import Llama, Tokenizer, templates
 from minillama.chat import resolve_session
@@ -21,7 +20,7 @@ from minillama.cli import main
 def run(tiny_train, tmp_path_factory):
     """A finished 2-step run on the tiny base (its adapter differs from zero)."""
     out = tmp_path_factory.mktemp("chat") / "run"
-    return train.train(train_args(tiny_train, out, "--max-steps", "2"), StopFlag())
+    return train.run(train_args(tiny_train, out, "--max-steps", "2"))
 
 
 def cli(argv, stdin=""):

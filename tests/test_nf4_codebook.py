@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lora.nf4.codebook import NF4_ZERO_INDEX, code_and_bounds, dynamic_map, nf4_code
+from minillama.nf4.codebook import NF4_ZERO_INDEX, code_and_bounds, dynamic_map, nf4_code
 
 # Dettmers et al. 2023 (QLoRA), Appendix E "NormalFloat 4-bit data type": the exact values of NF4.
 PAPER_NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,

@@ -7,8 +7,8 @@ import torch.nn as nn
 
 from lora import LoraConfig, LoRALinear, apply_lora, lora_layers, trainable_summary
 from lora.errors import LoraError
-from lora.nf4 import NF4Linear, quantize_model
-from lora.nf4.quantize import quantize_nf4
+from minillama.nf4 import NF4Linear, quantize_model
+from minillama.nf4.quantize import quantize_nf4
 
 
 def _linear(in_f=96, out_f=80, bias=False, seed=0, dtype=torch.float32):

@@ -11,7 +11,7 @@ import torch.nn as nn
 from _lora_util import input_ids, logits, make_tiny_hf_llama, randomize_lora, snapshot
 from lora import LoraConfig, apply_lora, lora_layers, save_adapter
 from lora.cli import main as lora_main
-from lora.nf4 import NF4Linear
+from minillama.nf4 import NF4Linear
 from minillama import Llama, MiniLlamaError
 
 peft = pytest.importorskip("peft")

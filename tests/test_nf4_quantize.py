@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import lora.nf4.blockwise as blockwise
-from lora.nf4.codebook import dynamic_map, nf4_code
-from lora.nf4.quantize import NF4Weight, nf4_nbytes, quantize_nf4
+import minillama.nf4.blockwise as blockwise
+from minillama.nf4.codebook import dynamic_map, nf4_code
+from minillama.nf4.quantize import NF4Weight, nf4_nbytes, quantize_nf4
 
 bnbf = pytest.importorskip("bitsandbytes.functional")
 SHAPES = [(64, 64), (96, 130), (333, 77), (7,), (1, 1), (512, 1000)]  # odd sizes; > 256 blocks for the nested level

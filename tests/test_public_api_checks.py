@@ -36,8 +36,12 @@ def _system(tmp_path):
     return evalkit.read_pairs(path)
 
 
+def _record(model="m"):
+    return evalkit.Record("1", model, "question", None, "answer")
+
+
 def _job():
-    return judge.build_jobs([judge.Item("1", "m", "question", "answer")], judge.JudgeConfig())[0]
+    return judge.build_jobs([_record()], judge.JudgeConfig())[0]
 
 
 def _tokenizer(path):
@@ -61,6 +65,11 @@ CASES = [
     ("read_pairs", lambda t, k: evalkit.read_pairs(None), TypeError, "read_pairs takes a file path"),
     ("read_pairs", lambda t, k: evalkit.read_pairs(t / "absent.jsonl"), EvalkitError, "cannot read"),
     ("select_items", lambda t, k: evalkit.select_items(None), TypeError, "select_items takes a list of System"),
+    ("Record", lambda t, k: evalkit.Record(1, "m", "p", "r", "a"), TypeError, "Record.id must be a string"),
+    ("RunOptions", lambda t, k: evalkit.RunOptions(force="yes"), TypeError, "force must be True or False"),
+    ("score_files", lambda t, k: evalkit.score_files("a.jsonl", t), TypeError, "non-empty list of pairs file paths"),
+    ("score_files", lambda t, k: evalkit.score_files(["a.jsonl"], t, {}), TypeError, "takes a ScoreConfig"),
+    ("ground_files", lambda t, k: evalkit.ground_files(["a.jsonl"], None, t), TypeError, "database as a path"),
     ("select_items", lambda t, k: evalkit.select_items([]), ValueError, "at least one System"),
     ("ScoreConfig", lambda t, k: evalkit.ScoreConfig(bleu_preset="x"), ValueError, "bleu_preset must be one of"),
     ("ScoreConfig", lambda t, k: evalkit.ScoreConfig(stem="yes"), TypeError, "stem must be True or False"),
@@ -122,13 +131,15 @@ CASES = [
     ("Secret", lambda t, k: judge.Secret(None), TypeError, "Secret holds a key string"),
     ("Journal", lambda t, k: judge.Journal(None), TypeError, "Journal takes a file path"),
     ("judgment_key", lambda t, k: judge.judgment_key(None, [], {}, 0, []), TypeError, "judge_model must be a str"),
-    ("Item", lambda t, k: judge.Item(1, "m", "p", "r"), TypeError, "Item.id must be a string"),
-    ("read_pairs", lambda t, k: judge.read_pairs("a.jsonl"), TypeError, "wrap it: read_pairs(['a.jsonl'])"),
+    ("paired_records", lambda t, k: judge.paired_records("a.jsonl"), TypeError,
+     "wrap it: paired_records(['a.jsonl'])"),
+    ("JudgeOptions", lambda t, k: judge.JudgeOptions(repeats="2"), TypeError, "repeats must be an integer"),
+    ("judge_files", lambda t, k: judge.judge_files(["a.jsonl"], t, None), TypeError, "a JudgeConfig and a JudgeOptions"),
     ("parse_scores", lambda t, k: judge.parse_scores(None), TypeError, "parse_scores takes the reply text"),
     ("parse_verdict", lambda t, k: judge.parse_verdict(3), TypeError, "parse_verdict takes the reply text"),
     ("Job", lambda t, k: judge.Job("score", "1", ("m",), 0, [], "k"), ValueError, "Job.kind must be"),
-    ("build_jobs", lambda t, k: judge.build_jobs(None, judge.JudgeConfig()), TypeError, "list of judge.Item"),
-    ("build_jobs", lambda t, k: judge.build_jobs([judge.Item("1", "m", "p", "r")], judge.JudgeConfig(), pairwise=True),
+    ("build_jobs", lambda t, k: judge.build_jobs(None, judge.JudgeConfig()), TypeError, "list of evalkit Records"),
+    ("build_jobs", lambda t, k: judge.build_jobs([_record()], judge.JudgeConfig(), pairwise=True),
      ValueError, "pairwise needs at least two systems"),
     ("judge_one", lambda t, k: asyncio.run(judge.judge_one(_job(), None)), TypeError, "a Job and a JudgeClient"),
     ("run_jobs", lambda t, k: asyncio.run(judge.run_jobs([_job()], None, None)), TypeError,

@@ -1,17 +1,17 @@
 """The reproduce driver's small parts: config files, resumable generation files, one-line errors."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from evalkit.reproduce.config import ConfigError, PipelineError, load_config, preset
-from evalkit.reproduce.generation import read_done
-from evalkit.reproduce.stages import call_cli
 from lora.finetune.distributed import DistInfo
 from medlora_scripts import reproduce
+from pipeline import stages
+from pipeline.book import StageBook
+from pipeline.config import ConfigError, PipelineError, load_config, preset
+from pipeline.generation import read_done
 from minillama import MiniLlamaError
 from minillama.hub import check_access
 
@@ -19,7 +19,7 @@ ONE = DistInfo(0, 1, 0, None)
 
 
 def pipeline(cfg, force=False):
-    return reproduce.Pipeline(cfg, force=force, info=ONE)
+    return stages.Pipeline(cfg, force=force, info=ONE)
 
 
 def finished_run(folder: Path) -> Path:
@@ -118,28 +118,46 @@ def test_read_done_refuses_corruption_it_cannot_have_made(tmp_path):
         read_done(path)
 
 
-def test_stage_cli_error_line_is_reported_once_by_the_pipeline():
-    err = io.StringIO()
+def test_a_stage_error_is_one_pipeline_error_naming_the_stage(tmp_path):
+    """A stage calls Python; its error (any package's, the shared base) becomes one PipelineError with the
+    stage's name and the same exit status, and the attempt is recorded as failed."""
+    from evalkit.errors import EvalkitError
 
-    def failing_cli(argv):
-        import sys
-        print("scoring: 100% |####|", file=sys.stderr)
-        print("error: pairs.jsonl:3: missing field 'response'", file=sys.stderr)
-        return 2
+    cfg = preset("demo")
+    cfg.run_dir = str(tmp_path / "run")
+    book = StageBook(cfg)
+    book.prepare()
+    with pytest.raises(PipelineError) as e:
+        with book.timed("track_a"):
+            raise EvalkitError("pairs.jsonl:3: missing field 'response'")
+    assert str(e.value) == "Track A: pairs.jsonl:3: missing field 'response'" and e.value.exit_code == 2
+    assert json.loads((tmp_path / "run" / "pipeline.json").read_text())["stages"]["track_a"]["status"] == "failed"
 
-    import contextlib
-    with contextlib.redirect_stderr(err):
-        with pytest.raises(PipelineError) as e:
-            call_cli(failing_cli, [], "Track A (evalkit score)")
-    assert str(e.value) == "Track A (evalkit score): pairs.jsonl:3: missing field 'response'"
-    assert err.getvalue() == "scoring: 100% |####|\n"  # progress passes through, the error line does not
+
+def test_every_stage_is_checked_before_the_first_runs(tmp_path, monkeypatch):
+    """Bad flags for a later stage, or a remote judge without a key, are refused before training starts."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    cfg = preset("demo")
+    cfg.run_dir = str(tmp_path / "run")
+    cfg.judge.base_url, cfg.judge.model = "https://api.openai.com/v1", "gpt-4-0613"
+    with pytest.raises(Exception, match="OPENAI_API_KEY is not set"):
+        pipeline(cfg)
+    cfg.judge.base_url = None
+    cfg.evalkit_args = ["--bootstrap", "many"]
+    with pytest.raises(Exception, match="argument --bootstrap: invalid int value: 'many'"):
+        pipeline(cfg)
+    cfg.evalkit_args, cfg.train_args = [], ["--lr", "-1"]
+    with pytest.raises(Exception, match="--learning-rate: must be > 0"):
+        pipeline(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_base_and_access_check_for_local_models(tmp_path):
     cfg = preset("paper")
-    assert reproduce.train_base(cfg) == "meta-llama/Llama-2-7b-chat-hf"
+    assert stages.train_base(cfg) == "meta-llama/Llama-2-7b-chat-hf"
     cfg.train_args = ["--preset", "paper", "--base", str(tmp_path)]
-    assert reproduce.train_base(cfg) == str(tmp_path)
+    assert stages.train_base(cfg) == str(tmp_path)
     check_access(str(tmp_path), "x")  # a local folder needs no access check
     check_access(None, "x")
 
@@ -189,9 +207,9 @@ def test_grounding_databases(tmp_path, monkeypatch):
 
     from conftest import shared_file
     from evalkit import load_disease_db
-    from evalkit.reproduce import databases
+    from pipeline import databases
     from lora.finetune.demo_data import CONDITIONS
-    from lora.finetune.files import sha256_file
+    from plumbing.files import sha256_file
 
     real = shared_file("disease-database.csv")
     assert sha256_file(real) == databases.DISEASE_DB_SHA256

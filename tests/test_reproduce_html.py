@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from evalkit.reproduce.report_html import STYLE, SORTER, markdown_to_html
+from pipeline.report_html import STYLE, SORTER, markdown_to_html
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
 MD = """# Report
@@ -85,5 +85,5 @@ def test_in_a_browser_the_script_stays_text_and_a_header_click_sorts(tmp_path):
 @pytest.mark.parametrize("cell, numeric", [("0.5000", True), ("<0.0001", True), ("+0.070 (0.6683)", True),
                                            ("12/40 (30%)", False), ("base", False)])
 def test_numeric_cells_align_right(cell, numeric):
-    from evalkit.reproduce.report_html import _NUMERIC
+    from pipeline.report_html import _NUMERIC
     assert bool(_NUMERIC.match(cell)) == numeric

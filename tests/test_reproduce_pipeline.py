@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evalkit.reproduce.generation import FAULT_ENV
 from medlora_scripts import reproduce
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,14 +32,19 @@ SMALL = {  # the demo preset, shrunk to seconds: tiny warm-up, 6 steps, 12 held-
 
 
 def env(**extra) -> dict:
-    e = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", FAULT_ENV)}
+    e = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
     e.update(OMP_NUM_THREADS="1", **extra)
     return e
 
 
-def reproduce_cli(args: list[str], timeout: float = 300, **extra_env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "reproduce.py"), *args], cwd=REPO,
-                          env=env(**extra_env), capture_output=True, text=True, timeout=timeout)
+def reproduce_cli(args: list[str], timeout: float = 300, kill_after: str | None = None,
+                  **extra_env) -> subprocess.CompletedProcess:
+    """scripts/reproduce.py in a process; `kill_after` ("MODULE:FUNC[:TEXT[:N]]", tests/_faulty.py) SIGKILLs it
+    right after that call."""
+    command = ([sys.executable, str(REPO / "scripts" / "reproduce.py")] if kill_after is None else
+               [sys.executable, str(REPO / "tests" / "_faulty.py"), kill_after, "medlora_scripts.reproduce"])
+    return subprocess.run([*command, *args], cwd=REPO, env=env(**extra_env), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 
@@ -56,7 +60,7 @@ def resumed(tmp_path_factory):
     cfg.write_text(json.dumps(SMALL))
     run = tmp / "run"
     args = ["--config", str(cfg), "--run-dir", str(run), "--judge-standin"]
-    first = reproduce_cli(args, **{FAULT_ENV: "1"})
+    first = reproduce_cli(args, kill_after="pipeline.generation:write_text_atomic:batch_")  # after one batch
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     killed = {"done_mtime": (run / "train" / "DONE").stat().st_mtime_ns,
               "adapter_mtime": (run / "train" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns,
@@ -212,7 +216,7 @@ def test_rerun_without_endpoint_keeps_the_standin_warning(resumed, tmp_path, cap
     report = json.loads((run / "report.json").read_text())
     assert report["table2"] and report["track_b"]["standin"] is True
     assert "Track B used the loopback stand-in judge" in (run / "report.md").read_text()
-    from evalkit.reproduce.report import judged_by_standin
+    from pipeline.report import judged_by_standin
 
     (tmp_path / "track_b").mkdir()
     (tmp_path / "track_b" / "judgments.jsonl").write_text(json.dumps({"served_model": "gpt-4-0613"}) + "\n")

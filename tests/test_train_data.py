@@ -7,7 +7,7 @@ import pytest
 
 from lora.finetune import data, demo_data
 from lora.finetune import records as rec_io
-from lora.finetune.files import sha256_file
+from plumbing.files import sha256_file
 from minillama import templates
 
 IGNORE = data.IGNORE_INDEX

@@ -13,14 +13,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from _train_util import adapter, metrics, torchrun, train_args
-from lora.finetune.signals import StopFlag
 from medlora_scripts import train
 
 pytestmark = pytest.mark.slow
 
 
 def run_train(argv):
-    return train.train(argv, StopFlag())
+    return train.run(argv)
 
 
 def assert_same_run(one, two, rtol=1e-4, atol=1e-6):

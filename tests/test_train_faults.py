@@ -8,7 +8,6 @@ refused before anything is written.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -22,21 +21,21 @@ import pytest
 import torch
 
 from _train_util import REPO, adapter, metrics, train_args
-from lora.finetune.faults import ENV as KILL_ENV
-from lora.finetune.signals import StopFlag
 from medlora_scripts import train
 
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
+FAULTY = [sys.executable, str(REPO / "tests" / "_faulty.py")]  # a SIGKILL injected after a chosen call
 
 
 def run_train(argv):
-    return train.train(argv, StopFlag())
+    return train.run(argv)
 
 
-def cli(argv, timeout=180, **env) -> subprocess.CompletedProcess:
-    e = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    e.pop(KILL_ENV, None) if KILL_ENV not in env else None
-    return subprocess.run(TRAIN + argv, env=e, capture_output=True, text=True, timeout=timeout)
+def cli(argv, timeout=180, kill_after: str | None = None) -> subprocess.CompletedProcess:
+    """scripts/train.py in a process; `kill_after` ("MODULE:FUNC[:TEXT[:N]]") SIGKILLs it after that call."""
+    command = TRAIN if kill_after is None else [*FAULTY, kill_after, "medlora_scripts.train"]
+    return subprocess.run(command + argv, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def assert_equal_runs(reference: Path, run: Path) -> None:
@@ -130,12 +129,20 @@ def test_torn_metrics_line_does_not_stop_resume(tiny_train, reference, tmp_path)
 
 # ---- processes: kills, locks, signals -------------------------------------------------------------
 
+# SIGKILL inside the write of checkpoint 4, after each of its phases (the function that ends the phase).
+PHASES = {"adapter": "lora:save_adapter:.step_00000004.tmp", "optimizer": "lora.finetune.checkpoint:save_file:"
+          ".step_00000004.tmp/optimizer", "rng": "lora.finetune.checkpoint:save_file:.step_00000004.tmp/rng",
+          "state": "lora.finetune.checkpoint:write_json_atomic:.step_00000004.tmp/state.json",
+          "renamed": "lora.finetune.checkpoint:write_folder_atomic:step_00000004",
+          "pruned": "lora.finetune.checkpoint:save_checkpoint::2"}
+
+
 @pytest.mark.slow
 def test_checkpoint_kills_at_every_phase_then_resume_is_bitwise_equal(tiny_train, reference, tmp_path):
     """SIGKILL inside the write of checkpoint 4, after each of its phases: the rerun resumes and ends equal."""
-    for phase in ("adapter", "optimizer", "rng", "state", "renamed", "pruned"):
+    for phase, where in PHASES.items():
         out = tmp_path / phase
-        killed = cli(args(tiny_train, out), **{KILL_ENV: f"checkpoint:4:{phase}"})
+        killed = cli(args(tiny_train, out), kill_after=where)
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
         resumed = cli(["--resume", "--out", str(out)])
         assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -158,9 +165,9 @@ def test_random_sigkills_twenty_trials(tiny_train, reference, tmp_path):
         proc.kill()
         proc.communicate()
         again = cli(["--resume", "--out", str(out)])
-        if again.returncode == 2:  # killed before the first checkpoint: one line says what to do
+        if again.returncode == 2:  # killed before the run wrote its config: one line says what to do
             line = one_line(again)
-            assert ("no intact checkpoint to resume from" in line) or ("not a folder" in line), line
+            assert ("nothing to resume" in line and "--force" in line) or ("not a folder" in line), line
             again = cli(args(tiny_train, out, "--force") if out.exists() else args(tiny_train, out))
         assert again.returncode == 0, again.stderr[-3000:]
         assert "Traceback" not in again.stderr

@@ -14,7 +14,6 @@ import torch
 from _train_util import adapter, metrics, train_args
 from minillama import MiniLlamaError
 
-from lora.finetune.signals import StopFlag
 from medlora_scripts import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +30,7 @@ def args_for(tiny, out, *extra):
 
 def run_train(argv: list[str]) -> Path:
     """scripts/train.py in-process, raising its errors instead of printing them."""
-    return train.train(argv, StopFlag())
+    return train.run(argv)
 
 
 def test_resume_equals_uninterrupted_bitwise(tiny, tmp_path):
@@ -61,7 +60,8 @@ def test_refuses_to_overwrite_a_run_folder(tiny, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"error: --out {out}: already holds results (config.json)")
     assert (out / "config.json").read_text() == "precious"
     assert train.main(["--resume", "--out", str(out)]) == 2
-    assert "no intact checkpoint to resume from" in capsys.readouterr().err
+    assert "cannot read the run's config.json" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == "precious"
     (out / "notes.txt").write_text("not ours")
     assert train.main(args_for(tiny, out, "--force", "--max-steps", "1")) == 0
     assert json.loads((out / "config.json").read_text())["max_steps"] == 1 and (out / "DONE").is_file()
@@ -176,8 +176,8 @@ def test_demo_base_is_built_once_per_recipe(tmp_path, monkeypatch, capsys):
 def test_qlora_run_resumes_bitwise_and_is_answered_on_its_4bit_base(tiny, tmp_path):
     """--quantize nf4: the base is 4-bit, only LoRA trains, resume is bitwise equal; chat and generation
     load the run's base in NF4 again."""
-    from lora.finetune.run_folder import TrainRun
-    from lora.nf4 import NF4Linear
+    from lora.finetune.trained_run import TrainRun
+    from minillama.nf4 import NF4Linear
     from minillama.chat import resolve_session
 
     full = run_train(args_for(tiny, tmp_path / "full", "--quantize", "nf4"))

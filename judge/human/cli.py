@@ -12,6 +12,8 @@ import sqlite3
 import sys
 from datetime import datetime
 
+from plumbing.errors import CommandError
+
 from judge.errors import JudgeError
 from judge.human.app import RatingApp
 from judge.human.auth import Gate
@@ -137,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return serve(args) if args.command == "serve" else run_export(args)
-    except JudgeError as exc:
+    except CommandError as exc:  # JudgeError, or a pairs file the record reader refused (EvalkitError)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except sqlite3.Error as exc:
         print(f"error: --store: database error ({exc})", file=sys.stderr)
         return 1

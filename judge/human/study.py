@@ -17,7 +17,7 @@ from judge.errors import JudgeError
 from judge.human.assign import build_queue, choose_ids, rater_seed
 from judge.human.auth import new_token, token_hash
 from judge.human.store import Store, create_store
-from judge.pairs import models_in_order, read_pairs
+from judge.pairs import models_in_order, paired_records
 
 RATER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
@@ -76,7 +76,7 @@ def open_study(store_path, pairs: list[str] | None, raters: list[str], per_rater
     if created:
         if not pairs:
             raise JudgeError(f"--pairs: {path} does not exist yet; give the pairs files to rate")
-        items = read_pairs(pairs)
+        items = paired_records(pairs)
         systems = models_in_order(items)
         if pairwise and len(systems) < 2:
             raise JudgeError("--pairwise: needs at least two systems (two --pairs files)")
@@ -93,7 +93,7 @@ def open_study(store_path, pairs: list[str] | None, raters: list[str], per_rater
         mode = None if pairwise is None else ("pairwise" if pairwise else "pointwise")
         _check_same(settings, {"mode": mode, "per_rater": per_rater, "with_reference": with_reference,
                                "seed": seed}, path)
-        if pairs and _fingerprint(read_pairs(pairs)) != settings["answers_sha256"]:
+        if pairs and _fingerprint(paired_records(pairs)) != settings["answers_sha256"]:
             raise JudgeError(f"--pairs: these files differ from the answers stored in {path} "
                              f"(created from {', '.join(settings['pairs_files'])})")
     known = {r["name"] for r in store.raters()}

@@ -1,16 +1,26 @@
-"""The fine-tuning library behind `scripts/train.py`, one concept per module.
+"""LoRA fine-tuning, as a recipe: `train(cfg: TrainConfig) -> run folder` (what `scripts/train.py` runs).
 
+    from lora.finetune import PRESETS, TrainConfig, train
+    run = train(TrainConfig(**PRESETS["demo"], out="runs/demo"))
+
+One concept per module:
+
+    recipe.py       train(), train_step (one optimiser step), after_step (log, validate, checkpoint, halt)
+    setup.py        the checks before anything is written, the model with LoRA, the adapters, the finish
     config.py       TrainConfig (every knob, with its help and reason) and the presets
     flags.py        the command line built from TrainConfig
     records.py      dataset files: download, read, validate
     data.py         tokenisation with loss masks, the held-out split, data order, micro-batches
-    loss.py         Eq. 3 (SummedNLL)
-    schedule.py     the learning-rate schedule
+    loss.py         Eq. 3 (SummedNLL) and the validation loss
+    schedule.py     the learning-rate schedule (warm-up, then cosine)
     checkpoint.py   resumable, verified checkpoints
-    run_dir.py      the run folder: lock, refusal to overwrite, metrics log
-    files.py        durable writes, checksums, folder locks
     distributed.py  torchrun: DDP, FSDP2, reductions, per-rank RNG
-    signals.py      SIGINT / SIGTERM: finish the step, checkpoint, exit 130 / 143
-    run_folder.py   a finished run folder, read by generation and chat
+    run_folder.py   the run folder a run writes: lock, refusal to overwrite, metrics log
+    trained_run.py  a finished run folder, read by the generation stage
+    chat.py         a run folder or an adapter in `python -m minillama generate` (the `minillama.sessions` entry)
     demo_data.py, demo_model.py, plots.py   the CPU demo's data and base model; the loss curve
 """
+from lora.finetune.config import PRESETS, RunFailed, TrainConfig, TrainError
+from lora.finetune.recipe import train
+
+__all__ = ["PRESETS", "RunFailed", "TrainConfig", "TrainError", "train"]

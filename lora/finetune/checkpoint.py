@@ -13,15 +13,14 @@ Under FSDP2 the LoRA weights and the optimiser state are DTensor shards; they ar
 save, so a checkpoint looks the same whatever the sharding, and re-sharded on load.
 
 Writing: everything goes into `.step_00000100.tmp/`, each file fsynced, then one rename makes it
-`step_00000100/` and the folder is fsynced, so a crash never leaves a checkpoint that `--resume` would
-pick. Reading: `latest_intact` checks every file of every candidate (sha256, parse) and takes the
+`step_00000100/` and the folder is fsynced (`plumbing.durable.write_folder_atomic`), so a crash never
+leaves a checkpoint that `--resume` would pick. Reading: `latest_intact` checks every file of every candidate (sha256, parse) and takes the
 newest intact one, naming what was wrong with the others. The learning rate is a pure function of the
 step (`schedule.lr_at`), so the scheduler's state is the step itself.
 """
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -31,12 +30,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from minillama.safetensors_io import save_file  # a full disk as OSError, naming the file
+from plumbing.durable import write_folder_atomic, write_json_atomic
+from plumbing.files import sha256_file
+
 import lora
 from lora.finetune.config import RunFailed, TrainError
-from lora.finetune.faults import kill_point
-from lora.finetune.files import sha256_file
-from minillama.durable import fsync_dir, write_json_atomic
-from minillama.safetensors_io import save_file  # a full disk as OSError, naming the file
 
 FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "optimizer.safetensors",
          "optimizer.json", "rng.safetensors", "rng.json")
@@ -133,7 +132,7 @@ def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
 def save_checkpoint(out: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict,
                     rng_states: list[dict], adapter: dict, opt_state: tuple[dict, dict], base_name: str,
                     keep: int) -> Path:
-    """Write checkpoint `step` (rank 0 only; the arguments were gathered from every rank).
+    """Write checkpoint `step` (rank 0 only; the arguments were gathered from every rank), then prune.
 
     Args:
         rng_states: every rank's `rng_state()`, in rank order.
@@ -142,18 +141,14 @@ def save_checkpoint(out: Path, step: int, model: torch.nn.Module, optimizer: tor
         RunFailed: the disk is full or unwritable (the earlier checkpoints are kept).
     """
     final = out / "checkpoints" / f"step_{step:08d}"
-    tmp = final.with_name(f".{final.name}.tmp")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+
+    def fill(tmp: Path) -> None:
         lora.save_adapter(model, tmp / "adapter", base_model_name_or_path=base_name, state=adapter)
-        kill_point(f"checkpoint:{step}:adapter")
         tensors, extra = opt_state
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items() if k != "params"}
                   for g in optimizer.state_dict()["param_groups"]]
         (tmp / "optimizer.json").write_text(json.dumps({"param_groups": groups, "extra": extra}, indent=1))
-        kill_point(f"checkpoint:{step}:optimizer")
         rng_tensors = {}
         for r, s in enumerate(rng_states):
             rng_tensors[f"rank{r}.torch"] = s["torch"]
@@ -161,26 +156,17 @@ def save_checkpoint(out: Path, step: int, model: torch.nn.Module, optimizer: tor
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         (tmp / "rng.json").write_text(json.dumps([{"python": s["python"], "numpy": s["numpy"],
                                                    "n_cuda": len(s["cuda"])} for s in rng_states]))
-        kill_point(f"checkpoint:{step}:rng")
-        for name in FILES:
-            with open(tmp / name, "rb+") as f:
-                os.fsync(f.fileno())
         write_json_atomic(tmp / "state.json", {**state, "step": step, "world_size": len(rng_states),
                                                "sha256": {name: sha256_file(tmp / name) for name in FILES}})
-        kill_point(f"checkpoint:{step}:state")
-        if final.exists():  # an incomplete folder of the same step left by a crash
-            shutil.rmtree(final)
-        tmp.rename(final)
-        fsync_dir(final.parent)
-        kill_point(f"checkpoint:{step}:renamed")
+
+    try:  # built as `.step_N.tmp`, every file fsynced, then renamed: `--resume` never picks a half checkpoint
+        write_folder_atomic(final, fill, replace=True)  # replaces an incomplete folder of the same step
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RunFailed(f"{tmp}: cannot write checkpoint {step} ({e.strerror or e}); free space and rerun "
-                        "with --resume") from None
+        raise RunFailed(f"{final.with_name('.' + final.name + '.tmp')}: cannot write checkpoint {step} "
+                        f"({e.strerror or e}); free space and rerun with --resume") from None
     older = [p for p in step_dirs(out) if p != final]
     for p in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
-    kill_point(f"checkpoint:{step}:pruned")
     return final
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from minillama.jobcontrol import EXIT_FAILURE, CommandError
+from plumbing.errors import EXIT_FAILURE, CommandError
 
 
 class TrainError(CommandError):
@@ -161,6 +161,16 @@ PRESETS: dict[str, dict] = {
 
 # Fields that only say how to run, not what is trained: a resumed run may change them.
 RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["runtime"])
+
+
+def check_resumable(cfg: TrainConfig, saved: dict, source: str) -> None:
+    """Refuse to resume the run whose `config.json` is `saved` with a config that trains something else: every
+    field but the runtime ones (and `out`, which may be spelt differently) must be equal."""
+    run = config_from_dict(saved)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in RUNTIME_FIELDS and f.name != "out" and getattr(cfg, f.name) != getattr(run, f.name):
+            raise TrainError(f"--{f.name.replace('_', '-')}: {getattr(cfg, f.name)!r} differs from the run's "
+                             f"{getattr(run, f.name)!r} in {source}; a resumed run keeps its config (start a new --out)")
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

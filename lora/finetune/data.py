@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from lora.finetune.files import sha256_file
+from plumbing.files import sha256_file
 from lora.finetune.records import DataError, resolve_dataset, usable_records
-from minillama.durable import write_json_atomic
+from plumbing.durable import write_json_atomic
 from minillama.templates import prompt_ids
 
 IGNORE_INDEX = -100  # label of tokens left out of the loss (PyTorch cross_entropy's ignore_index)

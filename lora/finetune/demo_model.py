@@ -14,21 +14,29 @@ by transformers), `tokenizer.model` (SentencePiece, Llama's ids: unk=0, bos=1, e
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import math
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from tqdm import tqdm
 
-from lora.finetune import demo_data
-from minillama import Llama, LlamaConfig, Tokenizer, threads
+from minillama import Llama, LlamaConfig, Tokenizer
 from minillama.templates import ALPACA_PROMPT, prompt_ids
+from plumbing import threads
+from plumbing.durable import write_bytes_atomic, write_folder_atomic, write_json_atomic
+from plumbing.locks import folder_lock
+
+import lora
+from lora.finetune import demo_data
+from lora.finetune.records import cache_dir, load_records
+from lora.finetune.schedule import lr_at
 
 VOCAB_SIZE = 1024  # small: 256 byte-fallback pieces + ~770 merges learnt from the demo texts
 TINY = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
@@ -36,18 +44,21 @@ TINY = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_att
 
 
 def train_tokenizer(texts: list[str], out_file: Path, vocab_size: int = VOCAB_SIZE) -> Tokenizer:
-    """Train a BPE SentencePiece model with Llama's special ids and normalisation settings."""
+    """Train a BPE SentencePiece model with Llama's special ids and normalisation settings.
+
+    The model is written from memory (`model_writer`), not through a `model_prefix` path, so the file holds no
+    path of this machine: the same texts give the same bytes (and sha256) everywhere.
+    """
     import sentencepiece as spm
 
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    prefix = out_file.with_suffix("")
+    buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_prefix=str(prefix), vocab_size=vocab_size, model_type="bpe",
+        sentence_iterator=iter(texts), model_writer=buffer, vocab_size=vocab_size, model_type="bpe",
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, byte_fallback=True, character_coverage=1.0,
         normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
         max_sentence_length=8192, num_threads=1, minloglevel=2)
-    prefix.with_suffix(".model").replace(out_file)
-    prefix.with_suffix(".vocab").unlink(missing_ok=True)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out_file, buffer.getvalue())
     return Tokenizer(out_file)
 
 
@@ -79,8 +90,8 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
     loss_value, start = float("nan"), time.perf_counter()
     with tqdm(total=steps, desc="demo base warm-up", unit="step") as bar:
         for step in range(steps):
-            for group in opt.param_groups:  # warm-up 10 steps, then cosine to 10%
-                group["lr"] = lr * min(1.0, (step + 1) / 10) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+            for group in opt.param_groups:  # warm-up 10 steps, then cosine to 10% (the fine-tuning schedule)
+                group["lr"] = lr_at(step, lr, 10, steps, min_lr_ratio=0.1)
             x = rows[torch.randint(len(rows), (batch,), generator=gen)]  # [B, seq_len]
             logits = model(x[:, :-1])  # [B, seq_len-1, vocab]
             loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
@@ -94,14 +105,14 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
             threads.tick()
     model.eval()
     model.save_pretrained(out_dir)
-    (out_dir / "pretrain.json").write_text(json.dumps({
+    write_json_atomic(out_dir / "pretrain.json", {
         "what": "demo base: random-init tiny Llama + full-parameter warm-up on generic sentences",
         "steps": steps, "batch": batch, "seq_len": seq_len, "lr": lr, "final_loss": loss_value,
-        "seconds": round(time.perf_counter() - start, 1), "config": config.to_hf_dict()}, indent=1) + "\n")
+        "seconds": round(time.perf_counter() - start, 1), "config": config.to_hf_dict()})
     return out_dir
 
 
-RECIPE_VERSION = 2  # bump when build_demo_base changes what it builds (2: warm-up lr 5e-3)
+RECIPE_VERSION = 3  # bump when build_demo_base changes what it builds (3: the fine-tuning schedule, a path-free tokenizer)
 
 
 def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0) -> Path:
@@ -111,39 +122,22 @@ def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int =
     Two demos building the same base at once wait for each other (a lock), and a build killed midway
     leaves nothing in the cache (it is built in a temporary folder and renamed).
     """
-    import hashlib
-    import shutil
-
-    import torch
-
-    from lora.finetune.files import FolderLock
-    from lora.finetune.records import cache_dir
-
     recipe = {"version": RECIPE_VERSION, "records": records, "steps": steps, "seed": seed, "sizes": TINY,
               "vocab": VOCAB_SIZE, "torch": torch.__version__}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     root = cache_dir() / "demo-base"
     cached = root / key
-    lock = FolderLock(root, f".{key}.lock")
+    lock = folder_lock(root, f".{key}.lock")
     while not lock.acquire():
         time.sleep(0.5)
     try:
         if not (cached / "pretrain.json").is_file():
-            tmp = root / f".{key}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            build_demo_base(tmp, records, steps, seed=seed)
-            shutil.rmtree(cached, ignore_errors=True)
-            tmp.rename(cached)
+            write_folder_atomic(cached, lambda tmp: build_demo_base(tmp, records, steps, seed=seed), replace=True)
         else:
             print(f"demo base: reusing the cached build {cached}", file=sys.stderr)
     finally:
         lock.release()
-    tmp_out = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    shutil.copytree(cached, tmp_out)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp_out.rename(out_dir)
-    return out_dir
+    return write_folder_atomic(out_dir, lambda tmp: shutil.copytree(cached, tmp, dirs_exist_ok=True), replace=True)
 
 
 def unigram_f1(hypothesis: str, reference: str) -> float:
@@ -203,9 +197,6 @@ def compare_base_and_tuned(base_model, tuned_model, tok: Tokenizer, records: lis
 
 def held_out_comparison(run: Path, tok: Tokenizer, template: str) -> dict:
     """`compare_base_and_tuned` on a finished demo run's held-out pairs (`run`/base, `run`/adapter)."""
-    import lora
-    from lora.finetune.records import load_records
-
     split = json.loads((run / "split.json").read_text())
     records, _ = load_records(run / "demo_data.json")
     held_out = [records[i] for i in split["val_ids"]]

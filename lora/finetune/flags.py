@@ -77,19 +77,14 @@ def config_from_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Name
     return cfg, args, explicit
 
 
-def resumed_config(saved: dict, explicit: dict, source: str) -> TrainConfig:
-    """The saved run's config; the runtime fields (how to run, not what is trained) come from this
-    command's flags, or their defaults: a resumed run does not stop again at the first run's
-    --stop-after-steps."""
+def resumed_config(saved: dict, explicit: dict) -> TrainConfig:
+    """The saved run's config with this command's explicit flags on top; the runtime fields (how to run, not
+    what is trained) not given again take their defaults, so a resumed run does not stop again at the first
+    run's --stop-after-steps. Whether the result may resume the run is `config.check_resumable`'s (in `train`)."""
     cfg = config_from_dict(saved)
     for f in dataclasses.fields(TrainConfig):
         if f.name in RUNTIME_FIELDS:
             setattr(cfg, f.name, f.default)
     for name, value in explicit.items():
-        if name in RUNTIME_FIELDS:
-            setattr(cfg, name, value)
-        elif name != "out" and value != getattr(cfg, name):
-            raise TrainError(f"--{name.replace('_', '-')}: {value!r} differs from the run's {getattr(cfg, name)!r} "
-                             f"in {source}; a resumed run keeps its config (start a new --out)")
-    cfg.validate()
+        setattr(cfg, name, value)
     return cfg

@@ -1,4 +1,5 @@
-"""The training loss: Eq. 3 of the paper, the mean next-token cross-entropy over the target tokens.
+"""The training loss: Eq. 3 of the paper, the mean next-token cross-entropy over the target tokens, and the
+validation loss (the same over the held-out pairs).
 
 With `loss_norm="token"` (default) a step minimises sum(NLL of the target tokens of the global batch) /
 (number of those tokens): Eq. 3 with T = the target tokens of the batch. It equals the per-sequence
@@ -10,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lora.finetune.data import IGNORE_INDEX
+from lora.finetune.data import DUMMY_EXAMPLE, IGNORE_INDEX, collate
+from lora.finetune.distributed import all_reduce_sum
 
 
 class SummedNLL(torch.nn.Module):
@@ -44,3 +46,19 @@ class SummedNLL(torch.nn.Module):
 def loss_denominator(batch: list[dict], loss_norm: str) -> int:
     """Target tokens ("token") or sequences ("sequence") of a global batch: what its loss is divided by."""
     return sum(e["n_targets"] for e in batch) if loss_norm == "token" else len(batch)
+
+
+@torch.no_grad()
+def validation_loss(loss_module: SummedNLL, examples: list[dict], cfg, info, autocast) -> float:
+    """Eq. 3 over all held-out target tokens; every rank runs as many forwards (`DUMMY_EXAMPLE` pads its share)."""
+    loss_module.eval()
+    mine = examples[info.rank::info.world_size]
+    n_batches = -(-len(examples) // (cfg.micro_batch_size * info.world_size))  # the same on every rank
+    total = 0.0
+    for i in range(n_batches):
+        part = mine[i * cfg.micro_batch_size:(i + 1) * cfg.micro_batch_size] or [DUMMY_EXAMPLE]
+        ids, labels = collate(part)  # [B, T] each
+        with autocast():
+            total += loss_module(ids.to(info.device), labels.to(info.device)).item()
+    total, denom = all_reduce_sum([total, loss_denominator(mine, cfg.loss_norm)], info)
+    return total / max(denom, 1)

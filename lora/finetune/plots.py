@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lora.finetune.run_dir import read_rows
+from lora.finetune.run_folder import read_rows
 
 
 def read_metrics(path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -10,8 +10,10 @@ import json
 import os
 from pathlib import Path
 
+from plumbing.durable import replace_atomic
+from plumbing.files import sha256_file
+
 from lora.finetune.config import TrainError
-from lora.finetune.files import sha256_file
 
 GENMEDGPT_URL = "https://raw.githubusercontent.com/Kent0n-Li/ChatDoctor/main/chatdoctor5k.json"
 GENMEDGPT_SHA256 = "780c1a6aa67d461359ac220c120134429290b1e340545c3ad8954e1aa235d80f"
@@ -38,23 +40,23 @@ def download(url: str, sha256: str, name: str, flag: str, timeout: float = 60.0)
     dest = cache_dir() / name
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".part")
-    try:
+
+    def fetch(tmp: Path) -> None:
         with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as r:
             r.raise_for_status()
             with open(tmp, "wb") as f:
                 for chunk in r.iter_bytes():
                     f.write(chunk)
+        got = sha256_file(tmp)
+        if got != sha256:
+            raise DataError(f"{url}: sha256 {got} differs from the expected {sha256}")
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomic(dest, fetch)
     except (httpx.HTTPError, OSError) as e:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{url}: download failed ({type(e).__name__}); download the file yourself and pass "
                         f"{flag} PATH") from None
-    got = sha256_file(tmp)
-    if got != sha256:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{url}: sha256 {got} differs from the expected {sha256}")
-    tmp.replace(dest)
     return dest
 
 

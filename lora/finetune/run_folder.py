@@ -1,144 +1,112 @@
-"""A finished training run folder (`scripts/train.py`'s layout), read by generation and chat.
+"""The run folder `scripts/train.py` writes: one run at a time (a lock), never overwritten by accident, its log.
 
-The folder holds `DONE`, `config.json` (the resolved training settings, with the dataset's sha256),
-`split.json` (the held-out `val_ids` and the shared instruction) and `adapter/` (the best LoRA
-adapter). `TrainRun` checks that layout, finds the base weights and the dataset the run used (even
-when the run folder was moved), and loads the tokenizer, the base model and the adapter on demand.
+Layout (docs/training.md): `config.json`, `split.json`, `data_report.json`, `metrics.jsonl`, `checkpoints/`,
+`adapter/` (best), `adapter_last/`, `loss.png`, `DONE`, and for the demo `base/`, `demo_data.json`,
+`demo_eval.json`. `.lock` is held while a run works. A finished folder is read back by `trained_run.py`.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 
+from plumbing.durable import write_text_atomic
+from plumbing.locks import FileLock, folder_lock
+
 from lora.finetune.config import TrainError
-from lora.finetune.files import sha256_file
+
+# Everything a run writes into its folder; any of these present means the folder holds results.
+RESULT_NAMES = ("config.json", "split.json", "data_report.json", "metrics.jsonl", "loss.png", "DONE",
+                "adapter", "adapter_last", "checkpoints", "base", "demo_data.json", "demo_eval.json")
+# What only training produces: a run folder created by a start that failed before any of these is removed.
+TRAINED_NAMES = ("checkpoints", "adapter", "adapter_last", "DONE")
+LOCK_NAME = ".lock"
 
 
-@dataclass
-class TrainRun:
-    """A finished training run folder (`scripts/train.py`'s layout), as the generation stage needs it."""
+def check_out(out: Path, resume: bool, force: bool) -> None:
+    """Refuse, before anything is written, what would overwrite results (so a bad command changes nothing)."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: exists and is not a folder")
+    present = [n for n in RESULT_NAMES if (out / n).exists()]
+    if not resume and present and not force:
+        raise TrainError(f"--out {out}: already holds results ({', '.join(present)}); pass --resume to continue "
+                         "that run or --force to delete them")
 
-    path: Path
-    config: dict
-    split: dict
 
-    @classmethod
-    def open(cls, path: str | Path) -> "TrainRun":
-        """Check that `path` is a finished run (`DONE`, `config.json`, `split.json`, `adapter/`)."""
-        path = Path(path)
-        if not (path / "DONE").is_file():
-            raise TrainError(f"{path}: not a finished training run (no DONE file); train it first "
-                                f"or resume it with scripts/train.py --out {path} --resume")
+def read_config(out: Path) -> dict:
+    """The `config.json` of a run to resume, or one line saying what is wrong (and what to run instead)."""
+    if not out.is_dir():
+        raise TrainError(f"--out {out}: not a folder; there is no run to resume (start it without --resume)")
+    if not (out / "config.json").is_file():
+        raise TrainError(f"--out {out}: the run stopped before it wrote config.json, so there is nothing to resume; "
+                         "start it again with the same flags and --force instead of --resume")
+    try:
+        saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TrainError(f"--out {out}: cannot read the run's config.json ({type(e).__name__}); the run cannot "
+                         "be resumed (start a new --out)") from None
+    if not isinstance(saved, dict):
+        raise TrainError(f"--out {out}: config.json is not a JSON object; start a new --out")
+    return saved
+
+
+def lock(out: Path) -> FileLock:
+    """Take the run folder's exclusive lock (creating the folder); refuse while another run holds it."""
+    held = folder_lock(out, LOCK_NAME)
+    if not held.acquire():
+        raise TrainError(f"--out {out}: another training run is working in this folder (it holds {held.path}); "
+                         "wait for it or choose another --out")
+    return held
+
+
+def refuse_if_busy(out: Path) -> None:
+    """Refuse at once when another live run holds the folder's lock (checked before the folder is read)."""
+    if (out / LOCK_NAME).is_file():
+        lock(out).release()
+
+
+def clear_results(out: Path) -> None:
+    """Delete this project's results from the folder (and nothing else): `--force`, or a failed start's."""
+    for name in RESULT_NAMES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The complete rows of a metrics.jsonl; a torn last line (a crash mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-            split = json.loads((path / "split.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise TrainError(f"{path}: unreadable config.json or split.json ({e})") from None
-        if not (path / "adapter" / "adapter_config.json").is_file():
-            raise TrainError(f"{path / 'adapter'}: no adapter_config.json (best adapter missing)")
-        if not split.get("val_ids"):
-            raise TrainError(f"{path / 'split.json'}: no held-out ids (val_ids is empty)")
-        return cls(path, config, split)
-
-    @property
-    def template(self) -> str:
-        return self.config.get("template", "alpaca")
-
-    @property
-    def base_model(self) -> str:
-        """The base weights: a local folder (the demo's, inside the run) or a Hub id."""
-        return resolve_base(self.path, self.config)
-
-    @property
-    def adapter_dir(self) -> Path:
-        return self.path / "adapter"
-
-    @property
-    def adapter_sha256(self) -> str:
-        return sha256_file(self.adapter_dir / "adapter_model.safetensors")
-
-    @property
-    def split_seed(self):
-        return self.split.get("seed")
-
-    @property
-    def dataset_path(self) -> Path:
-        return resolve_data(self.path, self.config)
-
-    @property
-    def dataset_sha256(self) -> str:
-        return self.config.get("resolved", {}).get("data_sha256") or self.config.get("data_sha256", "")
-
-    def held_out_records(self, limit: int | None = None) -> dict[str, dict]:
-        """{id: record} of `split.json`'s val_ids, from the dataset file verified by its sha256."""
-        from lora.finetune.records import load_records
-
-        path = self.dataset_path
-        got = sha256_file(path)
-        if self.dataset_sha256 and got != self.dataset_sha256:
-            raise TrainError(f"{path}: sha256 {got[:12]}... differs from {self.dataset_sha256[:12]}... "
-                                f"in {self.path / 'config.json'}: the dataset changed since training")
-        records, _report = load_records(path, on_bad_record="skip")
-        ids = [str(i) for i in self.split["val_ids"]]
-        missing = [i for i in ids if i not in records]
-        if missing:
-            raise TrainError(f"{path}: held-out ids {', '.join(missing[:5])} are not valid records")
-        ids = ids[:limit] if limit else ids
-        return {i: records[i] for i in ids}
-
-    def load_tokenizer(self):
-        from minillama import load_tokenizer
-        return load_tokenizer(self.base_model)
-
-    @property
-    def instruction(self) -> str:
-        """The instruction the training records shared (what a chat with the model is asked under)."""
-        return self.split.get("instruction", "")
-
-    def prompt_ids(self, record: dict, tokenizer) -> list[int]:
-        """The prompt exactly as training formatted it (same template, BOS, no response)."""
-        from minillama.templates import prompt_ids
-        return prompt_ids(record, tokenizer, self.template)
-
-    @property
-    def quantize(self) -> str | None:
-        """"nf4" when the run trained on a 4-bit base (QLoRA): the adapter is evaluated on the same base."""
-        q = self.config.get("quantize", "none")
-        return None if q == "none" else q
-
-    def load_base_model(self, dtype: str, device: str):
-        import torch
-
-        from minillama import Llama
-        model = Llama.from_pretrained(self.base_model, dtype=getattr(torch, dtype), device=device,
-                                      quantize=self.quantize)
-        return model.eval()
-
-    def apply_adapter(self, model) -> None:
-        import lora
-        lora.load_adapter(model, self.adapter_dir)
-        model.eval()
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
 
 
-def resolve_base(run_dir: Path, config: dict) -> str:
-    """The base model of a run: the path train.py resolved (`<run>/base` for the demo), or a Hub id."""
-    base = str(config.get("resolved", {}).get("base_path") or config.get("base", ""))
-    if base == "demo":
-        return str(run_dir / "base")
-    if base and Path(base).expanduser().is_dir():
-        return str(Path(base).expanduser())
-    if config.get("base") == "demo":  # the run folder was moved: its base moved with it
-        return str(run_dir / "base")
-    return base
+class MetricsLog:
+    """Appends one JSON row per call to metrics.jsonl (when `write`: rank 0).
 
+    On a resumed run the rows after the checkpoint's step (and any torn line) are dropped first, so
+    the file ends equal to that of an uninterrupted run; a run started again from step 0 drops them all.
+    """
 
-def resolve_data(run_dir: Path, config: dict) -> Path:
-    """The dataset file a run trained on (its sha256 is checked by the caller)."""
-    if config.get("data") == "demo":  # the demo writes its data into the run folder
-        return run_dir / "demo_data.json"
-    path = config.get("resolved", {}).get("data_path") or config.get("data", "")
-    if path and Path(path).expanduser().is_file():
-        return Path(path).expanduser()
-    from lora.finetune.records import resolve_dataset
-    return resolve_dataset(config.get("data", ""))
+    def __init__(self, path: Path, start_step: int, write: bool):
+        self.path, self.write = path, write
+        if write and path.exists():
+            kept = [r for r in read_rows(path) if r["step"] <= start_step] if start_step > 0 else []
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def __call__(self, row: dict) -> None:
+        if self.write:
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(self.path)) from None

@@ -1,0 +1,239 @@
+"""LoRA fine-tuning of a Llama on instruction data, as one function: `train(cfg) -> run folder`.
+
+    from lora.finetune import TrainConfig, train, PRESETS
+    out = train(TrainConfig(**PRESETS["demo"], out="runs/demo"))     # the CPU demo, a few minutes
+    torchrun --nproc_per_node 4 scripts/train.py --preset paper ...   # the same function under DDP / FSDP2
+
+In order: (1) check every input before anything is written; (2) take the run folder; (3) load the base and
+add LoRA (Eq. 2); (4) tokenise the data; (5) the loop: `train_step` (Eq. 3 over the micro-batches of this
+rank, backward, clip, AdamW), then `after_step` (log, validate and keep the best adapter, checkpoint, halt);
+(6) save the adapters, the loss curve and DONE.
+
+Precision: on GPU the frozen base is held in bfloat16 and the LoRA A/B in float32 (master weights that keep
+lr 3e-5-sized updates, which bf16's 8-bit mantissa would round away); the forward runs under bf16
+autocast. On CPU everything is float32.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from plumbing import threads
+from plumbing.errors import CommandError
+from plumbing.signals import Interrupted, StopFlag
+
+import lora
+from lora.finetune import checkpoint, data, distributed, run_folder
+from lora.finetune.config import TrainConfig, TrainError
+from lora.finetune.loss import SummedNLL, loss_denominator, validation_loss
+from lora.finetune.schedule import lr_at
+from lora.finetune.setup import finish, load_model, preflight, save_adapter, write_run_config
+
+
+@dataclass
+class Run:
+    """What the steps of one run share (built once in `_train`)."""
+
+    cfg: TrainConfig
+    out: Path
+    info: distributed.DistInfo
+    model: torch.nn.Module
+    loss_module: SummedNLL       # Eq. 3's numerator around the model; validation runs it unwrapped
+    step_module: torch.nn.Module  # the same under DDP (or FSDP2, or torch.compile)
+    optimizer: torch.optim.Optimizer
+    params: list
+    autocast: Callable
+    train_ex: list
+    val_ex: list
+    total_steps: int
+    state: dict                   # step, tokens_seen, best_val_loss, best_step, base: what a checkpoint keeps
+    log: run_folder.MetricsLog
+    bar: tqdm
+    stop: StopFlag
+    on_step: Callable[[int], None]
+
+
+def train(cfg: TrainConfig, resume: bool = False, force: bool = False,
+          on_step: Callable[[int], None] | None = None) -> Path:
+    """Fine-tune `cfg.base` with LoRA on `cfg.data` into the run folder `cfg.out`; returns the folder.
+
+    Args:
+        cfg: every knob of the run (`TrainConfig`, checked here before anything is written).
+        resume: continue the run in `cfg.out` from its newest intact checkpoint (from step 0 when it has
+            none yet); `cfg` must be that run's config (the fields in `RUNTIME_FIELDS` may differ).
+        force: delete the folder's earlier results first.
+        on_step: called with the step number after each optimiser step (default: the CPU thread policy's
+            re-measurement, `plumbing.threads.tick`).
+
+    Raises:
+        TrainError: bad input (exit status 2), before anything is written; RunFailed: a failure while running
+            (exit status 1); Interrupted: SIGINT / SIGTERM, after a checkpoint was saved (130 / 143).
+    """
+    cfg.validate()
+    if resume and force:
+        raise TrainError("--resume and --force: choose one")
+    out = Path(cfg.out).expanduser()
+    threads.configure_threads(cfg.num_threads)
+    info = distributed.setup(cfg.device)
+    folder_lock = None
+    with StopFlag() as stop:
+        try:
+            try:  # every rank checks before any rank writes; a refusal on one rank stops all
+                if info.is_main and (out / run_folder.LOCK_NAME).exists():
+                    folder_lock = run_folder.lock(out)  # another live run is named before anything else
+                ckpt, problem = preflight(cfg, out, resume, force, info.world_size), None
+            except CommandError as e:
+                ckpt, problem = None, e
+            refusals = [p for p in distributed.gather_objects(problem and str(problem), info) if p]
+            if problem is not None:
+                raise problem
+            if refusals:
+                raise TrainError(refusals[0])
+            if resume and (out / "DONE").is_file():
+                print(f"{out}: this run has finished already (DONE)", file=sys.stderr)
+                return out
+            created = not out.exists()
+            if info.is_main and folder_lock is None:
+                folder_lock = run_folder.lock(out)
+            try:
+                if info.is_main and force:
+                    run_folder.clear_results(out)
+                return _train(cfg, out, info, ckpt, stop, on_step or (lambda step: threads.tick()))
+            except BaseException:  # a fresh start that fails before training leaves no trace
+                if created and info.is_main and not any((out / n).exists() for n in run_folder.TRAINED_NAMES):
+                    folder_lock.release()
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+        finally:
+            if folder_lock is not None:
+                folder_lock.release()
+            distributed.teardown(info)
+
+
+def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag, on_step) -> Path:
+    # ---- (3) base model + LoRA ----
+    on_gpu = info.device.type == "cuda"
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and on_gpu) else torch.float32
+    autocast = (lambda: torch.autocast(info.device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 \
+        else contextlib.nullcontext
+    model, tok, base = load_model(cfg, out, info, dtype, ckpt)
+    loss_module = SummedNLL(model, cfg.loss_norm)
+    if cfg.fsdp:
+        distributed.shard_fsdp(loss_module, model.model.layers)  # before the optimiser sees the parameters
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=on_gpu)
+
+    # ---- (4) data ----
+    train_ex, val_ex, report = data.prepare(cfg, out, tok, write=info.is_main)
+    total_steps = data.total_steps(len(train_ex), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
+    state = {"step": 0, "tokens_seen": 0, "best_val_loss": None, "best_step": 0, "base": base}
+    if ckpt is not None:
+        state = checkpoint.load_checkpoint(ckpt, model, optimizer, info.rank)
+        print(f"resuming from {ckpt} (step {state['step']} of {total_steps})", file=sys.stderr)
+    else:
+        distributed.seed_rank_stream(cfg.seed, info)  # dropout masks differ across ranks
+        if info.is_main:
+            write_run_config(cfg, out, info, base, report, dtype, len(train_ex), len(val_ex), total_steps, model)
+    step_module = loss_module if cfg.fsdp else distributed.wrap_ddp(loss_module, info)
+    if cfg.compile:
+        step_module = torch.compile(step_module)
+    log = run_folder.MetricsLog(out / "metrics.jsonl", state["step"], info.is_main)
+    if state["step"] == 0 and val_ex:
+        log({"type": "val", "step": 0, "loss": validation_loss(loss_module, val_ex, cfg, info, autocast)})
+
+    # ---- (5) the loop ----
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not info.is_main)
+    run = Run(cfg, out, info, model, loss_module, step_module, optimizer, params, autocast, train_ex, val_ex,
+              total_steps, state, log, bar, stop, on_step)
+    with bar, stop.deferred():
+        for step in range(state["step"], total_steps):
+            t0 = time.perf_counter()
+            lr = lr_at(step, cfg.learning_rate, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
+            batch = data.global_batch(step, train_ex, cfg.batch_size, cfg.seed)
+            rank_loss, grad_norm = train_step(run, batch, lr)
+            if after_step(run, step + 1, batch, rank_loss, grad_norm, lr, time.perf_counter() - t0):
+                return out
+
+    # ---- (6) finish ----
+    save_adapter(model, out / "adapter_last", base, info)
+    if distributed.broadcast_object(not (out / "adapter").is_dir(), info):  # no validation picked one
+        save_adapter(model, out / "adapter", base, info)
+    if info.is_main:
+        finish(cfg, out, tok, state)
+    distributed.barrier(info)
+    return out
+
+
+def train_step(run: Run, batch: list[dict], lr: float) -> tuple[float, float]:
+    """One optimiser step on a global batch: this rank's micro-batches, Eq. 3, backward, clip, AdamW.
+
+    Returns:
+        (this rank's share of the batch's loss: summed over the ranks it is Eq. 3 of the batch,
+         the gradient norm before clipping).
+    """
+    cfg, info = run.cfg, run.info
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    scale = info.world_size / max(1, loss_denominator(batch, cfg.loss_norm))  # DDP / FSDP average over ranks
+    micro = data.rank_micro_batches(batch, cfg.batch_size, cfg.micro_batch_size, info.rank, info.world_size)
+    run.step_module.train()
+    loss_sum = 0.0
+    for j, mb in enumerate(micro):
+        ids, labels = (t.to(info.device) for t in data.collate(mb))  # [B, T] each
+        with distributed.no_sync(run.step_module, skip=j < len(micro) - 1):  # gradients reduced once, at the last
+            with run.autocast():
+                nll = run.step_module(ids, labels)  # Eq. 3's numerator on this micro-batch
+            (nll * scale).backward()
+        loss_sum += nll.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm).item()
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss_sum * scale / info.world_size, grad_norm
+
+
+def after_step(run: Run, step: int, batch: list[dict], rank_loss: float, grad_norm: float, lr: float,
+               seconds: float) -> bool:
+    """Everything a finished step leaves to do: log, validate (keeping the best adapter), checkpoint, halt.
+
+    Returns:
+        True when the run stops here (`--stop-after-steps`). Raises `Interrupted` after the checkpoint when
+        a SIGINT / SIGTERM arrived during the step.
+    """
+    cfg, info, state = run.cfg, run.info, run.state
+    loss, stops = distributed.all_reduce_sum([rank_loss, float(run.stop.requested)], info)
+    tokens = sum(len(e["input_ids"]) for e in batch)
+    state.update(step=step, tokens_seen=state["tokens_seen"] + tokens)
+    run.log({"type": "train", "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
+             "tokens_per_s": tokens / seconds})
+    run.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=round(tokens / seconds), refresh=False)
+    run.bar.update(1)
+    run.on_step(step)
+    last = step == run.total_steps
+    if run.val_ex and (step % cfg.eval_steps == 0 or last):
+        val = validation_loss(run.loss_module, run.val_ex, cfg, info, run.autocast)
+        run.log({"type": "val", "step": step, "loss": val})
+        if state["best_val_loss"] is None or val < state["best_val_loss"]:
+            state.update(best_val_loss=val, best_step=step)
+            save_adapter(run.model, run.out / "adapter", state["base"], info)
+    halt = stops > 0 or (cfg.stop_after_steps > 0 and step == cfg.stop_after_steps and not last)
+    if step % cfg.save_steps == 0 or last or halt:
+        rngs = distributed.gather_objects(checkpoint.rng_state(), info)
+        adapter, opt_state = lora.adapter_state(run.model), checkpoint.optimizer_state(run.model, run.optimizer)
+        if info.is_main:
+            checkpoint.save_checkpoint(run.out, step, run.model, run.optimizer, state, rngs, adapter, opt_state,
+                                       state["base"], cfg.keep_checkpoints)
+    if stops > 0:
+        raise Interrupted(run.stop.requested or signal.SIGTERM)
+    if halt:
+        print(f"{run.out}: stopped after step {step} (checkpoint written; continue with --resume)", file=sys.stderr)
+    return halt

@@ -1,0 +1,185 @@
+"""Configuration of `scripts/reproduce.py`: presets `demo` and `paper`, overridable by a JSON file.
+
+A config file is plain JSON with the same keys as `ReproduceConfig` (nested objects for
+`generation` and `judge`); only the keys it names override the chosen preset:
+
+    {"preset": "demo", "train_args": ["--max-steps", "20"],
+     "generation": {"max_new_tokens": 32, "limit": 16},
+     "judge": {"base_url": "http://127.0.0.1:8000/v1", "model": "llama3"}}
+
+Nothing in it is executed and there are no dotted keys: an unknown key or a value of the wrong type
+is refused with one line naming the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plumbing.errors import EXIT_FAILURE, EXIT_USAGE, CommandError
+
+PRESETS = ("demo", "paper")
+PAPER_BASE_MODEL = "meta-llama/Llama-2-7b-chat-hf"  # Section 4.3: llama-2-7b-chat-hf
+
+
+class PipelineError(CommandError):
+    """A reproduction that cannot go on; the message is one line naming the file and the problem."""
+
+    exit_code = EXIT_FAILURE  # a failure while running (see docs/cli.md)
+
+
+class ConfigError(PipelineError):
+    """A config file or flag that cannot be honoured."""
+
+    exit_code = EXIT_USAGE  # bad input
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding settings, identical for the base and the fine-tuned model (recorded in the output).
+
+    Attributes:
+        max_new_tokens: new tokens per response at most; a response that hits it is "length".
+        batch_size: prompts per `model.generate` call (left-padded, KV-cached).
+        temperature: 0 = greedy (the default: deterministic and comparable across models).
+        top_p, top_k: nucleus / top-k filtering when sampling (1.0 / 0 = off).
+        seed: sampling seed (unused when greedy, recorded anyway).
+        dtype: "float32", "bfloat16" or "float16" for the model weights.
+        device: "cpu", "cuda", "cuda:N" or "auto" (cuda when available).
+        limit: generate for the first `limit` held-out ids only (None: all of them).
+    """
+
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"
+    limit: int | None = None
+
+
+@dataclass
+class JudgeSettings:
+    """Track B: an OpenAI-compatible endpoint (None: take OPENAI_BASE_URL, else skip Track B).
+
+    Attributes:
+        base_url: e.g. "http://127.0.0.1:8000/v1" (a local vLLM / llama.cpp / Ollama server).
+        model: judge model name sent to the endpoint.
+        standin: start the project's loopback stand-in judge (`judge.standin`) for this run: it
+            checks the plumbing end to end offline; its scores are synthetic, not a judgment.
+        args: extra flags passed to `python -m judge run` (e.g. ["--concurrency", "4"]).
+    """
+
+    base_url: str | None = None
+    model: str | None = None
+    standin: bool = False
+    args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReproduceConfig:
+    """Everything `scripts/reproduce.py` does, in one place (saved as `pipeline.json` in the run).
+
+    Attributes:
+        preset: "demo" (CPU, offline, minutes) or "paper" (section 4.3, one GPU, gated weights).
+        run_dir: the run folder every stage writes into.
+        train_args: extra argv for `scripts/train.py` (the preset flag is added first).
+        train_run: a finished training run folder to use instead of training (skips stage 1); a
+            relative path is taken from the current directory (like `--train-run`), not from the
+            config file's folder.
+        base_model: the model the preset needs, checked for access before hours of work start.
+        generation: decoding settings (see `GenerationSettings`).
+        evalkit_args: extra flags for `python -m evalkit score`.
+        judge: Track B settings (see `JudgeSettings`).
+        db: the disease database of the grounding stage: "chatdoctor" (downloaded, sha256-checked),
+            "demo" (the demo's own table), a CSV path, or None to skip the stage.
+        human_store: a Track C ratings store (`python -m judge.human serve --store`); None: Track C is
+            not reported (the report says how to start it).
+    """
+
+    preset: str = "demo"
+    run_dir: str = "runs/reproduce-demo"
+    train_args: list[str] = field(default_factory=list)
+    train_run: str | None = None
+    base_model: str | None = None
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    evalkit_args: list[str] = field(default_factory=list)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    db: str | None = None
+    human_store: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def preset(name: str) -> ReproduceConfig:
+    """The built-in presets. `paper` follows section 4.3; decoding is not given there (see docs)."""
+    if name == "demo":
+        return ReproduceConfig(preset="demo", run_dir="runs/reproduce-demo", db="demo",
+                               generation=GenerationSettings(max_new_tokens=64, batch_size=16,
+                                                             dtype="float32", device="cpu"))
+    if name == "paper":
+        return ReproduceConfig(preset="paper", run_dir="runs/reproduce-paper", db="chatdoctor",
+                               train_args=["--preset", "paper"], base_model=PAPER_BASE_MODEL,
+                               generation=GenerationSettings(max_new_tokens=256, batch_size=8,
+                                                             dtype="bfloat16", device="auto"))
+    raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+
+
+def load_config(path: str | Path, default_preset: str = "demo") -> ReproduceConfig:
+    """Read a JSON config file: its `preset` (or `default_preset`) first, then its keys on top."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    name = data.get("preset", default_preset)
+    if name not in PRESETS:
+        raise ConfigError(f"{path}: preset: {name!r} is not one of {', '.join(PRESETS)}")
+    return apply_overrides(preset(name), data, str(path))
+
+
+def apply_overrides(cfg, data: dict, where: str, prefix: str = ""):
+    """Copy `data` onto the dataclass `cfg` (recursively), checking names and types."""
+    known = {f.name: f for f in dataclasses.fields(cfg)}
+    for key, value in data.items():
+        name = prefix + key
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {name!r} (known: {', '.join(sorted(known))})")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {name} must be an object")
+            apply_overrides(current, value, where, prefix=name + ".")
+            continue
+        setattr(cfg, key, _checked(value, known[key], current, where, name))
+    return cfg
+
+
+def _checked(value, f: dataclasses.Field, current, where: str, name: str):
+    """`value` if it fits the field's type (judged from its annotation), else a ConfigError."""
+    ann = str(f.type)
+    optional = "None" in ann
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: {name} cannot be null")
+    if ann.startswith("list"):
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"{where}: {name} must be a list of strings")
+        return list(value)
+    for typename, types in (("bool", (bool,)), ("int", (int,)), ("float", (int, float)), ("str", (str,))):
+        if ann.startswith(typename):
+            if not isinstance(value, types) or (typename != "bool" and isinstance(value, bool)):
+                raise ConfigError(f"{where}: {name} must be a {typename}, not {type(value).__name__}")
+            return float(value) if typename == "float" else value
+    raise ConfigError(f"{where}: {name}: unsupported type {ann}")  # pragma: no cover (all fields covered)

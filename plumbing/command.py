@@ -1,0 +1,45 @@
+"""`run_cli`: a command's body under the project's exit-code convention (docs/cli.md).
+
+    def main(argv=None) -> int:
+        args = build_parser().parse_args(argv)
+        return run_cli(lambda: run(args), handled=(EvalkitError, OSError),
+                       interrupted="interrupted; nothing was written")
+
+Bad input and failures print one line `error: <flag or file>: <problem>`; SIGINT / SIGTERM print the
+`interrupted` line; a bug keeps its traceback (it is not a handled error).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, TextIO
+
+from plumbing.errors import EXIT_FAILURE, EXIT_OK, error_line, exit_code
+from plumbing.signals import Interrupted, sigterm_raises
+
+
+def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], ...] = (),
+            interrupted: str | Callable[[], str] = "interrupted", err: TextIO | None = None) -> int:
+    """Run a command's `body`; returns its exit status.
+
+    Args:
+        body: the command; returns its exit status (None means 0).
+        handled: exception classes that are reported as `error: <one line>` (their `exit_code`
+            attribute, else 1 for OSError); anything else propagates with its traceback (a bug).
+        interrupted: the line printed on SIGINT / SIGTERM (or a function returning it, called then),
+            e.g. "interrupted; rerun the same command to resume".
+        err: where the lines go (default: sys.stderr at call time).
+    """
+    err = err or sys.stderr
+    with sigterm_raises():
+        try:
+            code = body()
+            return EXIT_OK if code is None else code
+        except (KeyboardInterrupt, Interrupted) as exc:
+            line = interrupted() if callable(interrupted) else interrupted
+            print(line, file=err, flush=True)
+            return exit_code(exc)  # type: ignore[return-value]
+        except handled as exc:
+            print(f"error: {error_line(exc)}", file=err, flush=True)
+            code = exit_code(exc)
+            return EXIT_FAILURE if code is None else code
+
