@@ -5,10 +5,11 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from minillama.nf4.linear import NF4Linear
+
 from lora.config import LoraConfig, name_matches
 from lora.errors import LoraError
 from lora.layer import LoRALinear
-from minillama.nf4.linear import NF4Linear
 
 LINEARS = (nn.Linear, NF4Linear)  # what LoRA can wrap: a float or a 4-bit (QLoRA) frozen linear layer
 

@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lora.errors import LoraError
 from minillama.nf4.linear import NF4Linear
+
+from lora.errors import LoraError
 
 
 class LoRALinear(nn.Module):

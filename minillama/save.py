@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .load import INDEX_FILE, SINGLE_FILE, expected_shapes
 from plumbing.durable import replace_atomic, write_text_atomic
+
 from .errors import MiniLlamaError, check_path
+from .load import INDEX_FILE, SINGLE_FILE, expected_shapes
 from .safetensors_io import save_file
 
 

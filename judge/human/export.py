@@ -1,6 +1,6 @@
 """`export`: the store's ratings, Table C and the agreement analysis as files, and `summarise` for reports.
 
-Files written to `--out` (each to a temporary name, then renamed; everything is computed first):
+Files written to `--out` (all or none, `plumbing.durable.write_files_atomic`; everything is computed first):
 
     human_ratings.jsonl            one row per final rating (the highest revision of each item)
     human_ratings_revisions.jsonl  every submission, revisions included
@@ -13,8 +13,10 @@ when the store is absent or holds no rating yet.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from plumbing.durable import write_files_atomic
+from plumbing.errors import os_problem
 
 from judge.errors import JudgeError
 from judge.human import agreement as agr
@@ -208,12 +210,8 @@ def export(store_path, out, judgments=None, scores=None, grounding=None, seed: i
              "table_c.json": json.dumps({**summary["table_c"], "design": summary["design"]}, indent=2) + "\n",
              "agreement.md": render_agreement(summary["agreement"]),
              "agreement.json": json.dumps(summary["agreement"], indent=2) + "\n"}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, text in texts.items():
-            tmp = out / f".{name}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, out / name)
+    try:  # all six files or none, each fsynced (plumbing.durable)
+        write_files_atomic(out, texts)
     except OSError as exc:
-        raise OSError(f"{out}: cannot write ({exc.strerror}); the store is unchanged") from None
+        raise OSError(f"{exc.filename or out}: cannot write ({os_problem(exc)}); the store is unchanged") from None
     return summary

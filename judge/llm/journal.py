@@ -7,9 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from judge.errors import JudgeError
 from plumbing.errors import os_problem
 from plumbing.locks import LockedError, exclusive_lock
+
+from judge.errors import JudgeError
 
 
 def judgment_key(judge_model: str, messages: list[dict], sampling: dict, repeat: int, item: list) -> str:

@@ -37,9 +37,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from judge.standin.answers import LABEL, SERVED_MODEL, _answer
 from plumbing.command import run_cli
 from plumbing.errors import os_problem
+
+from judge.standin.answers import LABEL, SERVED_MODEL, _answer
 
 
 class _Server(ThreadingHTTPServer):

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from plumbing.files import sha256_file
-from lora.finetune.records import DataError, resolve_dataset, usable_records
-from plumbing.durable import write_json_atomic
 from minillama.templates import prompt_ids
+from plumbing.durable import write_json_atomic
+from plumbing.files import sha256_file
+
+from lora.finetune.records import DataError, resolve_dataset, usable_records
 
 IGNORE_INDEX = -100  # label of tokens left out of the loss (PyTorch cross_entropy's ignore_index)
 # A row with no target: it contributes exactly 0 to the loss and its gradient. Ranks with less work than
