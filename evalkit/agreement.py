@@ -271,4 +271,9 @@ def _verdict(per: dict) -> str:
     best = ranked[-1][1] if ranked[-1][0] != ranked[-2][0] else None
     tail = f"{best} agrees with the grounded scores more." if best else "the tracks agree with it equally."
     return (f"On the {n} items where exactly one model names the reference diagnosis, "
-            f"{'; '.join(parts)}, each a mean over the track's scores: {tail}")
+            f"{'; '.join(parts)}, each a mean over the track's scores: {tail} {RATE_VS_RHO}")
+
+
+# Why a high rate can stand beside a small or negative rho: they are computed on different items.
+RATE_VS_RHO = ("(The rate counts only those decisive items; the Spearman correlation ranks the paired differences "
+               "of all grounded items, most of which are ties in diagnosis_correct, so the two can differ in sign.)")

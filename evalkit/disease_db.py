@@ -16,6 +16,8 @@ import io
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
+from plumbing.files import input_problem
+
 from evalkit.errors import EvalkitError
 
 COLUMNS = ("idx", "disease", "Symptom", "reason", "TestsAndProcedures", "commonMedications")
@@ -65,6 +67,9 @@ def load_disease_db(path: str | Path) -> DiseaseDB:
     if not isinstance(path, (str, Path)):
         raise TypeError(f"load_disease_db takes a file path (str or Path), got {type(path).__name__}")
     path = str(path)
+    problem = input_problem(path)
+    if problem:
+        raise EvalkitError.at(path, None, problem)
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
@@ -106,9 +111,14 @@ def _parse_row(path: str, line: int, fields: list[str], header: list[str], col: 
     name = fields[col["disease"]].replace("\\'", "'").strip()
     if not name:
         raise EvalkitError.at(path, line, "column 'disease' is empty")
-    if name in seen:
-        raise EvalkitError.at(path, line, f"duplicate condition {name!r} (first on line {seen[name]})")
-    seen[name] = line
+    if not any(ch.isalnum() for ch in name):
+        raise EvalkitError.at(path, line, f"condition {name!r} has no letter or digit, so no answer can name it")
+    key = " ".join(name.casefold().split())  # names are matched without case: two spellings are one condition
+    if key in seen:
+        first, line0 = seen[key]
+        same = "" if first == name else f" as {first!r}; names are matched without case"
+        raise EvalkitError.at(path, line, f"duplicate condition {name!r} (first on line {line0}{same})")
+    seen[key] = (name, line)
     lists = [_parse_list(path, line, c, fields[col[c]], name) for c in LIST_COLUMNS]
     return Condition(name, *lists, reason=fields[col["reason"]])
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from plumbing.files import input_problem
+
 from evalkit.errors import EvalkitError
 from evalkit.rouge import LCS_CELL_LIMIT, lcs_too_long
 
@@ -77,6 +79,9 @@ def read_pairs(path: str | Path, need_reference: bool = True) -> System:
     if not isinstance(path, (str, Path)):
         raise TypeError(f"read_pairs takes a file path (str or Path), got {type(path).__name__}")
     path = str(path)
+    problem = input_problem(path)
+    if problem:
+        raise EvalkitError.at(path, None, problem)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -114,6 +119,8 @@ def _parse_line(path: str, lineno: int, text: str, need_reference: bool = True) 
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise EvalkitError.at(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:  # e.g. '[' * 100000: deeper than Python's parser goes; no record is like this
+        raise EvalkitError.at(path, lineno, "invalid record: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise EvalkitError.at(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
     for key in REQUIRED:

@@ -89,7 +89,11 @@ def memory(args: argparse.Namespace) -> None:
     if args.fsdp and args.quantize:
         raise LoraError("--quantize nf4 with --fsdp: not supported (FSDP2 shards parameters; the NF4 base is "
                         "stored in buffers); run QLoRA with one process per GPU")
+    _check_double_quant(args)
     config = resolve_config(args.model)
+    if args.seq_len > config.max_position_embeddings:
+        raise LoraError(f"--seq-len: {args.seq_len} exceeds the model's context of {config.max_position_embeddings} "
+                        f"positions (max_position_embeddings of {args.model})")
     est = estimate(config, gpus=args.gpus, fsdp=args.fsdp, quantize=args.quantize, r=args.r, targets=targets,
                    batch=args.batch, seq_len=args.seq_len, dropout=not args.no_dropout,
                    double_quant=not args.no_double_quant)
@@ -116,6 +120,13 @@ def count(args: argparse.Namespace) -> None:
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = Llama(config)
     print(trainable_summary(apply_lora(model, lora_config)))
+
+
+def _check_double_quant(args: argparse.Namespace) -> None:
+    """`--no-double-quant` only means something for a 4-bit base: refused without `--quantize nf4`."""
+    if args.no_double_quant and not args.quantize:
+        raise LoraError("--no-double-quant: only with --quantize nf4 (it changes how the 4-bit base stores its "
+                        "block constants)")
 
 
 def _check_out(out: Path) -> None:
@@ -148,6 +159,7 @@ def merge(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     _check_out(out)
+    _check_double_quant(args)
     parse_size(args.max_shard_size)  # a bad --max-shard-size fails here, not after the merge
     config = read_adapter_config(args.adapter)  # fail fast, before loading gigabytes
     read_adapter_tensors(args.adapter)

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float64", "bfloat16", "float16"],
                    help="weights dtype (auto = as stored)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     g.add_argument("--tokenizer", default=None, help="tokenizer.model (default: the one in the model folder)")
@@ -101,7 +101,7 @@ def check_args(args: argparse.Namespace) -> None:
         ("--temperature", math.isfinite(args.temperature) and args.temperature >= 0, "a finite number >= 0"),
         ("--top-p", 0.0 < args.top_p <= 1.0, "a number in (0, 1]"),
         ("--top-k", args.top_k >= 0, "an integer >= 0 (0 = off)"),
-        ("--seed", args.seed is None or args.seed >= 0, "an integer >= 0"),
+        ("--seed", args.seed is None or 0 <= args.seed < 2**64, "an integer in [0, 2**64)"),
     ]
     for flag, ok, wanted in checks:
         if not ok:
@@ -124,14 +124,17 @@ def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) 
 
 
 def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Namespace, out: TextIO,
-           err: TextIO) -> str:
-    """Generate and stream one answer; returns its text. Generation stops at the model's context."""
+           err: TextIO, said: set | None = None) -> str:
+    """Generate and stream one answer; returns its text. The new tokens are capped at what the model's
+    context leaves after the prompt (said once per conversation: `said` holds the notes already printed)."""
     limit = model.config.max_position_embeddings
     room = limit - len(ids)
     if room < 1:
         raise MiniLlamaError(f"--prompt: {len(ids)} tokens leave no room under the model's "
                              f"max_position_embeddings {limit}")
-    if room < args.max_new_tokens:
+    said = set() if said is None else said
+    if room < args.max_new_tokens and "cap" not in said:
+        said.add("cap")
         err.write(f"note: the model's context is {limit} positions; after the {len(ids)}-token prompt at most "
                   f"{room} new tokens fit (--max-new-tokens {args.max_new_tokens})\n")
     streamer = TextStreamer(tokenizer, out, tokenizer.eos_id)
@@ -151,18 +154,39 @@ def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Na
     return tokenizer.decode(streamer.ids).strip()
 
 
+def fit_turns(session: Session, tokenizer: Tokenizer, history: list[tuple[str, str]], message: str,
+              system: str | None, max_new_tokens: int, limit: int) -> tuple[list[int], int]:
+    """The prompt for `message` after as many of the latest turns as leave room for an answer.
+
+    The oldest turns go first, only while the prompt would leave fewer than `reserve` positions for the
+    answer: `max_new_tokens`, but at most a quarter of the context (so a large --max-new-tokens does not
+    empty the history on every turn). Returns (prompt ids, turns dropped); `history` is shortened in place.
+    """
+    reserve = max(1, min(max_new_tokens, limit // 4))
+    ids = conversation_ids(session, tokenizer, history, message, system)
+    dropped = 0
+    while history and len(ids) + reserve > limit:
+        history.pop(0)  # forget the oldest turn rather than run past the context
+        dropped += 1
+        ids = conversation_ids(session, tokenizer, history, message, system)
+    return ids, dropped
+
+
 def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO | None = None) -> int:
     check_args(args)
     if args.prompt is None and not args.interactive:
         raise MiniLlamaError("--prompt: give the text to answer, or --interactive to hold a conversation")
+    if args.prompt is not None and not args.prompt.strip():
+        raise MiniLlamaError("--prompt: is empty; give the text to answer")
     session = resolve_session(args.model, args.adapter, args.template, args.chat, args.quantize)
     configure_threads(0)
     model, tokenizer = load(session, args.dtype, args.device, args.tokenizer)
     err.write(f"[minillama] {session.note}\n")
     history: list[tuple[str, str]] = []
+    said: set = set()
     if args.prompt is not None:
         text = answer(model, tokenizer, conversation_ids(session, tokenizer, [], args.prompt, args.system), args,
-                      out, err)
+                      out, err, said)
         history.append((args.prompt, text))
     if not args.interactive:
         return 0
@@ -174,12 +198,18 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
         line = stdin.readline()
         if not line or line.strip() in ("", "exit", "quit"):
             return 0
-        ids = conversation_ids(session, tokenizer, history, line.strip(), args.system)
-        while history and len(ids) + args.max_new_tokens > model.config.max_position_embeddings:
-            history.pop(0)  # forget the oldest turn rather than run past the context
-            ids = conversation_ids(session, tokenizer, history, line.strip(), args.system)
+        limit = model.config.max_position_embeddings
+        ids, dropped = fit_turns(session, tokenizer, history, line.strip(), args.system, args.max_new_tokens, limit)
+        if len(ids) >= limit:  # this message alone fills the context: refuse the turn, keep the conversation
+            err.write(f"error: this message takes {len(ids)} tokens with its prompt format; the model's context "
+                      f"holds {limit} (max_position_embeddings): send a shorter one\n")
+            continue
+        if dropped and "dropped" not in said:
+            said.add("dropped")
+            err.write(f"note: the oldest turns are left out from now on ({dropped} this time): the conversation no "
+                      f"longer fits the model's context of {limit} positions with room for an answer\n")
         out.write("model> ")
-        history.append((line.strip(), answer(model, tokenizer, ids, args, out, err)))
+        history.append((line.strip(), answer(model, tokenizer, ids, args, out, err, said)))
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -141,7 +141,8 @@ def check_settings(max_new_tokens, temperature, top_p, top_k, eos_id, pad_id, se
         (eos_id is None or (integer(eos_id) and 0 <= eos_id < vocab_size),
          f"eos_id must be None or a token id in [0, {vocab_size}), got {eos_id!r}"),
         (integer(pad_id) and 0 <= pad_id < vocab_size, f"pad_id must be a token id in [0, {vocab_size}), got {pad_id!r}"),
-        (seed is None or (integer(seed) and seed >= 0), f"seed must be None or an integer >= 0, got {seed!r}"),
+        (seed is None or (integer(seed) and 0 <= seed < 2**64),  # torch.Generator takes 64 bits
+         f"seed must be None or an integer in [0, 2**64), got {seed!r}"),
     ]
     for ok, problem in problems:
         if not ok:

@@ -13,7 +13,7 @@ from .errors import MiniLlamaError
 
 # What to do about a gated model (Meta's licence for Llama 2 weights on huggingface.co).
 LICENCE = ("accept the licence on https://huggingface.co/{repo} (Meta's form for Llama 2), then run "
-           "`huggingface-cli login` or set HF_TOKEN on a machine that can reach huggingface.co")
+           "`hf auth login` or set HF_TOKEN on a machine that can reach huggingface.co")
 
 
 def is_hub_id(text: str) -> bool:

@@ -25,20 +25,21 @@ HUB_PATTERNS = ["config.json", "generation_config.json", "tokenizer.model", "*.s
                 "*.safetensors.index.json"]
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+           "float64": torch.float64, "fp64": torch.float64, "double": torch.float64}
 _IGNORED = re.compile(r".*rotary_emb\.inv_freq$")  # a buffer some old checkpoints saved; recomputed here
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     """`torch.bfloat16`, "bfloat16", "bf16" ... -> torch dtype; None or "auto" keeps the stored dtype."""
     if dtype is None or isinstance(dtype, torch.dtype):
-        if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
-            raise MiniLlamaError(f"dtype {dtype} is not supported (float32, bfloat16 or float16)")
+        if dtype not in (None, torch.float32, torch.bfloat16, torch.float16, torch.float64):
+            raise MiniLlamaError(f"dtype {dtype} is not supported (float32, bfloat16, float16 or float64)")
         return dtype
     if dtype == "auto":
         return None
     if dtype not in _DTYPES:
-        raise MiniLlamaError(f"dtype {dtype!r} is not supported (float32, bfloat16 or float16)")
+        raise MiniLlamaError(f"dtype {dtype!r} is not supported (float32, bfloat16, float16 or float64)")
     return _DTYPES[dtype]
 
 

@@ -6,7 +6,8 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """`y = w * x / sqrt(mean(x^2) + eps)`, computed in float32 and cast back (as Hugging Face does).
+    """`y = w * x / sqrt(mean(x^2) + eps)`, computed in float32 (float64 for float64 inputs) and cast back,
+    as Hugging Face does.
 
     Args:
         dim: Size of the last dimension.
@@ -25,7 +26,7 @@ class RMSNorm(nn.Module):
             x: [..., dim] -> [..., dim] (same dtype as x)
         """
         input_dtype = x.dtype
-        h = x.float()
+        h = x.to(torch.promote_types(input_dtype, torch.float32))
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)  # Eq. 4, Zhang & Sennrich 2019
         return self.weight * h.to(input_dtype)
 

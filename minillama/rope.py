@@ -30,7 +30,8 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch
 
 
 class RotaryEmbedding(nn.Module):
-    """A float32 table of cos/sin for every position, built once and gathered per forward.
+    """A float32 table of cos/sin for every position, built once and gathered per forward (float64 for a
+    float64 model, whose every step is float64).
 
     The table is a non-persistent buffer (it is not in the state dict, like HF's `inv_freq`), so it is
     rebuilt by `reset_cache()` after a model is materialised from the meta device.
@@ -49,17 +50,18 @@ class RotaryEmbedding(nn.Module):
         self.reset_cache(max_positions)
 
     @torch.no_grad()
-    def reset_cache(self, max_positions: int | None = None, device: torch.device | str | None = None) -> None:
-        """(Re)build the cos/sin table with `max_positions` rows on `device` (default: where it is now)."""
+    def reset_cache(self, max_positions: int | None = None, device: torch.device | str | None = None,
+                    dtype: torch.dtype = torch.float32) -> None:
+        """(Re)build the cos/sin table with `max_positions` rows on `device` (default: where it is now), in `dtype`."""
         max_positions = max_positions or self.cos_cached.shape[0]
         device = torch.device(device) if device is not None else self.cos_cached.device
         if device.type == "meta":
             self.cos_cached = torch.empty(max_positions, self.head_dim, device=device)
             self.sin_cached = torch.empty(max_positions, self.head_dim, device=device)
             return
-        exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
+        exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).to(dtype) / self.head_dim
         inv_freq = 1.0 / (self.theta ** exponent)  # theta_i = 10000^(-2i/d), Su et al. 2021 Eq. 15
-        t = torch.arange(max_positions, dtype=torch.int64, device=device).float()
+        t = torch.arange(max_positions, dtype=torch.int64, device=device).to(dtype)
         freqs = torch.outer(t, inv_freq)  # [P, head_dim/2]
         emb = torch.cat((freqs, freqs), dim=-1)  # [P, head_dim] (rotate-half layout)
         self.cos_cached, self.sin_cached = emb.cos(), emb.sin()
@@ -79,10 +81,11 @@ class RotaryEmbedding(nn.Module):
         Shapes:
             position_ids: [B, T] -> cos, sin: [B, 1, T, head_dim] (or [1, 1, length, head_dim])
         """
-        if self.cos_cached.dtype != torch.float32:  # `model.to(bfloat16)` also casts buffers: rebuild
-            self.reset_cache()
+        table = torch.float64 if dtype == torch.float64 else torch.float32
+        if self.cos_cached.dtype != table:  # `model.to(bfloat16)` also casts buffers: rebuild
+            self.reset_cache(dtype=table)
         if max_position is not None and max_position >= self.cos_cached.shape[0]:
-            self.reset_cache(max(2 * self.cos_cached.shape[0], max_position + 1))
+            self.reset_cache(max(2 * self.cos_cached.shape[0], max_position + 1), dtype=table)
         if position_ids is None:
             cos = self.cos_cached[start:start + length].to(dtype)[None, None]  # [1, 1, T, head_dim]
             sin = self.sin_cached[start:start + length].to(dtype)[None, None]  # [1, 1, T, head_dim]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumbing.errors import EXIT_FAILURE, EXIT_USAGE, CommandError
+from plumbing.files import input_problem
 
 PRESETS = ("demo", "paper")
 PAPER_BASE_MODEL = "meta-llama/Llama-2-7b-chat-hf"  # Section 4.3: llama-2-7b-chat-hf
@@ -45,7 +46,7 @@ class GenerationSettings:
         temperature: 0 = greedy (the default: deterministic and comparable across models).
         top_p, top_k: nucleus / top-k filtering when sampling (1.0 / 0 = off).
         seed: sampling seed (unused when greedy, recorded anyway).
-        dtype: "float32", "bfloat16" or "float16" for the model weights.
+        dtype: "float32", "float64", "bfloat16" or "float16" for the model weights.
         device: "cpu", "cuda", "cuda:N" or "auto" (cuda when available).
         limit: generate for the first `limit` held-out ids only (None: all of them).
     """
@@ -120,7 +121,7 @@ def preset(name: str) -> ReproduceConfig:
     if name == "demo":
         return ReproduceConfig(preset="demo", run_dir="runs/reproduce-demo", db="demo",
                                generation=GenerationSettings(max_new_tokens=64, batch_size=16,
-                                                             dtype="float32", device="cpu"))
+                                                             dtype="float64", device="cpu"))
     if name == "paper":
         return ReproduceConfig(preset="paper", run_dir="runs/reproduce-paper", db="chatdoctor",
                                train_args=["--preset", "paper"], base_model=PAPER_BASE_MODEL,
@@ -132,10 +133,15 @@ def preset(name: str) -> ReproduceConfig:
 def load_config(path: str | Path, default_preset: str = "demo") -> ReproduceConfig:
     """Read a JSON config file: its `preset` (or `default_preset`) first, then its keys on top."""
     path = Path(path)
+    problem = input_problem(path)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deeply)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from None
     except json.JSONDecodeError as e:

@@ -59,7 +59,7 @@ def read_done(path: Path) -> dict[str, dict]:
             continue
         try:
             rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             rec = None
         if not (isinstance(rec, dict) and "id" in rec and "response" in rec):
             raise PipelineError(f"{path}:{lineno}: not a generation record; delete the file to regenerate")

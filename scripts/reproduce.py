@@ -1,4 +1,5 @@
-"""The whole paper in one command: train, generate, Track A, grounding, Track B, report (the paper's Figure 2).
+"""The whole paper in one command: train, generate, Track A, grounding, Track B (and Track C's ratings when a
+store is given), report: the paper's Figure 2, and beyond it.
 
     python scripts/reproduce.py                      # CPU demo, offline, minutes (preset demo)
     python scripts/reproduce.py --judge-standin      # ... with Track B against the loopback stand-in
@@ -49,13 +50,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
+    p = _Parser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", help="JSON config file (see pipeline/config.py)")
     src.add_argument("--preset", choices=PRESETS, help="built-in settings (default: demo)")
     p.add_argument("--run-dir", help="run folder (default: runs/reproduce-<preset>)")
     p.add_argument("--judge-base-url", help="OpenAI-compatible base URL for Track B (default: $OPENAI_BASE_URL)")
-    p.add_argument("--judge-model", help="judge model name")
+    p.add_argument("--judge-model", help="judge model name sent to the endpoint, with --judge-base-url or "
+                                         "OPENAI_BASE_URL (default: $JUDGE_MODEL, else gpt-4o; the stand-in: standin)")
     p.add_argument("--judge-standin", action="store_true", help="Track B against the offline loopback stand-in")
     p.add_argument("--skip-train", action="store_true", help="take a finished run folder (needs --train-run)")
     p.add_argument("--train-run", help="a finished scripts/train.py run folder")
@@ -95,8 +97,8 @@ def resolve_config(args) -> ReproduceConfig:
     g = cfg.generation
     if g.max_new_tokens < 1 or g.batch_size < 1 or (g.limit is not None and g.limit < 1):
         raise ConfigError("generation: max_new_tokens, batch_size and limit must be >= 1")
-    if g.dtype not in ("float32", "bfloat16", "float16"):
-        raise ConfigError(f"generation.dtype: {g.dtype!r} is not float32, bfloat16 or float16")
+    if g.dtype not in ("float32", "float64", "bfloat16", "float16"):
+        raise ConfigError(f"generation.dtype: {g.dtype!r} is not float32, float64, bfloat16 or float16")
     if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
         raise ConfigError(f"--run-dir {cfg.run_dir}: exists and is not a folder")
     return cfg

@@ -76,6 +76,9 @@ GOOD = "0,Flu,\"['Fever']\",,\"['Rapid influenza test']\",\"['Oseltamivir (Tamif
     (HEADER + "\n" + GOOD.replace("0,", "zero,", 1), ":2: column 'idx' must be an integer, got 'zero'"),
     (HEADER + "\n" + GOOD.replace("Flu", "", 1), ":2: column 'disease' is empty"),
     (HEADER + "\n" + GOOD + "\n" + GOOD.replace("0,", "1,", 1), ":3: duplicate condition 'Flu' (first on line 2)"),
+    (HEADER + "\n" + GOOD + "\n" + GOOD.replace("0,Flu", "1,FLU ", 1),
+     ":3: duplicate condition 'FLU' (first on line 2 as 'Flu'; names are matched without case)"),
+    (HEADER + "\n" + GOOD.replace("Flu", "!!!", 1), ":2: condition '!!!' has no letter or digit"),
     (HEADER + "\n" + GOOD + "\n1,\"Cold", ":3: not valid CSV"),
 ])
 def test_bad_file_one_line_with_file_and_line(tmp_path, text, problem):
@@ -104,7 +107,7 @@ def test_not_utf8_and_missing_file(tmp_path):
         load_disease_db(path)
     with pytest.raises(EvalkitError, match=r"nothing\.csv: cannot read: No such file or directory"):
         load_disease_db(tmp_path / "nothing.csv")
-    with pytest.raises(EvalkitError, match="cannot read"):
+    with pytest.raises(EvalkitError, match="is a folder, not a file"):
         load_disease_db(tmp_path)
 
 

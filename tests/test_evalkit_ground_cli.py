@@ -187,3 +187,26 @@ def test_module_entry_point_exit_status_and_no_traceback(files, tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr == f"error: {tmp_path / 'absent.csv'}: cannot read: No such file or directory\n"
+
+
+@pytest.mark.parametrize("case", ["device", "folder", "too_large", "deep"])
+def test_inputs_that_would_never_end_or_fill_the_memory_are_one_line(tmp_path, capsys, monkeypatch, case):
+    """`--db /dev/zero` used to read until the machine ran out of memory; a 100,000-deep JSON line ended in a
+    RecursionError traceback. Each input is checked (regular file, size limit) before it is read."""
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(json.dumps({"id": "1", "model": "m", "prompt": "p", "reference": "flu", "response": "flu"}) + "\n")
+    db = tmp_path / "db.csv"
+    db.write_text("idx,disease,Symptom,reason,TestsAndProcedures,commonMedications\n0,flu,['fever'],,[],[]\n")
+    expect = {"device": ("/dev/zero", "is not a regular file"), "folder": (str(tmp_path), "is a folder, not a file"),
+              "too_large": (str(pairs), "more than the 10 bytes limit"), "deep": (str(db), "")}[case]
+    args = ["ground", "--pairs", str(pairs), "--db", expect[0], "--out", str(tmp_path / "out")]
+    if case == "too_large":
+        monkeypatch.setenv("MEDLORA_MAX_INPUT_MB", str(10 / 2**20))
+    if case == "deep":
+        pairs.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+        expect = (str(pairs), ":1: invalid record: JSON nested too deeply")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {expect[0] if case != 'deep' else pairs}") \
+        and expect[1] in err, err
+    assert not (tmp_path / "out").exists()

@@ -156,6 +156,9 @@ def test_cli_table_json_and_sources(tmp_path, capsys):
     (["--model", "llama-2-7b", "--fsdp", "--quantize", "nf4"], "error: --quantize nf4 with --fsdp: not supported"),
     (["--model", "llama-2-7b", "--gpus", "0"], "error: --gpus: must be a positive integer"),
     (["--model", "llama-2-7b", "--target-modules", "qkv"], "error: --target-modules: qkv is not one of"),
+    (["--model", "llama-2-7b", "--seq-len", str(10**12)],
+     "error: --seq-len: 1000000000000 exceeds the model's context of 4096 positions"),
+    (["--model", "llama-2-7b", "--no-double-quant"], "error: --no-double-quant: only with --quantize nf4"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert lora_main(["memory", *args]) == 2
@@ -179,3 +182,11 @@ def test_cli_hub_id_reads_the_cached_config_and_offline_fails_in_one_line(tmp_pa
     assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: someone/not-cached: not in the local Hugging Face cache (HF_HUB_OFFLINE "
                                   "is set") and proc.stderr.count("\n") == 1
+
+
+def test_merge_refuses_no_double_quant_without_nf4(tmp_path, capsys):
+    assert lora_main(["merge", "--base", str(tmp_path / "b"), "--adapter", str(tmp_path / "a"), "--out",
+                      str(tmp_path / "out"), "--no-double-quant"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --no-double-quant: only with --quantize nf4") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

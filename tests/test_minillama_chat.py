@@ -106,3 +106,66 @@ def test_train_help_shows_every_default():
         shown = ",".join(demo) if isinstance(demo, tuple) else repr(demo) if demo == "" else str(demo)
         assert f.metadata["help"].replace("%", "%%") in helps[f.name] and f"default: {shown}" in helps[f.name], f.name
     assert "--preset paper: 3e-05" in helps["learning_rate"] and "--preset paper: 1" in helps["batch_size"]
+
+
+def test_a_large_max_new_tokens_keeps_the_conversation(run, monkeypatch):
+    """--max-new-tokens at or above the context used to empty the history on every turn (prompt lengths 61, 62,
+    61); now the answer is capped at what the context leaves (said once) and the turns stay while they fit."""
+    import minillama.cli as c
+
+    seen = []
+    real = c.fit_turns
+
+    def spy(session, tokenizer, history, *rest):
+        before = len(history)
+        ids, dropped = real(session, tokenizer, history, *rest)
+        seen.append((before, dropped, len(ids)))
+        return ids, dropped
+    monkeypatch.setattr(c, "fit_turns", spy)
+    rc, out, err = cli(["generate", "--model", str(run), "--interactive", "--max-new-tokens", "100000"],
+                       stdin="I have a cough.\nIs it serious?\nWhat should I take?\n\n")
+    assert rc == 0, err
+    assert out.count("model> ") == 3 and err.count("note: the model's context is") <= 1
+    assert seen[1][:2] == (1, 0) and seen[1][2] > seen[0][2]  # the first turn stays in the second prompt
+    assert err.count("oldest turns are left out") <= 1  # said once, if at all (a long answer fills the context)
+
+
+def test_turns_are_dropped_oldest_first_only_when_they_no_longer_fit(run, tiny_train):
+    from minillama.chat import Session
+    from minillama.cli import fit_turns
+
+    tok = Tokenizer(tiny_train[0] / "tokenizer.model")
+    session = Session(base=str(tiny_train[0]), template="alpaca", instruction="Answer.")
+    history = [(f"question {i} " * 20, f"answer {i} " * 20) for i in range(6)]
+    full = len(fit_turns(session, tok, list(history), "last one", None, 10, 10**6)[0])
+    kept = list(history)
+    ids, dropped = fit_turns(session, tok, kept, "last one", None, 10**6, full + 50)  # reserve: a quarter
+    assert dropped >= 1 and kept == history[dropped:] and len(ids) + (full + 50) // 4 <= full + 50
+    again = list(history)
+    assert fit_turns(session, tok, again, "last one", None, 10, full + 10) == (ids[:0] + fit_turns(
+        session, tok, list(history), "last one", None, 10, 10**6)[0], 0) and again == history
+
+
+def test_a_message_too_long_for_the_context_is_refused_and_the_conversation_goes_on(run):
+    long = "fever " * 2000
+    rc, out, err = cli(["generate", "--model", str(run), "--interactive", "--max-new-tokens", "4"],
+                       stdin=f"{long}\nI have a cough.\n\n")
+    assert rc == 0, err
+    assert "error: this message takes" in err and "max_position_embeddings" in err and out.count("model> ") == 1
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--prompt", "  "], "--prompt: is empty"),
+    (["--prompt", "hi", "--seed", str(2**70)], "--seed: must be an integer in [0, 2**64)"),
+])
+def test_bad_prompt_and_seed_are_one_line(run, argv, words):
+    rc, out, err = cli(["generate", "--model", str(run), *argv])
+    assert rc == 2 and err.strip().startswith("error: ") and words in err and err.count("\n") == 1, err
+
+
+def test_a_run_folder_without_adapter_or_checkpoint_says_what_it_lacks(tmp_path, tiny_train):
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "config.json").write_text(json.dumps({"base": str(tiny_train[0]), "lora_r": 8, "template": "alpaca"}))
+    rc, out, err = cli(["generate", "--model", str(started), "--prompt", "hi"])
+    assert rc == 2 and "holds neither an adapter nor a checkpoint yet" in err and err.count("\n") == 1, err

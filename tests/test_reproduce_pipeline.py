@@ -277,3 +277,28 @@ def test_missing_train_run_writes_nothing(tmp_path, capsys):
     assert reproduce.main(["--train-run", str(tmp_path / "nope"), "--run-dir", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a finished training run" in err[0] and not run.exists()
+
+
+@pytest.mark.parametrize("when", ["warm-up", "fine-tuning"])
+def test_ctrl_c_during_training_is_one_line_the_pipelines(tmp_path, when):
+    """SIGINT while the training stage runs: one line, the pipeline's (not the training command's advice to use
+    --resume, which the pipeline does not have), exit 130; the rerun resumes."""
+    import time
+
+    cfg = tmp_path / "small.json"
+    slow_training = ["--demo-records", "120", "--demo-pretrain-steps", "400", "--max-steps", "400", "--val-size", "12",
+                     "--eval-steps", "100", "--save-steps", "100", "--num-threads", "1"]
+    cfg.write_text(json.dumps({**SMALL, "train_args": slow_training}))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "reproduce.py"), "--config", str(cfg),
+                             "--run-dir", str(run)], cwd=REPO, env=env(MEDLORA_CACHE=str(tmp_path / "cache")),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = run / "train" / ("demo_data.json" if when == "warm-up" else "metrics.jsonl")
+    t0 = time.time()
+    while not marker.exists() and time.time() - t0 < 240:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    lines = [ln for ln in err.splitlines() if ln.startswith(("interrupted", "error", "Traceback"))]
+    assert proc.returncode == 130 and lines == ["interrupted (SIGINT); rerun the same command to resume"], err[-2000:]

@@ -196,6 +196,8 @@ def test_two_runs_on_one_folder_and_a_stale_lock(tiny_train, tmp_path):
     assert second.returncode == 2 and "another training run is working in this folder" in one_line(second)
     third = cli(long + ["--force"])
     assert third.returncode == 2 and "another training run is working in this folder" in one_line(third)
+    plain = cli(long)  # the same command again: the busy folder is named first, not "already holds results"
+    assert plain.returncode == 2 and "another training run is working in this folder" in one_line(plain)
     first.kill()  # a lock left by a killed run does not block the next one
     first.communicate()
     resumed = cli(["--resume", "--out", str(out)], timeout=300)

@@ -87,7 +87,7 @@ def test_paper_preset_without_weights_fails_in_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     # No cached copy while offline is the world getting in the way (1, docs/cli.md), not bad input (2).
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: meta-llama/Llama-2-7b-chat-hf:") and "huggingface-cli login" in lines[0]
+    assert lines[0].startswith("error: meta-llama/Llama-2-7b-chat-hf:") and "hf auth login" in lines[0]
     assert not (tmp_path / "paper").exists()
 
 
@@ -192,3 +192,42 @@ def test_qlora_run_resumes_bitwise_and_is_answered_on_its_4bit_base(tiny, tmp_pa
     assert isinstance(model.model.layers[0].self_attn.q_proj, NF4Linear)
     assert resolve_session(str(full)).quantize == "nf4"
     assert train.main(args_for(tiny, tmp_path / "x", "--quantize", "nf4", "--fsdp")) == 2  # refused, one line
+
+
+def test_the_demo_tokenizer_is_the_same_file_everywhere(tmp_path):
+    """Built twice in two folders, the demo's tokenizer.model is the same bytes and holds no path."""
+    from lora.finetune import demo_data, demo_model
+
+    texts = demo_data.make_corpus(400, seed=1)
+    a = demo_model.train_tokenizer(texts, tmp_path / "one" / "tokenizer.model", vocab_size=400)
+    b = demo_model.train_tokenizer(texts, tmp_path / "two" / "deeper" / "tokenizer.model", vocab_size=400)
+    data = a.path.read_bytes()
+    assert data == b.path.read_bytes() and str(tmp_path).encode() not in data and b"/tmp" not in data
+    assert a.encode("a sore throat") == b.encode("a sore throat")
+
+
+@pytest.mark.slow
+def test_fsdp_without_torchrun_is_one_line(tiny, tmp_path, capsys):
+    assert train.main(args_for(tiny, tmp_path / "f", "--fsdp")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--fsdp: shards the base over several processes; start the run with torchrun" in err[0]
+    assert not (tmp_path / "f").exists()
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_again_from_step_0(tiny, tmp_path, capsys):
+    """A disk that fills before the first checkpoint says "rerun with --resume"; --resume then starts from step 0
+    (saying so) and ends equal to an uninterrupted run, instead of "no intact checkpoint"."""
+    full = run_train(args_for(tiny, tmp_path / "full"))
+    part = tmp_path / "part"
+    run_train(args_for(tiny, part, "--stop-after-steps", "2"))
+    import shutil
+    shutil.rmtree(part / "checkpoints")  # as if no checkpoint had been written yet
+    for name in ("adapter", "adapter_last"):
+        shutil.rmtree(part / name, ignore_errors=True)
+    capsys.readouterr()
+    assert run_train(["--resume", "--out", str(part)]) == part
+    assert "no intact checkpoint yet; training starts again from step 0" in capsys.readouterr().err
+    for name in ("adapter_last", "adapter"):
+        a, b = adapter(full, name), adapter(part, name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert metrics(full) == metrics(part)

@@ -28,6 +28,15 @@ def is_run_folder(path: Path) -> bool:
     return (path / "adapter").is_dir() or (path / "checkpoints").is_dir() or (path / "split.json").is_file()
 
 
+def _is_training_config(path: Path) -> bool:
+    """A `config.json` that `scripts/train.py` wrote (a TrainConfig), not a model's."""
+    try:
+        d = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(d, dict) and "lora_r" in d and "model_type" not in d
+
+
 def _read_run(run: Path) -> tuple[dict, dict]:
     try:
         config = json.loads((run / "config.json").read_text(encoding="utf-8"))
@@ -60,6 +69,9 @@ def chat_session(model: str, adapter: str | None, template: str | None, chat: bo
     if model_path.is_dir() and is_run_folder(model_path):
         run = model_path
         base = _run_base(run, _read_run(run)[0])
+    elif model_path.is_dir() and _is_training_config(model_path):
+        raise MiniLlamaError(f"{model_path}: a training run folder that holds neither an adapter nor a checkpoint "
+                             f"yet; train it (or resume it: scripts/train.py --resume --out {model_path}) first")
     adapter_dir = None
     if adapter is not None:
         a = Path(adapter).expanduser()

@@ -53,21 +53,21 @@ class TrainConfig:
     val_size: int = knob(120, "held-out pairs; the paper holds out 120 (alpaca-lora/ChatDoctor: 2000)")
     seed: int = knob(42, "ChatDoctor's split seed; also seeds shuffling, LoRA init and dropout")
     # --- LoRA (Hu et al. 2021); the paper does not state r/alpha/dropout/targets: alpaca-lora's values ---
-    lora_r: int = knob(8, "LoRA rank r (alpaca-lora default)")
-    lora_alpha: int = knob(16, "LoRA scale numerator: scale = alpha / r (alpaca-lora default)")
-    lora_dropout: float = knob(0.05, "dropout on the LoRA input, in [0, 1) (alpaca-lora default)")
+    lora_r: int = knob(8, "LoRA rank r")
+    lora_alpha: int = knob(16, "LoRA scale numerator: scale = alpha / r")
+    lora_dropout: float = knob(0.05, "dropout on the LoRA input, in [0, 1)")
     lora_target_modules: tuple[str, ...] = knob(("q_proj", "k_proj", "v_proj", "o_proj"),
                                                 "comma-separated projections to adapt: all attention "
                                                 "(ChatDoctor: PEFT's q,v)")
     quantize: str = knob("none", "base weights: none (the dtype below) or nf4 (QLoRA's 4-bit NormalFloat, "
                                  "Dettmers et al. 2023)", choices=("none", "nf4"))
     # --- optimisation ---
-    learning_rate: float = knob(3e-4, "peak learning rate, finite and > 0 (alpaca-lora default; the paper: 3e-5)")
-    batch_size: int = knob(128, "global batch: sequences per optimiser step (alpaca-lora default)")
-    micro_batch_size: int = knob(4, "sequences per forward pass (alpaca-lora default)")
-    num_epochs: float = knob(3.0, "epochs (alpaca-lora default); ignored when max_steps > 0")
+    learning_rate: float = knob(3e-4, "peak learning rate, finite and > 0 ")
+    batch_size: int = knob(128, "global batch: sequences per optimiser step")
+    micro_batch_size: int = knob(4, "sequences per forward pass")
+    num_epochs: float = knob(3.0, "epochs; ignored when max_steps > 0")
     max_steps: int = knob(0, "> 0: stop after this many optimiser steps instead of epochs")
-    warmup_steps: int = knob(100, "linear warm-up steps, then cosine decay (alpaca-lora default)")
+    warmup_steps: int = knob(100, "linear warm-up steps, then cosine decay")
     min_lr_ratio: float = knob(0.0, "cosine decays to learning_rate x this, in [0, 1] (HF's cosine: 0)")
     adam_beta1: float = knob(0.9, "AdamW beta1 (torch/HF default; Llama pretraining also used 0.9)")
     adam_beta2: float = knob(0.999, "AdamW beta2 (torch/HF default; Llama pretraining used 0.95)")
@@ -77,15 +77,16 @@ class TrainConfig:
     loss_norm: str = knob("token", "token: sum NLL / target tokens of the global batch; sequence: mean of "
                                    "the per-sequence Eq. 3", choices=("token", "sequence"))
     # --- evaluation and saving ---
-    eval_steps: int = knob(200, "validation loss every N steps and at the end (alpaca-lora default)")
-    save_steps: int = knob(200, "checkpoint every N steps and at the end (alpaca-lora default)")
+    eval_steps: int = knob(200, "validation loss every N steps and at the end")
+    save_steps: int = knob(200, "checkpoint every N steps and at the end")
     keep_checkpoints: int = knob(2, "checkpoints kept; older ones are deleted (alpaca-lora keeps 3)")
     stop_after_steps: int = knob(0, "> 0: checkpoint and exit after this step without DONE (split a run)",
                                  runtime=True)
     # --- hardware ---
     device: str = knob("auto", "auto = cuda if available, else cpu", runtime=True)
-    dtype: str = knob("auto", "auto = bf16 base + fp32 LoRA under bf16 autocast on GPU, fp32 on CPU",
-                      choices=("auto", "float32", "bfloat16"))
+    dtype: str = knob("auto", "auto = bf16 base + fp32 LoRA under bf16 autocast on GPU, fp32 on CPU; float64: every "
+                              "step in double precision (the demo: the same figures on every CPU)",
+                      choices=("auto", "float32", "float64", "bfloat16"))
     fsdp: bool = knob(False, "shard the frozen base over the torchrun processes with FSDP2 (fully_shard per "
                              "decoder layer): for models that do not fit one GPU")
     activation_checkpointing: bool = knob(False, "recompute each decoder layer in backward: less memory, "
@@ -150,7 +151,7 @@ PRESETS: dict[str, dict] = {
     "demo": dict(
         base="demo", data="demo", out="runs/demo", template="alpaca", cutoff_len=192, val_size=40,
         learning_rate=1e-2, batch_size=8, micro_batch_size=8, num_epochs=3.0, warmup_steps=10,
-        eval_steps=25, save_steps=50, lora_dropout=0.05, seed=42,
+        eval_steps=25, save_steps=50, lora_dropout=0.05, seed=42, dtype="float64",
     ),
     "paper": dict(  # Section 4.3 of the paper
         base="meta-llama/Llama-2-7b-chat-hf", data="genmedgpt-5k", out="runs/paper", template="alpaca",

@@ -69,12 +69,25 @@ def pack(token_lists: list[list[int]], seq_len: int) -> torch.Tensor:
     return torch.tensor(flat[: n * seq_len]).view(n, seq_len)  # [N, seq_len]
 
 
+def _built_in(dtype: torch.dtype, build):
+    """`build()` with `dtype` as torch's default, so the random initialisation itself runs in `dtype`: float32's
+    `normal_` is vectorised differently on different CPUs (AVX-512, AVX2, none), float64's is not."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return build()
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0, batch: int = 16,
-                    seq_len: int = 128, lr: float = 5e-3, sizes: dict | None = None) -> Path:
+                    seq_len: int = 128, lr: float = 5e-3, sizes: dict | None = None,
+                    dtype: torch.dtype = torch.float32) -> Path:
     """Tokenizer + tiny Llama + `steps` warm-up steps on generic text, saved to `out_dir`.
 
     The tokenizer sees the demo prompts too (a real tokenizer covers the words of its users); the
-    model's warm-up sees only the generic corpus. `sizes` overrides `TINY` (tests use smaller).
+    model's warm-up sees only the generic corpus. `sizes` overrides `TINY` (tests use smaller). `dtype`
+    is the warm-up's and the saved weights' (the demo's float64 makes its figures the same on every CPU).
     """
     torch.manual_seed(seed)
     corpus = demo_data.make_corpus(6000, seed=seed + 1)
@@ -82,7 +95,7 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
                for r in records]
     tok = train_tokenizer(corpus + prompts, out_dir / "tokenizer.model")
     config = LlamaConfig(vocab_size=tok.vocab_size, **{**TINY, **(sizes or {})})
-    model = Llama(config)
+    model = _built_in(dtype, lambda: Llama(config))
     rows = pack([tok.encode(s, bos=True, eos=True) for s in corpus], seq_len)  # [N, seq_len]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)  # Touvron et al. 2023
     gen = torch.Generator().manual_seed(seed)
@@ -115,7 +128,8 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
 RECIPE_VERSION = 3  # bump when build_demo_base changes what it builds (3: the fine-tuning schedule, a path-free tokenizer)
 
 
-def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0) -> Path:
+def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0,
+                     dtype: torch.dtype = torch.float32) -> Path:
     """`build_demo_base` once per machine: the result is kept in the cache under a hash of its recipe
     (the records, steps, seed, sizes, torch version) and copied into `out_dir`.
 
@@ -123,7 +137,7 @@ def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int =
     leaves nothing in the cache (it is built in a temporary folder and renamed).
     """
     recipe = {"version": RECIPE_VERSION, "records": records, "steps": steps, "seed": seed, "sizes": TINY,
-              "vocab": VOCAB_SIZE, "torch": torch.__version__}
+              "vocab": VOCAB_SIZE, "torch": torch.__version__, "dtype": str(dtype)}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     root = cache_dir() / "demo-base"
     cached = root / key
@@ -132,7 +146,8 @@ def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int =
         time.sleep(0.5)
     try:
         if not (cached / "pretrain.json").is_file():
-            write_folder_atomic(cached, lambda tmp: build_demo_base(tmp, records, steps, seed=seed), replace=True)
+            write_folder_atomic(cached, lambda tmp: build_demo_base(tmp, records, steps, seed=seed, dtype=dtype),
+                                replace=True)
         else:
             print(f"demo base: reusing the cached build {cached}", file=sys.stderr)
     finally:

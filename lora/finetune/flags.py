@@ -27,13 +27,13 @@ def _default_text(name: str, field_default) -> str:
     if paper != demo:
         text += f"; --preset paper: {show(paper)}"
     if field_default not in (demo, paper):
-        text += f"; --preset none: {show(field_default)}"
+        text += f"; --preset none (alpaca-lora's): {show(field_default)}"
     return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     """CLI: `--preset`, `--resume`/`--force`, plus one flag per `TrainConfig` field (underscores -> dashes)."""
-    p = _Parser(prog="train.py", description="LoRA fine-tuning of a Llama on instruction data.",
+    p = _Parser(description="LoRA fine-tuning of a Llama on instruction data.",
                 epilog="Presets: demo (default; CPU, offline), paper (Sec. 4.3), none (field defaults, give "
                        "--base and --data). Exit status: 0 done, 1 failure while running, 2 bad input, "
                        "130/143 interrupted (a checkpoint was saved; rerun with --resume). See docs/training.md.")

@@ -34,7 +34,8 @@ class SummedNLL(torch.nn.Module):
         targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # [B, T]: position t predicts t+1
         keep = targets != IGNORE_INDEX  # [B, T]
         hidden = self.lm.model(ids)  # [B, T, d]
-        logits = self.lm.lm_head(hidden[keep]).float()  # [N, V], N = target tokens of the micro-batch
+        logits = self.lm.lm_head(hidden[keep])  # [N, V], N = target tokens of the micro-batch
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax
         nll = F.cross_entropy(logits, targets[keep], reduction="none")  # [N]: -log P(x_t | x_<t), Eq. 3
         if self.loss_norm == "token":
             return nll.sum()

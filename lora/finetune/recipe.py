@@ -122,7 +122,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False,
 def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag, on_step) -> Path:
     # ---- (3) base model + LoRA ----
     on_gpu = info.device.type == "cuda"
-    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and on_gpu) else torch.float32
+    dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+             "auto": torch.bfloat16 if on_gpu else torch.float32}[cfg.dtype]
     autocast = (lambda: torch.autocast(info.device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 \
         else contextlib.nullcontext
     model, tok, base = load_model(cfg, out, info, dtype, ckpt)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from plumbing.durable import replace_atomic
-from plumbing.files import sha256_file
+from plumbing.files import input_problem, sha256_file
 
 from lora.finetune.config import TrainError
 
@@ -95,6 +95,9 @@ def load_records(path: Path, on_bad_record: str = "skip") -> tuple[dict[str, dic
     Raises:
         DataError: unreadable file, or a malformed record while `on_bad_record == "stop"`.
     """
+    problem = input_problem(path)
+    if problem:
+        raise DataError(f"{path}: {problem}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -106,6 +109,8 @@ def load_records(path: Path, on_bad_record: str = "skip") -> tuple[dict[str, dic
             items = [(obj, None) for obj in json.loads(text)]
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        except RecursionError:
+            raise DataError(f"{path}: invalid JSON: nested too deeply") from None
     else:
         fmt = "jsonl"
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -114,6 +119,8 @@ def load_records(path: Path, on_bad_record: str = "skip") -> tuple[dict[str, dic
                     items.append((json.loads(line), None))
                 except json.JSONDecodeError as e:
                     items.append((None, f"line {lineno}: invalid JSON ({e.msg})"))
+                except RecursionError:
+                    items.append((None, f"line {lineno}: invalid JSON (nested too deeply)"))
     records: dict[str, dict] = {}
     problems = []
     for index, (obj, parse_problem) in enumerate(items):

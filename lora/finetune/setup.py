@@ -36,6 +36,9 @@ def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size
     run_folder.check_out(out, resume, force)
     if resume and (out / "DONE").is_file():
         return None
+    if cfg.fsdp and world_size < 2:
+        raise TrainError("--fsdp: shards the base over several processes; start the run with torchrun, e.g. "
+                         "`torchrun --standalone --nproc_per_node 2 scripts/train.py ... --fsdp`")
     if cfg.batch_size % (cfg.micro_batch_size * world_size):
         raise TrainError(f"--batch-size: {cfg.batch_size} is not a multiple of --micro-batch-size x processes "
                          f"= {cfg.micro_batch_size * world_size}")
@@ -60,7 +63,7 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
             demo_data.write_demo_dataset(out / "demo_data.json", cfg.demo_records, seed=cfg.seed)
         if not (out / "base" / "config.json").is_file():
             records = json.loads((out / "demo_data.json").read_text())
-            demo_model.cached_demo_base(out / "base", records, cfg.demo_pretrain_steps, seed=cfg.seed)
+            demo_model.cached_demo_base(out / "base", records, cfg.demo_pretrain_steps, seed=cfg.seed, dtype=dtype)
     distributed.barrier(info)
     model = Llama.from_pretrained(base, dtype=dtype, device=info.device,  # a 4-bit NF4 base for QLoRA
                                   quantize=None if cfg.quantize == "none" else cfg.quantize)
