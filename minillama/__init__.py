@@ -1,4 +1,5 @@
-"""minillama: a small, readable Llama-2 decoder that loads Hugging Face checkpoints and generates.
+"""minillama: a small, readable Llama decoder (Llama-2, Llama-3.x, Mistral 7B) that loads Hugging Face
+checkpoints and generates.
 
 Public API::
 
@@ -13,6 +14,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "LlamaConfig": ".config",
+    "RopeScaling": ".config",
     "MiniLlamaError": ".errors",
     "finish_reasons": ".generate",
     "left_pad": ".generate",
