@@ -3,9 +3,9 @@ checkpoints and generates.
 
 Public API::
 
-    from minillama import Llama, LlamaConfig, Tokenizer, load_tokenizer, MiniLlamaError
+    from minillama import Llama, LlamaConfig, Tokenizer, BPETokenizer, load_tokenizer, MiniLlamaError
     model = Llama.from_pretrained("meta-llama/Llama-2-7b-chat-hf", dtype="bfloat16", device="cuda")
-    tok = load_tokenizer("meta-llama/Llama-2-7b-chat-hf")
+    tok = load_tokenizer("meta-llama/Llama-2-7b-chat-hf")   # tokenizer.model; Llama-3: tokenizer.json
 
 The names are imported lazily (PEP 562), so `import minillama.jobcontrol` (exit codes, signals and the
 run lock that every command line of the project shares) does not import torch.
@@ -13,6 +13,7 @@ run lock that every command line of the project shares) does not import torch.
 from importlib import import_module
 
 _EXPORTS = {
+    "BPETokenizer": ".bpe_tokenizer",
     "LlamaConfig": ".config",
     "RopeScaling": ".config",
     "MiniLlamaError": ".errors",
