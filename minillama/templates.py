@@ -49,17 +49,30 @@ def prompt_ids(record: dict, tokenizer, template: str) -> list[int]:
     if template in CHAT_TEMPLATES:
         messages = [{"role": "system", "content": instruction}] if instruction and user_input else []
         messages.append({"role": "user", "content": user_input or instruction})
-        if template == "mistral":
-            return mistral_chat_ids(tokenizer, messages)
-        own = getattr(tokenizer, "chat_format", "llama2-chat")  # Tokenizer: llama2-chat; BPETokenizer: llama3
-        if own != template:
-            raise MiniLlamaError(f"template {template}: {getattr(tokenizer, 'path', 'the tokenizer')} encodes the "
-                                 f"{own} chat format (llama2-chat needs tokenizer.model, llama3 tokenizer.json)")
-        return tokenizer.encode_chat(messages)
+        return chat_ids(messages, tokenizer, template)
     if template == "none":
         return tokenizer.encode(user_input or instruction, bos=True, eos=False)
     raise MiniLlamaError(f"template: unknown template {template!r} (choose from {', '.join(TEMPLATES)})")
 
+
+
+def chat_ids(messages: list[dict[str, str]], tokenizer, template: str) -> list[int]:
+    """Token ids of a dialog ([system], user, assistant, user, ...) in one of `CHAT_TEMPLATES` (a whole
+    conversation, where `prompt_ids` formats one instruction and input).
+
+    Raises:
+        MiniLlamaError: Another template, a tokenizer that cannot write it (llama2-chat needs the
+            SentencePiece `Tokenizer`, llama3 a `BPETokenizer`), or a bad dialog.
+    """
+    if template == "mistral":
+        return mistral_chat_ids(tokenizer, messages)
+    if template not in CHAT_TEMPLATES:
+        raise MiniLlamaError(f"template: {template!r} is not a chat template ({', '.join(CHAT_TEMPLATES)})")
+    own = getattr(tokenizer, "chat_format", "llama2-chat")  # Tokenizer: llama2-chat; BPETokenizer: llama3
+    if own != template:
+        raise MiniLlamaError(f"template {template}: {getattr(tokenizer, 'path', 'the tokenizer')} encodes the "
+                             f"{own} chat format (llama2-chat needs tokenizer.model, llama3 tokenizer.json)")
+    return tokenizer.encode_chat(messages)
 
 
 def answer_end_id(tokenizer, template: str) -> int:

@@ -128,7 +128,7 @@ class Tokenizer:
         return ids
 
 
-def load_tokenizer(path_or_id: str | os.PathLike):
+def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer | BPETokenizer:
     """The tokenizer of a model: a `tokenizer.model` (SentencePiece `Tokenizer`: Llama-2, Mistral) or a
     `tokenizer.json` (byte-level `BPETokenizer`: Llama-3) file, a folder holding one, or a Hub repo id.
 

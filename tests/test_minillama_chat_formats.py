@@ -10,7 +10,7 @@ import pytest
 from _bpe_util import random_text, train_llama3_tokenizer
 from minillama import BPETokenizer, MiniLlamaError, Tokenizer
 from minillama.chat_formats import MISTRAL_MARKERS, llama3_chat_ids, mistral_chat_ids
-from minillama.templates import TEMPLATES, answer_end_id, prompt_ids
+from minillama.templates import TEMPLATES, answer_end_id, chat_ids, prompt_ids
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chat_templates"
 
@@ -120,6 +120,12 @@ def test_prompt_ids_uses_each_format(llama3_pair, trained_sentencepiece):
         prompt_ids(record, sp, "llama3")
     with pytest.raises(MiniLlamaError, match="template llama2-chat: .* encodes the llama3 chat format"):
         prompt_ids(record, ours, "llama2-chat")
+    dialog = messages + [{"role": "assistant", "content": "Rest."}, {"role": "user", "content": "And?"}]
+    assert chat_ids(dialog, ours, "llama3") == ours.encode_chat(dialog)
+    assert chat_ids(dialog, sp, "mistral") == mistral_chat_ids(sp, dialog)
+    assert chat_ids(dialog, sp, "llama2-chat") == sp.encode_chat(dialog)
+    with pytest.raises(MiniLlamaError, match="'alpaca' is not a chat template"):
+        chat_ids(dialog, sp, "alpaca")
     assert answer_end_id(ours, "llama3") == ours.special_ids["<|eot_id|>"] != ours.eos_id  # a base model's EOS
     assert answer_end_id(ours, "alpaca") == ours.eos_id and answer_end_id(sp, "mistral") == sp.eos_id == 2
     with pytest.raises(MiniLlamaError, match="unknown template 'chatml'"):
