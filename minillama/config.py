@@ -1,4 +1,15 @@
-"""`LlamaConfig`: the frozen set of hyper-parameters of a Llama-2 decoder, read from a HF config.json."""
+"""`LlamaConfig`: the frozen hyper-parameters of a Llama-2, Llama-3 or Mistral decoder, read from a HF config.json.
+
+The three are one decoder with a few differences, each a field here:
+
+| field | Llama-2 | Llama-3.x | Mistral 7B |
+| --- | --- | --- | --- |
+| `rope_theta` | 10000 | 500000 | 10000 (v0.1), 1e6 (v0.2, v0.3) |
+| `rope_scaling` | None | `RopeScaling` ("llama3", Llama-3.1 and 3.2) | None |
+| `tie_word_embeddings` | False | True for 3.2 1B / 3B | False |
+| `eos_token_ids` | (2,) | several (e.g. `<|end_of_text|>`, `<|eot_id|>`) | (2,) |
+| `sliding_window` | None | None | 4096 (v0.1), None (v0.2, v0.3) |
+"""
 from __future__ import annotations
 
 import json
@@ -9,13 +20,51 @@ from typing import Any
 
 from .errors import MiniLlamaError, check_path
 
-# Architectures whose weights and maths are exactly the Llama-2 decoder implemented here.
-_ARCHITECTURES = {"LlamaForCausalLM", "LlamaModel"}
+# model_type -> the architectures whose weights and maths are exactly the decoder implemented here.
+_ARCHITECTURES = {"llama": {"LlamaForCausalLM", "LlamaModel"}, "mistral": {"MistralForCausalLM", "MistralModel"}}
+_ROPE_TYPES = ("default", "llama3")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Llama-3.1's frequency-dependent RoPE scaling (`rope_scaling: {"rope_type": "llama3", ...}` in config.json).
+
+    Meta's `apply_scaling` (llama-models, Llama 3.1): wavelengths shorter than
+    `original_max_position_embeddings / high_freq_factor` keep their frequency, those longer than
+    `original_max_position_embeddings / low_freq_factor` are divided by `factor`, and the ones between
+    are interpolated smoothly (see `rope.llama3_inv_freq`).
+
+    Attributes:
+        factor: How much the low frequencies are slowed (8 for Llama-3.1, 32 for Llama-3.2 1B/3B).
+        low_freq_factor: 1 in every released Llama-3.x config.
+        high_freq_factor: 4 in every released Llama-3.x config.
+        original_max_position_embeddings: The pre-training context (8192).
+        rope_type: Always "llama3" (the only scaling implemented).
+    """
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_position_embeddings: int
+    rope_type: str = "llama3"
+
+    def __post_init__(self) -> None:
+        if self.rope_type != "llama3":
+            raise MiniLlamaError(f"LlamaConfig: rope scaling {self.rope_type!r} is not supported (only 'llama3')")
+        for key in ("factor", "low_freq_factor", "high_freq_factor"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise MiniLlamaError(f"LlamaConfig: rope_scaling.{key} must be a finite number > 0, got {value!r}")
+        if not self.low_freq_factor < self.high_freq_factor:
+            raise MiniLlamaError(f"LlamaConfig: rope_scaling.low_freq_factor={self.low_freq_factor} must be below "
+                                 f"high_freq_factor={self.high_freq_factor}")
+        _check_size("rope_scaling.original_max_position_embeddings", self.original_max_position_embeddings)
 
 
 @dataclass(frozen=True)
 class LlamaConfig:
-    """Hyper-parameters of a Llama-2 decoder; names and defaults follow Hugging Face's `LlamaConfig`.
+    """Hyper-parameters of a Llama-2, Llama-3 or Mistral decoder; names and defaults follow Hugging Face's
+    `LlamaConfig` (and `MistralConfig` for `sliding_window`).
 
     Defaults are Llama-2-7B's (Touvron et al. 2023, Table 1 / the released config.json).
 
@@ -31,11 +80,17 @@ class LlamaConfig:
         max_position_embeddings: Context length the model was trained for (4096 for Llama-2).
         rms_norm_eps: Epsilon of RMSNorm.
         rope_theta: Base of the rotary frequencies.
-        tie_word_embeddings: Whether lm_head shares the embedding matrix.
+        tie_word_embeddings: Whether lm_head shares the embedding matrix (Llama-3.2 1B and 3B).
         bos_token_id: Beginning-of-sequence id.
-        eos_token_id: End-of-sequence id.
+        eos_token_id: End-of-sequence id (the first one when config.json lists several).
         pad_token_id: Padding id (Llama-2 has none: None).
         torch_dtype: The dtype the checkpoint was saved in ("float32", "bfloat16", "float16") or None.
+        rope_scaling: Llama-3.1's RoPE scaling (a `RopeScaling`, or its config.json dict), or None.
+        sliding_window: Mistral's attention window W: each position attends to itself and the W - 1
+            positions before it (Mistral 7B v0.1: 4096). None: full causal attention.
+        model_type: "llama" or "mistral" (the same decoder; it only decides what config.json says).
+        eos_token_ids: Every end-of-sequence id config.json lists (Llama-3.1 Instruct: 128001, 128008,
+            128009), `eos_token_id` first. None: just `eos_token_id`.
     """
 
     vocab_size: int = 32000
@@ -53,6 +108,10 @@ class LlamaConfig:
     eos_token_id: int = 2
     pad_token_id: int | None = None
     torch_dtype: str | None = None
+    rope_scaling: RopeScaling | None = None
+    sliding_window: int | None = None
+    model_type: str = "llama"
+    eos_token_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         # Derived defaults (the dataclass is frozen, hence object.__setattr__): MHA, d / H wide heads.
@@ -86,6 +145,27 @@ class LlamaConfig:
                                  f"num_key_value_heads={self.num_key_value_heads}")
         if self.head_dim % 2:
             raise MiniLlamaError(f"LlamaConfig: head_dim={self.head_dim} must be even for rotary embeddings")
+        if isinstance(self.rope_scaling, dict):  # from config.json, or from `replace` (asdict makes it a dict)
+            object.__setattr__(self, "rope_scaling", _rope_scaling(self.rope_scaling))
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
+            raise MiniLlamaError(f"LlamaConfig: rope_scaling must be a RopeScaling or None, got {self.rope_scaling!r}")
+        if self.sliding_window is not None:
+            _check_size("sliding_window", self.sliding_window)
+        if self.model_type not in _ARCHITECTURES:
+            raise MiniLlamaError(f"LlamaConfig: model_type must be one of {', '.join(_ARCHITECTURES)}, got "
+                                 f"{self.model_type!r}")
+        if self.eos_token_ids is None:
+            object.__setattr__(self, "eos_token_ids", () if self.eos_token_id is None else (self.eos_token_id,))
+        ids = self.eos_token_ids
+        if isinstance(ids, list):
+            ids = tuple(ids)
+        if not isinstance(ids, tuple) or any(isinstance(i, bool) or not isinstance(i, int)
+                                             or not 0 <= i < self.vocab_size for i in ids):
+            raise MiniLlamaError(f"LlamaConfig: eos_token_ids must be a tuple of token ids in [0, vocab_size="
+                                 f"{self.vocab_size}), got {self.eos_token_ids!r}")
+        if ids[:1] != (() if self.eos_token_id is None else (self.eos_token_id,)):
+            raise MiniLlamaError(f"LlamaConfig: eos_token_ids={ids} must start with eos_token_id={self.eos_token_id}")
+        object.__setattr__(self, "eos_token_ids", ids)
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "LlamaConfig":
@@ -96,24 +176,34 @@ class LlamaConfig:
             source: The file name used in error messages.
 
         Raises:
-            MiniLlamaError: Another architecture, an unsupported rope scaling, biases, another activation.
+            MiniLlamaError: Another architecture, an unsupported rope scaling, biases, another activation,
+                per-layer attention types: one line naming the field.
         """
         if not isinstance(d, dict):
             raise MiniLlamaError(f"{source}: expected a JSON object, got {type(d).__name__}")
         archs = d.get("architectures") or []
         model_type = d.get("model_type")
-        if model_type != "llama" or (archs and not set(archs) & _ARCHITECTURES):
+        if model_type not in _ARCHITECTURES or (archs and not set(archs) & _ARCHITECTURES[model_type]):
             raise MiniLlamaError(f"{source}: model_type={model_type!r} architectures={archs} is not a Llama "
-                                 "decoder (minillama supports LlamaForCausalLM only)")
+                                 "decoder (minillama supports LlamaForCausalLM and MistralForCausalLM)")
         rope = d.get("rope_scaling") or d.get("rope_parameters") or {}
+        if not isinstance(rope, dict):
+            raise MiniLlamaError(f"{source}: rope_scaling must be an object or null, got {rope!r}")
         rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in ("default", None):
-            raise MiniLlamaError(f"{source}: rope scaling {rope_type!r} is not supported (only the plain "
-                                 "Llama-2 rotary embedding)")
+        if rope_type not in _ROPE_TYPES + (None,):
+            raise MiniLlamaError(f"{source}: rope scaling {rope_type!r} is not supported (only the plain rotary "
+                                 "embedding and Llama-3's 'llama3')")
+        if rope.get("partial_rotary_factor", 1.0) != 1.0:
+            raise MiniLlamaError(f"{source}: rope partial_rotary_factor={rope['partial_rotary_factor']!r} is not "
+                                 "supported (the whole head is rotated)")
         if d.get("attention_bias") or d.get("mlp_bias"):
             raise MiniLlamaError(f"{source}: attention_bias/mlp_bias are set; Llama-2 has no biases")
         if d.get("hidden_act", "silu") != "silu":
             raise MiniLlamaError(f"{source}: hidden_act={d['hidden_act']!r} is not supported (Llama-2 uses silu)")
+        if isinstance(d.get("layer_types"), list) and set(d["layer_types"]) != {"full_attention"} and not (
+                model_type == "mistral" and set(d["layer_types"]) == {"sliding_attention"}):
+            raise MiniLlamaError(f"{source}: layer_types={sorted(set(d['layer_types']))} (attention that differs "
+                                 "per layer) is not supported")
         missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                "num_attention_heads") if k not in d]
         if missing:
@@ -134,6 +224,12 @@ class LlamaConfig:
                 eos_token_id=_first_id(d, "eos_token_id", 2),
                 pad_token_id=_first_id(d, "pad_token_id", None),
                 torch_dtype=d.get("torch_dtype") or d.get("dtype"),
+                rope_scaling=_rope_scaling(rope) if rope_type == "llama3" else None,
+                # MistralConfig's default window is 4096 when config.json has no sliding_window key
+                sliding_window=_integer({"sliding_window": d.get("sliding_window", 4096)}, "sliding_window", None)
+                if model_type == "mistral" else None,
+                model_type=model_type,
+                eos_token_ids=_all_ids(d, "eos_token_id", 2),
             )
             return cls(**kwargs)
         except MiniLlamaError as exc:
@@ -157,13 +253,20 @@ class LlamaConfig:
         return cls.from_hf_dict(d, source=str(path))
 
     def to_hf_dict(self) -> dict[str, Any]:
-        """A `config.json` dict that transformers 4.x and 5.x load as `LlamaForCausalLM`."""
-        d = {k: v for k, v in asdict(self).items() if k != "torch_dtype"}
+        """A `config.json` dict that transformers 4.x and 5.x load as `LlamaForCausalLM` (or
+        `MistralForCausalLM`); a Llama-2 config gives exactly the keys it always gave."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("torch_dtype", "eos_token_ids", "sliding_window")}
         d.update(
             architectures=["LlamaForCausalLM"], model_type="llama", hidden_act="silu",
-            attention_bias=False, mlp_bias=False, attention_dropout=0.0, rope_scaling=None,
+            attention_bias=False, mlp_bias=False, attention_dropout=0.0,
             initializer_range=0.02, pretraining_tp=1, use_cache=True,
         )
+        if len(self.eos_token_ids) > 1:
+            d["eos_token_id"] = list(self.eos_token_ids)
+        if self.model_type == "mistral":  # MistralConfig has no bias or pretraining_tp fields
+            for key in ("attention_bias", "mlp_bias", "pretraining_tp"):
+                del d[key]
+            d.update(architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=self.sliding_window)
         if self.torch_dtype is not None:
             d["torch_dtype"] = self.torch_dtype
         return dict(sorted(d.items()))
@@ -174,6 +277,8 @@ class LlamaConfig:
         unknown = set(changes) - known
         if unknown:
             raise MiniLlamaError(f"unknown LlamaConfig field(s): {sorted(unknown)}")
+        if "eos_token_id" in changes and "eos_token_ids" not in changes:
+            changes["eos_token_ids"] = None  # a new EOS id replaces the list (it is derived again)
         return LlamaConfig(**{**asdict(self), **changes})
 
 
@@ -203,6 +308,27 @@ def _number(d: dict[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MiniLlamaError(f"LlamaConfig: {key} must be a number, got {value!r}")
     return float(value)
+
+
+def _rope_scaling(rope: dict[str, Any]) -> RopeScaling:
+    """`RopeScaling` from config.json's `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x) object."""
+    names = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    for key in names:
+        if rope.get(key) is None:
+            raise MiniLlamaError(f"LlamaConfig: rope_scaling.{key} is missing (rope_type 'llama3' needs "
+                                 f"{', '.join(names)})")
+    key = "rope_scaling.original_max_position_embeddings"
+    size = _integer({key: rope["original_max_position_embeddings"]}, key)
+    return RopeScaling(factor=rope["factor"], low_freq_factor=rope["low_freq_factor"],
+                       high_freq_factor=rope["high_freq_factor"], original_max_position_embeddings=size,
+                       rope_type=rope.get("rope_type", rope.get("type", "llama3")))
+
+
+def _all_ids(d: dict[str, Any], key: str, default: int) -> tuple[int, ...]:
+    """Every id of a field that may hold one id or a list (Llama-3.1 Instruct lists three EOS ids)."""
+    value = d.get(key, default)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(_integer({key: v}, key) for v in values if v is not None)
 
 
 def _first_id(d: dict[str, Any], key: str, default: int | None) -> int | None:

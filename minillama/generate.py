@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -16,7 +16,7 @@ from .static_decode import StaticDecoder
 
 @torch.no_grad()
 def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-             top_p: float = 1.0, top_k: int = 0, eos_id: int | None = 2,
+             top_p: float = 1.0, top_k: int = 0, eos_id: int | Sequence[int] | None = 2,
              attention_mask: torch.Tensor | None = None, seed: int | None = None, pad_id: int = 0,
              on_token: Callable[[torch.Tensor], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
     """Continue each prompt of a (left-padded) batch by up to `max_new_tokens` tokens.
@@ -32,7 +32,9 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
         temperature: 0 = greedy; > 0 = sampling from softmax(logits / temperature).
         top_p: Nucleus sampling mass (1.0 = off).
         top_k: Sample only among the k most likely tokens (0 = off).
-        eos_id: A row stops after producing it (None = never stop early).
+        eos_id: A row stops after producing it, or any of several (Llama-3 Instruct ends a turn with
+            `<|eot_id|>` and a document with `<|end_of_text|>`: pass `tokenizer.eos_ids`). None = never
+            stop early.
         attention_mask: 1 for real tokens, 0 for (left) padding; None = no padding.
         seed: Seeds a private `torch.Generator`, so sampling is reproducible and the global RNG untouched.
         pad_id: Written after a row's EOS while other rows continue.
@@ -56,6 +58,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
     check_input_ids(input_ids, model.config.vocab_size)
     check_settings(max_new_tokens, temperature, top_p, top_k, eos_id, pad_id, seed, model.config.vocab_size)
     device = model.device
+    stop_ids = None if eos_id is None else torch.tensor(eos_ids(eos_id), device=device)  # [n_eos]
     input_ids = input_ids.to(device)
     b, t0 = input_ids.shape
     limit = model.config.max_position_embeddings
@@ -100,14 +103,14 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
     n = 0
     for step in range(max_new_tokens):
         token = sample_next(logits, temperature, top_p, top_k, generator)  # [B]
-        if eos_id is not None:
+        if stop_ids is not None:
             token = token.masked_fill(finished, pad_id)
-            finished |= token == eos_id
+            finished |= torch.isin(token, stop_ids)
         out[:, t0 + step] = token
         n = step + 1
         if on_token is not None:
             on_token(token)
-        if step == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
+        if step == max_new_tokens - 1 or (stop_ids is not None and bool(finished.all())):
             break
         pos = t0 + step
         if decoder is not None:
@@ -138,8 +141,10 @@ def check_settings(max_new_tokens, temperature, top_p, top_k, eos_id, pad_id, se
         (number(temperature) and temperature >= 0, f"temperature must be a finite number >= 0, got {temperature!r}"),
         (number(top_p) and 0.0 < top_p <= 1.0, f"top_p must be a number in (0, 1], got {top_p!r}"),
         (integer(top_k) and top_k >= 0, f"top_k must be an integer >= 0, got {top_k!r}"),
-        (eos_id is None or (integer(eos_id) and 0 <= eos_id < vocab_size),
-         f"eos_id must be None or a token id in [0, {vocab_size}), got {eos_id!r}"),
+        (eos_id is None or (integer(eos_id) and 0 <= eos_id < vocab_size) or (
+            isinstance(eos_id, (list, tuple)) and len(eos_id) > 0 and all(integer(i) and 0 <= i < vocab_size
+                                                                          for i in eos_id)),
+         f"eos_id must be None, a token id or a non-empty list of token ids in [0, {vocab_size}), got {eos_id!r}"),
         (integer(pad_id) and 0 <= pad_id < vocab_size, f"pad_id must be a token id in [0, {vocab_size}), got {pad_id!r}"),
         (seed is None or (integer(seed) and 0 <= seed < 2**64),  # torch.Generator takes 64 bits
          f"seed must be None or an integer in [0, 2**64), got {seed!r}"),
@@ -173,9 +178,14 @@ def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, t
     return ids, mask
 
 
-def finish_reasons(output: torch.Tensor, prompt_len: int, eos_id: int) -> list[str]:
-    """"stop" for each row of a `generate` output that produced `eos_id`, "length" for the others
-    (truncated at max_new_tokens), as the project's record format names them.
+def eos_ids(eos_id: int | Sequence[int]) -> tuple[int, ...]:
+    """`eos_id` as a tuple: one id (Llama-2, Mistral) or several (Llama-3)."""
+    return (eos_id,) if isinstance(eos_id, int) else tuple(eos_id)
+
+
+def finish_reasons(output: torch.Tensor, prompt_len: int, eos_id: int | Sequence[int]) -> list[str]:
+    """"stop" for each row of a `generate` output that produced `eos_id` (or any of several EOS ids),
+    "length" for the others (truncated at max_new_tokens), as the project's record format names them.
 
     Shapes:
         output: [B, prompt_len + n] -> B strings
@@ -183,9 +193,11 @@ def finish_reasons(output: torch.Tensor, prompt_len: int, eos_id: int) -> list[s
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise MiniLlamaError(f"finish_reasons: output must be a 2-D tensor from generate, got "
                              f"{type(output).__name__}{list(output.shape) if isinstance(output, torch.Tensor) else ''}")
-    for name, value in (("prompt_len", prompt_len), ("eos_id", eos_id)):
+    several = isinstance(eos_id, (list, tuple)) and len(eos_id) > 0
+    for name, value in [("prompt_len", prompt_len)] + [("eos_id", v) for v in (eos_id if several else [eos_id])]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise MiniLlamaError(f"finish_reasons: {name} must be an integer >= 0, got {value!r}")
     if prompt_len > output.shape[1]:
         raise MiniLlamaError(f"finish_reasons: prompt_len={prompt_len} is longer than the output ({output.shape[1]})")
-    return ["stop" if bool((row == eos_id).any()) else "length" for row in output[:, prompt_len:]]
+    stop = torch.tensor(eos_ids(eos_id), device=output.device)  # [n_eos]
+    return ["stop" if bool(torch.isin(row, stop).any()) else "length" for row in output[:, prompt_len:]]

@@ -26,19 +26,35 @@ def positions_from_mask(attention_mask: torch.Tensor | None, start_pos: int, t: 
 
 
 def build_attention_mask(attention_mask: torch.Tensor | None, start_pos: int, t: int,
-                         device: torch.device) -> torch.Tensor | None:
+                         device: torch.device, sliding_window: int | None = None) -> torch.Tensor | None:
     """Boolean `[B, 1, T, S]` mask (True = may attend), or None when SDPA's own causal path is exact.
 
     None is returned without padding when the new tokens start at 0 (plain causal) or are a single token
-    (it may attend to every cached position). Each query may always attend to itself, so a padding query
-    never has an empty softmax row (which would put NaN into later layers' keys and values).
+    (it may attend to every cached position), unless a sliding window hides some of those keys. Each query
+    may always attend to itself, so a padding query never has an empty softmax row (which would put NaN
+    into later layers' keys and values).
+
+    Args:
+        attention_mask: 1 = real token, 0 = padding, over all S positions; None = no padding.
+        start_pos: Cache slot of the first new token.
+        t: Number of new tokens.
+        device: Where the mask is built.
+        sliding_window: Mistral's window W: a query at slot q sees the keys at slots q - W < k <= q
+            (transformers' `sliding_window_overlay`; slots, not positions, so left padding counts, as there).
+
+    Shapes:
+        attention_mask: [B, S] with S = start_pos + T -> [B, 1, T, S] or [1, 1, T, S]
     """
-    if attention_mask is None and (start_pos == 0 or t == 1):
-        return None
     s = start_pos + t
+    windowed = sliding_window is not None and s > sliding_window
+    if attention_mask is None and (start_pos == 0 or t == 1) and not windowed:
+        return None
     q_pos = torch.arange(start_pos, s, device=device)[:, None]  # [T, 1]
     k_pos = torch.arange(s, device=device)[None, :]  # [1, S]
-    mask = (k_pos <= q_pos)[None, None]  # [1, 1, T, S]
+    mask = k_pos <= q_pos  # [T, S]
+    if windowed:
+        mask = mask & (k_pos > q_pos - sliding_window)  # Mistral 7B (Jiang et al. 2023), Sec. 2: window W
+    mask = mask[None, None]  # [1, 1, T, S]
     if attention_mask is not None:
         keep = attention_mask[:, None, None, :s].bool() | (k_pos == q_pos)[None, None]  # [B, 1, T, S]
         mask = mask & keep

@@ -1,8 +1,10 @@
-"""`Llama`: the Llama-2 decoder (Touvron et al. 2023) with Hugging Face's parameter names."""
+"""`Llama`: the Llama-2 decoder (Touvron et al. 2023) with Hugging Face's parameter names; with its config's
+differences it is also the Llama-3.x (RoPE scaling, tied embeddings, 128k vocabulary) and the Mistral 7B
+(sliding window) decoder: the weights have the same names and shapes."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,7 +31,9 @@ class LlamaModel(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(LlamaDecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta)
+        self.rotary_emb = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta,
+                                          scaling=config.rope_scaling)
+        self.sliding_window = config.sliding_window
         self.gradient_checkpointing = False
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -55,7 +59,8 @@ class LlamaModel(nn.Module):
             max_position = start_pos + t - 1
         cos, sin = self.rotary_emb(position_ids, x.dtype, max_position=max_position, start=start_pos,
                                    length=t)  # [B or 1, 1, T, hd]
-        mask = build_attention_mask(attention_mask, start_pos, t, input_ids.device)
+        mask = build_attention_mask(attention_mask, start_pos, t, input_ids.device,
+                                    sliding_window=self.sliding_window)  # [B or 1, 1, T, S] or None
         for i, layer in enumerate(self.layers):
             layer_cache = cache[i] if cache is not None else None
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -66,7 +71,8 @@ class LlamaModel(nn.Module):
 
 
 class Llama(nn.Module):
-    """The Llama-2 causal language model (HF's `LlamaForCausalLM` maths and parameter names).
+    """The Llama-2 / Llama-3 / Mistral causal language model (HF's `LlamaForCausalLM` and
+    `MistralForCausalLM` maths and parameter names).
 
     Parameters: `model.embed_tokens.weight`, `model.layers.{i}.self_attn.{q,k,v,o}_proj.weight`,
     `model.layers.{i}.mlp.{gate,up,down}_proj.weight`, `model.layers.{i}.input_layernorm.weight`,
@@ -147,7 +153,7 @@ class Llama(nn.Module):
         return save_pretrained(self, out_dir, max_shard_size=max_shard_size)
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, top_k: int = 0, eos_id: int | None = 2,
+                 top_p: float = 1.0, top_k: int = 0, eos_id: int | Sequence[int] | None = 2,
                  attention_mask: torch.Tensor | None = None, seed: int | None = None, pad_id: int = 0,
                  on_token: Callable[[torch.Tensor], None] | None = None, cuda_graph: bool = False
                  ) -> torch.Tensor:

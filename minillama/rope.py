@@ -3,8 +3,13 @@
 Meta's reference code rotates interleaved pairs (x0, x1), (x2, x3) ...; Hugging Face's conversion script
 permutes the rows of q_proj/k_proj so that the same rotation is the pairs (x_i, x_{i+d/2}) instead.
 We load Hugging Face checkpoints, so we use the rotate-half form.
+
+Llama-3.1 and 3.2 stretch the low frequencies for a longer context (`rope_scaling` "llama3",
+`llama3_inv_freq`); Llama-2, Llama-3.0 and Mistral use the plain frequencies.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -29,6 +34,29 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch
     return q_rot, k_rot
 
 
+def llama3_inv_freq(inv_freq: torch.Tensor, factor: float, low_freq_factor: float, high_freq_factor: float,
+                    original_max_position_embeddings: int) -> torch.Tensor:
+    """Llama-3.1's frequency-dependent scaling of the rotary frequencies (`rope_type: "llama3"`).
+
+    Meta's `apply_scaling` (the Llama 3.1 reference model, meta-llama/llama-models), in the operation order of
+    transformers' `_compute_llama3_parameters` so that the table is bit-identical: with L the original context,
+    wavelengths `2 pi / f` below `L / high_freq_factor` keep their frequency (local detail), those above
+    `L / low_freq_factor` are divided by `factor` (positional interpolation for the long context), and those
+    between blend the two with `s = (L / wavelength - low) / (high - low)`.
+
+    Shapes:
+        inv_freq: [head_dim / 2] -> [head_dim / 2]
+    """
+    low_freq_wavelen = original_max_position_embeddings / low_freq_factor
+    high_freq_wavelen = original_max_position_embeddings / high_freq_factor
+    wavelen = 2 * math.pi / inv_freq  # [hd/2]
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)  # low frequencies / factor
+    smooth = (original_max_position_embeddings / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled  # Llama 3.1 reference code (Meta 2024), apply_scaling
+    is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium, smoothed, scaled)
+
+
 class RotaryEmbedding(nn.Module):
     """A float32 table of cos/sin for every position, built once and gathered per forward (float64 for a
     float64 model, whose every step is float64).
@@ -39,12 +67,13 @@ class RotaryEmbedding(nn.Module):
     Args:
         head_dim: Rotated width (the whole head in Llama-2).
         max_positions: Initial table length; it grows on demand for longer sequences.
-        theta: Frequency base (`rope_theta`, 10000 for Llama-2).
+        theta: Frequency base (`rope_theta`: 10000 for Llama-2, 500000 for Llama-3, 1e6 for Mistral v0.2+).
+        scaling: Llama-3.1's `config.RopeScaling`, or None for the plain frequencies.
     """
 
-    def __init__(self, head_dim: int, max_positions: int, theta: float = 10000.0):
+    def __init__(self, head_dim: int, max_positions: int, theta: float = 10000.0, scaling=None):
         super().__init__()
-        self.head_dim, self.theta = head_dim, theta
+        self.head_dim, self.theta, self.scaling = head_dim, theta, scaling
         self.register_buffer("cos_cached", torch.empty(0), persistent=False)
         self.register_buffer("sin_cached", torch.empty(0), persistent=False)
         self.reset_cache(max_positions)
@@ -61,6 +90,10 @@ class RotaryEmbedding(nn.Module):
             return
         exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).to(dtype) / self.head_dim
         inv_freq = 1.0 / (self.theta ** exponent)  # theta_i = 10000^(-2i/d), Su et al. 2021 Eq. 15
+        if self.scaling is not None:
+            s = self.scaling
+            inv_freq = llama3_inv_freq(inv_freq, s.factor, s.low_freq_factor, s.high_freq_factor,
+                                       s.original_max_position_embeddings)  # [head_dim/2]
         t = torch.arange(max_positions, dtype=torch.int64, device=device).to(dtype)
         freqs = torch.outer(t, inv_freq)  # [P, head_dim/2]
         emb = torch.cat((freqs, freqs), dim=-1)  # [P, head_dim] (rotate-half layout)

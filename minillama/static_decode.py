@@ -5,7 +5,8 @@ eager PyTorch the launches (Python + dispatcher overhead) dominate. Capturing th
 `torch.cuda.CUDAGraph` and replaying it turns those launches into one. That needs every shape and
 address to stay fixed, so the step reads its inputs from fixed buffers (token, position, cache slot,
 key mask), writes the cache with `index_copy_` at a slot given as a tensor, and attends over the whole
-preallocated cache with a mask that hides the slots not yet written.
+preallocated cache with a mask that hides the slots not yet written (and, with Mistral's sliding window,
+the slots that fell out of the window).
 
 On a CPU (or with `capture=False`) the same static step runs eagerly; the tests use that to prove it
 computes exactly what the ordinary cached step computes.
@@ -40,6 +41,7 @@ class StaticDecoder:
         if rope.cos_cached.shape[0] < max_len:
             rope.reset_cache(max_len)
         self.mask = key_mask.clone()[:, None, None, :]  # [B, 1, 1, max_len]
+        self.window = model.config.sliding_window
         self.token = torch.zeros(b, 1, dtype=torch.long, device=device)  # [B, 1]
         self.position = torch.zeros(b, 1, dtype=torch.long, device=device)  # [B, 1]
         self.slot = torch.zeros(1, dtype=torch.long, device=device)  # [1]
@@ -82,6 +84,8 @@ class StaticDecoder:
         self.position.copy_(position.expand_as(self.position))
         self.slot.fill_(slot)
         self.mask[:, :, :, slot] = True
+        if self.window is not None and slot >= self.window:  # keys at slots <= slot - W left the window
+            self.mask[:, :, :, :slot - self.window + 1] = False
         if not self.capture:
             return self._step()
         if self.graph is None:

@@ -8,13 +8,20 @@ asked in exactly the format it was trained on.
   `generate_prompt` (without the indentation its triple-quoted f-string leaves in the text).
 - `llama2-chat`: Meta's chat format through `Tokenizer.encode_chat`; the instruction is the system
   prompt (GenMedGPT's instruction is a role description, which is what Llama-2's system prompt is for).
+- `llama3`: Llama-3's header format (`chat_formats.llama3_chat_ids`, a `tokenizer.json` tokenizer);
+  the instruction is the system message, as for llama2-chat.
+- `mistral`: Mistral's `[INST]` format (`chat_formats.mistral_chat_ids`); the instruction is the system
+  prompt, which Mistral writes before the first user message.
 - `none`: the input text as it is, after BOS (for base models and free text).
 """
 from __future__ import annotations
 
+from .chat_formats import END_OF_TURN, mistral_chat_ids
 from .errors import MiniLlamaError
 
-TEMPLATES = ("alpaca", "llama2-chat", "none")
+TEMPLATES = ("alpaca", "llama2-chat", "llama3", "mistral", "none")
+# Chat templates: the instruction becomes the system message, the input the user message.
+CHAT_TEMPLATES = ("llama2-chat", "llama3", "mistral")
 
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -32,18 +39,48 @@ def prompt_ids(record: dict, tokenizer, template: str) -> list[int]:
 
     Args:
         record: {"instruction": str, "input": str} (alpaca-style; either may be empty, not both).
-        tokenizer: a `minillama.Tokenizer`.
+        tokenizer: a `minillama.Tokenizer` (`BPETokenizer` for llama3).
         template: one of `TEMPLATES`.
     """
     instruction, user_input = record.get("instruction", "").strip(), record.get("input", "").strip()
     if template == "alpaca":
         fmt = ALPACA_PROMPT if user_input else ALPACA_PROMPT_NO_INPUT
         return tokenizer.encode(fmt.format(instruction=instruction, input=user_input), bos=True, eos=False)
-    if template == "llama2-chat":
+    if template in CHAT_TEMPLATES:
         messages = [{"role": "system", "content": instruction}] if instruction and user_input else []
         messages.append({"role": "user", "content": user_input or instruction})
-        return tokenizer.encode_chat(messages)
+        return chat_ids(messages, tokenizer, template)
     if template == "none":
         return tokenizer.encode(user_input or instruction, bos=True, eos=False)
     raise MiniLlamaError(f"template: unknown template {template!r} (choose from {', '.join(TEMPLATES)})")
 
+
+
+def chat_ids(messages: list[dict[str, str]], tokenizer, template: str) -> list[int]:
+    """Token ids of a dialog ([system], user, assistant, user, ...) in one of `CHAT_TEMPLATES` (a whole
+    conversation, where `prompt_ids` formats one instruction and input).
+
+    Raises:
+        MiniLlamaError: Another template, a tokenizer that cannot write it (llama2-chat needs the
+            SentencePiece `Tokenizer`, llama3 a `BPETokenizer`), or a bad dialog.
+    """
+    if template == "mistral":
+        return mistral_chat_ids(tokenizer, messages)
+    if template not in CHAT_TEMPLATES:
+        raise MiniLlamaError(f"template: {template!r} is not a chat template ({', '.join(CHAT_TEMPLATES)})")
+    own = getattr(tokenizer, "chat_format", "llama2-chat")  # Tokenizer: llama2-chat; BPETokenizer: llama3
+    if own != template:
+        raise MiniLlamaError(f"template {template}: {getattr(tokenizer, 'path', 'the tokenizer')} encodes the "
+                             f"{own} chat format (llama2-chat needs tokenizer.model, llama3 tokenizer.json)")
+    return tokenizer.encode_chat(messages)
+
+
+def answer_end_id(tokenizer, template: str) -> int:
+    """The id that closes an answer (a training target's last token) in `template`: `<|eot_id|>` for llama3,
+    whose format ends every turn with it (a base Llama-3 tokenizer's EOS is `<|end_of_text|>`), the
+    tokenizer's EOS for the others."""
+    if template not in TEMPLATES:
+        raise MiniLlamaError(f"template: unknown template {template!r} (choose from {', '.join(TEMPLATES)})")
+    if template == "llama3":
+        return getattr(tokenizer, "special_ids", {}).get(END_OF_TURN, tokenizer.eos_id)
+    return tokenizer.eos_id

@@ -1,5 +1,7 @@
 """The Llama-2 SentencePiece tokenizer and the Llama-2 chat format, as in Meta's reference code
-(`llama/tokenizer.py` and `Llama.chat_completion` in facebookresearch/llama)."""
+(`llama/tokenizer.py` and `Llama.chat_completion` in facebookresearch/llama), and `load_tokenizer`, which
+picks it (`tokenizer.model`: Llama-2, Mistral) or the byte-level BPE of `bpe_tokenizer.py`
+(`tokenizer.json` only: Llama-3)."""
 from __future__ import annotations
 
 import numbers
@@ -7,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .bpe_tokenizer import BPETokenizer
 from .errors import MiniLlamaError, check_path
 from .hub import download_file, is_hub_id
 
@@ -27,10 +30,13 @@ class Tokenizer:
 
     Attributes:
         bos_id, eos_id: 1 and 2 for Llama-2.
+        eos_ids: `(eos_id,)`, the same attribute as `BPETokenizer.eos_ids` (Llama-3 has several).
         pad_id: The model's pad id, or 0 (`<unk>`) when it has none (Llama-2 has none); only used to fill
             padding positions that an attention mask hides.
         vocab_size: Number of pieces (32000).
     """
+
+    chat_format = "llama2-chat"  # what `encode_chat` writes (templates.prompt_ids checks it)
 
     def __init__(self, path: str | os.PathLike):
         import sentencepiece as spm
@@ -47,6 +53,7 @@ class Tokenizer:
         self.vocab_size: int = self.sp.vocab_size()
         self.bos_id: int = self.sp.bos_id()
         self.eos_id: int = self.sp.eos_id()
+        self.eos_ids: tuple[int, ...] = (self.eos_id,)
         self.pad_id: int = self.sp.pad_id() if self.sp.pad_id() >= 0 else 0
 
     def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]:
@@ -121,20 +128,40 @@ class Tokenizer:
         return ids
 
 
-def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer:
-    """A `Tokenizer` from a `tokenizer.model` file, a folder holding one, or a Hub repo id.
+def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer | BPETokenizer:
+    """The tokenizer of a model: a `tokenizer.model` (SentencePiece `Tokenizer`: Llama-2, Mistral) or a
+    `tokenizer.json` (byte-level `BPETokenizer`: Llama-3) file, a folder holding one, or a Hub repo id.
 
-    Hub downloads go through `huggingface_hub` (honouring `HF_TOKEN`, `HF_HUB_OFFLINE` and the cache).
+    A folder with both (Mistral ships both) gives the SentencePiece one, the model's own format. Hub
+    downloads go through `huggingface_hub` (honouring `HF_TOKEN`, `HF_HUB_OFFLINE` and the cache).
     """
     check_path(path_or_id, "load_tokenizer path_or_id")
     path = Path(path_or_id).expanduser()
     if path.is_file():
-        return Tokenizer(path)
+        return BPETokenizer(path) if path.suffix == ".json" else Tokenizer(path)
     if path.is_dir():
-        if not (path / "tokenizer.model").is_file():
-            raise MiniLlamaError(f"{path}: no tokenizer.model in this folder (pass --tokenizer PATH)")
-        return Tokenizer(path / "tokenizer.model")
+        if (path / "tokenizer.model").is_file():
+            return Tokenizer(path / "tokenizer.model")
+        if (path / "tokenizer.json").is_file():
+            return BPETokenizer(path / "tokenizer.json")
+        raise MiniLlamaError(f"{path}: no tokenizer.model (or tokenizer.json) in this folder (pass --tokenizer "
+                             "PATH)")
     text = str(path_or_id)
     if not is_hub_id(text):
         raise MiniLlamaError(f"{text}: tokenizer file or folder not found")
-    return Tokenizer(download_file(text, "tokenizer.model"))
+    try:
+        return Tokenizer(download_file(text, "tokenizer.model"))
+    except MiniLlamaError as exc:
+        if exc.exit_code != 2:  # offline or a server error: the second file would fail the same way
+            raise
+        first = exc
+    try:
+        tokenizer_json = download_file(text, "tokenizer.json")
+    except MiniLlamaError:
+        raise first from None
+    for name in ("tokenizer_config.json", "generation_config.json"):  # BOS/EOS, if the repo has them
+        try:
+            download_file(text, name)
+        except MiniLlamaError:
+            pass
+    return BPETokenizer(tokenizer_json)

@@ -35,16 +35,16 @@ def test_hub_id_offline_is_one_line(tmp_path, monkeypatch):
 def test_other_architecture(tmp_path):
     make_tiny_hf_llama(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())
-    cfg.update(model_type="mistral", architectures=["MistralForCausalLM"])
+    cfg.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"])  # (Mistral is supported now)
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(MiniLlamaError) as exc:
         Llama.from_pretrained(tmp_path)
-    assert "config.json" in _one_line(exc) and "MistralForCausalLM" in str(exc.value)
+    assert "config.json" in _one_line(exc) and "Qwen2ForCausalLM" in str(exc.value)
 
 
 @pytest.mark.parametrize("change, words", [
     ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope scaling 'linear'"),
-    ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 1e4}}, "rope scaling 'llama3'"),
+    ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 1e4}}, "rope_scaling.factor is missing"),
     ({"attention_bias": True}, "biases"),
     ({"hidden_act": "gelu"}, "gelu"),
 ])

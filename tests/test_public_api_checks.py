@@ -166,6 +166,13 @@ CASES = [
     ("Tokenizer", lambda t, k: _tokenizer(k).decode([1, 99999]), MiniLlamaError, "99999 is not a token id"),
     ("Tokenizer", lambda t, k: _tokenizer(k).encode_chat("hello"), MiniLlamaError, "messages must be a list"),
     ("load_tokenizer", lambda t, k: minillama.load_tokenizer(None), MiniLlamaError, "must be a path"),
+    ("BPETokenizer", lambda t, k: minillama.BPETokenizer(None), MiniLlamaError, "BPETokenizer path must be a path"),
+    ("BPETokenizer", lambda t, k: minillama.BPETokenizer(t / "tokenizer.json"), MiniLlamaError,
+     "tokenizer.json: tokenizer file not found"),
+    ("RopeScaling", lambda t, k: minillama.RopeScaling(0, 1.0, 4.0, 8192), MiniLlamaError,
+     "rope_scaling.factor must be a finite number > 0, got 0"),
+    ("RopeScaling", lambda t, k: minillama.RopeScaling(8.0, 1.0, 4.0, 8192, rope_type="yarn"), MiniLlamaError,
+     "rope scaling 'yarn' is not supported"),
 ]
 
 
