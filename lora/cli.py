@@ -5,7 +5,7 @@
     python -m lora merge --base meta-llama/Llama-2-7b-chat-hf --adapter runs/x/adapter --out merged/ \
         [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4 [--no-double-quant]]
     python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
-    python -m lora memory --model llama-2-7b|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4] [--json]
+    python -m lora memory --model llama-2-7b|llama-3.1-8b|...|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4] [--json]
 
 The output folder (config.json, generation_config.json, model.safetensors or shards + index, and the
 base's tokenizer files) loads in transformers (`LlamaForCausalLM.from_pretrained`) and minillama (and is the plain HF
@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")
     mem = sub.add_parser("memory", help="per-GPU memory of LoRA / QLoRA fine-tuning, from the config alone")
     mem.add_argument("--model", required=True,
-                     help="llama-2-7b, llama-2-13b, llama-2-70b, a config.json, a model folder, or a Hub id "
-                          "(only its config.json is downloaded)")
+                     help="llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, "
+                          "mistral-7b, a config.json, a model folder, or a Hub id (only its config.json is downloaded)")
     mem.add_argument("--gpus", type=int, default=1, help="GPUs (default 1); without --fsdp each holds a replica")
     mem.add_argument("--fsdp", action="store_true", help="shard base, LoRA and optimizer state over the GPUs (FSDP2)")
     mem.add_argument("--quantize", choices=["nf4"], default=None, help="4-bit NormalFloat base (QLoRA)")

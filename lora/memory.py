@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from minillama.config import LlamaConfig
+from minillama.rope import table_rows
 
 from minillama.nf4.quantize import nf4_nbytes
 
@@ -63,8 +64,9 @@ def root_weight_bytes(config: LlamaConfig) -> int:
 
 
 def rope_bytes(config: LlamaConfig) -> int:
-    """The float32 cos and sin tables, [max_position_embeddings, head_dim] each (buffers, not sharded)."""
-    return 2 * config.max_position_embeddings * config.head_dim * FP32
+    """The float32 cos and sin tables, [rows, head_dim] each (buffers, not sharded): the rows a model starts with
+    (`minillama.rope.table_rows`; they grow only for longer sequences)."""
+    return 2 * table_rows(config.max_position_embeddings) * config.head_dim * FP32
 
 
 def layer_activation_bytes(config: LlamaConfig, tokens: int, r: int, targets: tuple[str, ...],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minillama.config import LlamaConfig
+from minillama.config import LlamaConfig, RopeScaling
 from minillama.errors import MiniLlamaError
 
 from lora.errors import LoraError
@@ -18,6 +18,28 @@ BUILTIN = {
                                num_attention_heads=40, num_key_value_heads=40, max_position_embeddings=4096),
     "llama-2-70b": LlamaConfig(vocab_size=32000, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
                                num_attention_heads=64, num_key_value_heads=8, max_position_embeddings=4096),
+    # https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/blob/main/config.json (Meta 2024, the Llama 3 herd)
+    "llama-3.1-8b": LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                                max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                                rope_scaling=RopeScaling(8.0, 1.0, 4.0, 8192), bos_token_id=128000,
+                                eos_token_id=128001),
+    # https://huggingface.co/meta-llama/Llama-3.2-1B/blob/main/config.json and Llama-3.2-3B (tied embeddings)
+    "llama-3.2-1b": LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                num_attention_heads=32, num_key_value_heads=8, head_dim=64,
+                                max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                                rope_scaling=RopeScaling(32.0, 1.0, 4.0, 8192), tie_word_embeddings=True,
+                                bos_token_id=128000, eos_token_id=128001),
+    "llama-3.2-3b": LlamaConfig(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                                num_attention_heads=24, num_key_value_heads=8, head_dim=128,
+                                max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                                rope_scaling=RopeScaling(32.0, 1.0, 4.0, 8192), tie_word_embeddings=True,
+                                bos_token_id=128000, eos_token_id=128001),
+    # https://huggingface.co/mistralai/Mistral-7B-v0.1/blob/main/config.json (Jiang et al. 2023, Table 1)
+    "mistral-7b": LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                              num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                              max_position_embeddings=32768, rope_theta=10000.0, rms_norm_eps=1e-5,
+                              sliding_window=4096, model_type="mistral"),
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import MiniLlamaError
-from .templates import TEMPLATES, prompt_ids
+from .templates import CHAT_TEMPLATES, TEMPLATES, chat_ids, prompt_ids
 
 SESSION_GROUP = "minillama.sessions"  # entry points: resolver(model, adapter, template, chat, quantize) -> Session | None
 
@@ -82,15 +82,15 @@ def conversation_ids(session: Session, tokenizer, history: list[tuple[str, str]]
                      system: str | None = None) -> list[int]:
     """Token ids of the prompt for `message` after the (user, answer) turns of `history`.
 
-    llama2-chat keeps the turns as Meta's format does; alpaca and none put the earlier turns into the
-    input text ("Patient: ... / Doctor: ..."), since those formats have a single turn.
+    The chat templates (llama2-chat, llama3, mistral) keep the turns as their formats do; alpaca and none put
+    the earlier turns into the input text ("Patient: ... / Doctor: ..."), since those formats have a single turn.
     """
     instruction = system if system is not None else session.instruction
-    if session.template == "llama2-chat":
+    if session.template in CHAT_TEMPLATES:
         messages = [{"role": "system", "content": instruction}] if instruction else []
         for user, answer in history:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        return tokenizer.encode_chat(messages + [{"role": "user", "content": message}])
+        return chat_ids(messages + [{"role": "user", "content": message}], tokenizer, session.template)
     text = "".join(f"Patient: {u}\nDoctor: {a}\n" for u, a in history)
     text = f"{text}Patient: {message}" if history else message
     return prompt_ids({"instruction": instruction, "input": text}, tokenizer, session.template)

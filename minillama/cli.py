@@ -38,15 +38,15 @@ class TextStreamer:
     and nothing is written while the text ends in an incomplete UTF-8 sequence (byte-fallback pieces).
     """
 
-    def __init__(self, tokenizer: Tokenizer, out: TextIO, stop_id: int | None):
-        self.tokenizer, self.out, self.stop_id = tokenizer, out, stop_id
+    def __init__(self, tokenizer: Tokenizer, out: TextIO, stop_ids: tuple[int, ...] = ()):
+        self.tokenizer, self.out, self.stop_ids = tokenizer, out, set(stop_ids)
         self.ids: list[int] = []
         self.printed = 0
         self.stopped = False
 
     def __call__(self, token: torch.Tensor) -> None:
         t = int(token[0])
-        if self.stopped or t == self.stop_id:
+        if self.stopped or t in self.stop_ids:
             self.stopped = True
             return
         self.ids.append(t)
@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float64", "bfloat16", "float16"],
                    help="weights dtype (auto = as stored)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    g.add_argument("--tokenizer", default=None, help="tokenizer.model (default: the one in the model folder)")
+    g.add_argument("--tokenizer", default=None,
+                   help="tokenizer.model or tokenizer.json (default: the one in the model folder)")
     return parser
 
 
@@ -137,11 +138,12 @@ def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Na
         said.add("cap")
         err.write(f"note: the model's context is {limit} positions; after the {len(ids)}-token prompt at most "
                   f"{room} new tokens fit (--max-new-tokens {args.max_new_tokens})\n")
-    streamer = TextStreamer(tokenizer, out, tokenizer.eos_id)
+    streamer = TextStreamer(tokenizer, out, tokenizer.eos_ids)  # Llama-3 ends a turn with <|eot_id|>
     start = time.perf_counter()
     result = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=min(args.max_new_tokens, room),
                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                            eos_id=tokenizer.eos_id, seed=args.seed, pad_id=tokenizer.pad_id, on_token=streamer)
+                            eos_id=list(tokenizer.eos_ids), seed=args.seed, pad_id=tokenizer.pad_id,
+                            on_token=streamer)
     seconds = time.perf_counter() - start
     streamer.finish()
     out.write("\n")

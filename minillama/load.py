@@ -17,12 +17,13 @@ from .errors import MiniLlamaError, check_path
 from .hub import download_model, is_hub_id
 from .nf4.convert import quantizable_names, release_freed_host_memory, set_module
 from .nf4.linear import NF4Linear
+from .rope import table_rows
 from .safetensors_io import TensorInfo, read_header, read_tensor
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-HUB_PATTERNS = ["config.json", "generation_config.json", "tokenizer.model", "*.safetensors",
-                "*.safetensors.index.json"]
+HUB_PATTERNS = ["config.json", "generation_config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "*.safetensors", "*.safetensors.index.json"]
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
@@ -210,6 +211,6 @@ def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None
             f.close()
     model.load_state_dict(state, strict=False, assign=True)  # names were checked above
     model.tie_weights()
-    model.model.rotary_emb.reset_cache(config.max_position_embeddings, device=device)
+    model.model.rotary_emb.reset_cache(table_rows(config.max_position_embeddings), device=device)
     model.config = config.replace(torch_dtype=str(model.dtype).removeprefix("torch."))
     return model.eval()

@@ -16,7 +16,7 @@ from .errors import MiniLlamaError
 from .kv_cache import KVCache
 from .masks import build_attention_mask, check_input_ids, positions_from_mask
 from .rmsnorm import RMSNorm
-from .rope import RotaryEmbedding
+from .rope import RotaryEmbedding, table_rows
 
 
 class LlamaModel(nn.Module):
@@ -31,8 +31,8 @@ class LlamaModel(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(LlamaDecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta,
-                                          scaling=config.rope_scaling)
+        self.rotary_emb = RotaryEmbedding(config.head_dim, table_rows(config.max_position_embeddings),
+                                          config.rope_theta, scaling=config.rope_scaling)
         self.sliding_window = config.sliding_window
         self.gradient_checkpointing = False
 

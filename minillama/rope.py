@@ -57,6 +57,15 @@ def llama3_inv_freq(inv_freq: torch.Tensor, factor: float, low_freq_factor: floa
     return torch.where(is_medium, smoothed, scaled)
 
 
+FIRST_ROWS = 8192  # the table starts with this many positions (or the context, if shorter) and doubles on demand:
+# Llama-3's 131072-position context would cost 134 MB of cos/sin at head_dim 128 before a long sequence ever comes
+
+
+def table_rows(max_position_embeddings: int) -> int:
+    """Rows of the cos/sin table a model starts with."""
+    return min(max_position_embeddings, FIRST_ROWS)
+
+
 class RotaryEmbedding(nn.Module):
     """A float32 table of cos/sin for every position, built once and gathered per forward (float64 for a
     float64 model, whose every step is float64).

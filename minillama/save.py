@@ -79,7 +79,8 @@ def save_pretrained(model, out_dir: str | Path, max_shard_size: int | str = "2GB
     dtype = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
     config = model.config.to_hf_dict() | {"torch_dtype": dtype}
     write_text_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
-    gen = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
+    eos = list(model.config.eos_token_ids)  # Llama-3 Instruct: several (generation stops at any)
+    gen = {"bos_token_id": model.config.bos_token_id, "eos_token_id": eos[0] if len(eos) == 1 else (eos or None)}
     if model.config.pad_token_id is not None:
         gen["pad_token_id"] = model.config.pad_token_id
     write_text_atomic(out / "generation_config.json", json.dumps(gen, indent=2) + "\n")

@@ -78,7 +78,8 @@ def decoding_meta(settings: GenerationSettings, run: TrainRun, tokenizer, device
         "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
         "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k,
         "seed": settings.seed, "dtype": settings.dtype, "device": device,
-        "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id, "padding": "left",
+        "eos_id": tokenizer.eos_id if len(tokenizer.eos_ids) == 1 else list(tokenizer.eos_ids),
+        "pad_id": tokenizer.pad_id, "padding": "left",
         "template": run.template, "base_model": run.base_model, "base_quantize": run.quantize or "none",
         "adapter": str(run.adapter_dir),
         "adapter_sha256": run.adapter_sha256, "dataset": str(run.dataset_path),
@@ -144,13 +145,14 @@ def generate_batch(model, tokenizer, batch: list[tuple[str, dict, list[int]]], m
         input_ids[row, width - len(ids):] = torch.tensor(ids)
         mask[row, width - len(ids):] = 1
     out = model.generate(input_ids.to(device), settings.max_new_tokens, temperature=settings.temperature,
-                         top_p=settings.top_p, top_k=settings.top_k, eos_id=tokenizer.eos_id,
+                         top_p=settings.top_p, top_k=settings.top_k, eos_id=list(tokenizer.eos_ids),
                          attention_mask=mask.to(device), seed=settings.seed, pad_id=tokenizer.pad_id)
     new = out[:, width:].tolist()  # [B, <= max_new_tokens]
     records = []
     for (item_id, record, ids), tokens in zip(batch, new):
-        if tokenizer.eos_id in tokens:
-            tokens, reason = tokens[:tokens.index(tokenizer.eos_id)], "stop"
+        ends = [k for k, t in enumerate(tokens) if t in tokenizer.eos_ids]  # Llama-3: any of its EOS ids
+        if ends:
+            tokens, reason = tokens[:ends[0]], "stop"
         else:
             reason = "length"
         records.append({

@@ -141,8 +141,9 @@ def test_hub_id_downloads_only_config_tokenizer_and_safetensors(tmp_path, monkey
     assert model.config.hidden_size == 64
     repo, patterns = calls[0]
     assert repo == "meta-llama/Llama-2-7b-chat-hf"
-    assert set(patterns) == {"config.json", "generation_config.json", "tokenizer.model", "*.safetensors",
-                             "*.safetensors.index.json"}
+    assert set(patterns) == {"config.json", "generation_config.json", "tokenizer.model", "tokenizer.json",
+                             "tokenizer_config.json", "special_tokens_map.json", "*.safetensors",
+                             "*.safetensors.index.json"}  # a Llama-3 id brings its tokenizer.json; never a pickle
 
 
 def test_unsupported_dtype_and_bad_index(tmp_path):

@@ -123,7 +123,7 @@ def test_streamer_holds_back_partial_utf8_and_flushes_it(llama2_tokenizer_path):
     tok = Tokenizer(llama2_tokenizer_path)
     ids = tok.encode("fever 🙂 ok", bos=False)  # the emoji is four byte-fallback pieces
     out = io.StringIO()
-    streamer = TextStreamer(tok, out, stop_id=tok.eos_id)
+    streamer = TextStreamer(tok, out, stop_ids=tok.eos_ids)
     seen = []
     for i in ids[:-1]:
         streamer(torch.tensor([i]))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from minillama.templates import prompt_ids
+from minillama.templates import answer_end_id, prompt_ids
 from plumbing.durable import write_json_atomic
 from plumbing.files import sha256_file
 
@@ -43,7 +43,7 @@ def tokenize_record(record: dict, tokenizer, template: str, cutoff_len: int,
     ids = (p_ids + r_ids)[:cutoff_len]
     truncated = len(p_ids) + len(r_ids) > cutoff_len
     if len(ids) < cutoff_len:
-        ids.append(tokenizer.eos_id)
+        ids.append(answer_end_id(tokenizer, template))  # EOS; Llama-3's chat format ends a turn with <|eot_id|>
     n_prompt = min(len(p_ids), len(ids))
     labels = list(ids) if train_on_inputs else [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
     # Targets are predicted from the previous position, so the first token is never a target.
