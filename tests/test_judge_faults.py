@@ -322,7 +322,8 @@ def journal_records_whole(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_full_disk_for_real_on_a_tiny_tmpfs(env, tiny_tmpfs, capsys):
+@pytest.mark.parametrize("concurrency", ["1", "8"])  # 8: writes of other workers fail while the first one stops
+def test_full_disk_for_real_on_a_tiny_tmpfs(env, tiny_tmpfs, capsys, caplog, concurrency):
     disk = tiny_tmpfs("64k")
     out = disk / "out"
     pairs = write_pairs(env, 12)
@@ -331,10 +332,12 @@ def test_full_disk_for_real_on_a_tiny_tmpfs(env, tiny_tmpfs, capsys):
     filler = fill_disk(disk, leave=8192)
     url, stop = start_standin()
     try:
-        assert run_cli(pairs, out, url, "--concurrency", "1") == 1
+        assert run_cli(pairs, out, url, "--concurrency", concurrency) == 1
+        gc.collect()  # a write whose failure nobody retrieved would be printed now, with its traceback
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in err
         assert err.startswith(f"error: {out / 'journal.jsonl'}: cannot write the journal")
+        assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
         kept = {r["key"] for r in journal_records_whole(out / "journal.jsonl")}
         assert 0 < len(kept) < 24
         filler.unlink()
