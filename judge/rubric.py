@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 DIMENSIONS = ("accuracy", "comprehensiveness", "helpfulness", "relevance")  # Table 2 row order
+TITLES = {"accuracy": "Accuracy", "comprehensiveness": "Comprehensiveness", "helpfulness": "Helpfulness",
+          "relevance": "Relevance"}  # the dimensions as Table 2 prints them
 
 # Definitions as worded in section 4.2.2 of the paper (Track B: LLM-as-a-Judge).
 DEFINITIONS = {

@@ -8,10 +8,7 @@ from statistics import mean
 
 from scipy import stats
 
-from judge.rubric import DIMENSIONS
-
-TITLES = {"accuracy": "Accuracy", "comprehensiveness": "Comprehensiveness", "helpfulness": "Helpfulness",
-          "relevance": "Relevance"}
+from judge.rubric import DIMENSIONS, TITLES
 
 
 def _item_scores(rows: list[dict], model: str) -> dict[str, dict[str, float]]:

@@ -3,11 +3,14 @@ exit codes (0 ok, 1 running failure, 2 bad input, 130 Ctrl-C, 143 SIGTERM), noth
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +18,8 @@ import pytest
 
 from _human_util import write_pairs
 from judge.human.cli import main
+from judge.human.store import Store
+from judge.human.study import open_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +52,12 @@ def test_serve_prints_one_link_per_rater_and_stops_on_signals(tmp_path, sig, cod
         session = httpx.get(links["bob"] + "api/session").json()
         assert session["rater"] == "bob" and session["total"] == 6
         assert "SYSNAME" not in "\n".join(lines)
+        second = subprocess.run([sys.executable, "-m", "judge.human", "serve", "--port", "0", "--store", str(store),
+                                 "--raters", "alice,bob,carol", "--new-links", "all"],
+                                capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1 and second.stdout == ""
+        assert f"is served by another `python -m judge.human serve` (pid {proc.pid})" in second.stderr
+        assert httpx.get(links["bob"] + "api/session").status_code == 200  # no link was replaced
     finally:
         proc.send_signal(sig)
         assert proc.wait(10) == code
@@ -129,3 +140,124 @@ def test_export_cli_and_its_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and expected in err and "\n" not in err, err
     assert not (tmp_path / "o2").exists()
+
+
+def main_in_thread(argv: list[str], timeout: float = 30) -> int:
+    """`main(argv)` that must return (a refusal) instead of serving; fails the test if it serves."""
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert result, f"{argv} did not stop: it serves"
+    return result[0]
+
+
+def token_hashes(store: Path) -> dict[str, str]:
+    s = Store(store, readonly=True)
+    try:
+        return {r["name"]: r["token_sha256"] for r in s.raters()}
+    finally:
+        s.close()
+
+
+def test_a_store_another_server_holds_is_refused_before_a_link_changes(tmp_path, capsys):
+    pairs = write_pairs(tmp_path, 2)
+    store = tmp_path / "r.sqlite"
+    first = open_study(store, pairs, ["alice", "bob"], exclusive=True)  # what a running `serve` holds
+    try:
+        before = token_hashes(store)
+        argv = ["serve", "--port", "0", "--store", str(store), "--raters", "alice,bob", "--new-links", "all"]
+        assert main_in_thread(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: --store: {store} is served by another `python -m judge.human serve` (pid "
+                       f"{os.getpid()}); one server per store: stop that one first (Ctrl-C), then start again "
+                       "(with --new-links to replace a link)\n")
+        assert token_hashes(store) == before  # the first server's links still are the only valid ones
+    finally:
+        first.close()
+    renewed = open_study(store, None, ["alice", "bob"], new_links=["alice"], exclusive=True)  # free again
+    renewed.close()
+    assert token_hashes(store)["alice"] != before["alice"] and token_hashes(store)["bob"] == before["bob"]
+
+
+def test_new_links_only_for_raters_served_now(tmp_path, capsys):
+    pairs = write_pairs(tmp_path, 2)
+    store = tmp_path / "r.sqlite"
+    open_study(store, pairs, ["alice", "bob"]).close()
+    before = token_hashes(store)
+    cases = [(["--raters", "alice", "--new-links", "bob"],
+              "error: --new-links: 'bob' is not in --raters, so its new link would not be printed and the old "
+              "one would stop working; add bob to --raters"),
+             (["--raters", "alice", "--new-links", ""],
+              "error: --new-links: give at least one name, e.g. --new-links alice,bob,carol"),
+             (["--raters", "alice", "--new-links", "al ice"], "error: --new-links: 'al ice' is not a valid name")]
+    for extra, expected in cases:
+        assert main_in_thread(["serve", "--port", "0", "--store", str(store), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith(expected) and err.count("\n") == 1, err
+    assert token_hashes(store) == before
+
+
+def test_serving_a_store_imports_no_scipy_and_handles_signals_from_the_first_line():
+    code = ("import sys; import judge.human.cli as c, judge.human.server, judge.human.study, judge.human.app; "
+            "print(sorted(m for m in ('numpy', 'scipy', 'evalkit', 'judge.table') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.strip() == "[]"
+    main_source = (REPO / "judge" / "human" / "__main__.py").read_text()
+    assert "run_cli(_main" in main_source and "from judge.human.cli import main" in main_source.split("def _main")[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_serve_starts_is_one_line_never_a_traceback(tmp_path, sig, code):
+    pairs = write_pairs(tmp_path, 2)
+    store = tmp_path / "r.sqlite"
+    open_study(store, pairs, ["alice"]).close()
+    argv = [sys.executable, "-m", "judge.human", "serve", "--port", "0", "--store", str(store), "--raters", "alice",
+            "--pairs", pairs[0], "--pairs", pairs[1]]  # --pairs: evalkit, numpy and scipy are imported too
+    for delay in (0.05, 0.08, 0.1, 0.13, 0.2, 0.3, 0.5, 0.8, 1.2):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        if (proc.returncode == -sig and err == "") or "Fatal Python error: init_import_site" in err:
+            continue  # the signal came while the interpreter itself started, before the first line of ours
+        assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("interrupted; "), (delay, err)
+        # -SIGINT, rarely: after the line, CPython itself ends by SIGINT (a shell reports 130 for it too); seen
+        # only when the Ctrl-C interrupted the import of numpy or scipy
+        assert proc.returncode in ((code, -sig) if sig == signal.SIGINT else (code,)), (delay, err)
+
+
+def test_export_refuses_deep_json_non_finite_scores_and_a_huge_bootstrap(tmp_path, capsys):
+    store = tmp_path / "r.sqlite"
+    open_study(store, write_pairs(tmp_path, 2), ["alice"]).close()
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    good = {"id": "RECID-0000", "model": "m", "status": "ok", "accuracy": 3, "comprehensiveness": 3,
+            "helpfulness": 3, "relevance": 3}
+    nan = tmp_path / "nan.jsonl"
+    nan.write_text(json.dumps(good) + "\n" + json.dumps({**good, "model": "n", "helpfulness": float("nan")}) + "\n")
+    inf = tmp_path / "inf.jsonl"
+    inf.write_text(json.dumps({**good, "relevance": float("inf")}) + "\n")
+    out = tmp_path / "out"
+    cases = [(["--judgments", str(deep)], f"error: --judgments: {deep}:1: invalid JSON (nested too deeply)"),
+             (["--scores", str(deep)], f"error: --scores: {deep}:1: invalid JSON (nested too deeply)"),
+             (["--judgments", str(nan)], f"error: --judgments: {nan}:2: field 'helpfulness' is nan, not a finite "
+                                         "score"),
+             (["--judgments", str(inf)], f"error: --judgments: {inf}:1: field 'relevance' is inf, not a finite score"),
+             (["--bootstrap", "1000000000"], "error: --bootstrap: must be from 1 to 10,000, got 1000000000")]
+    for extra, expected in cases:
+        assert main(["export", "--store", str(store), "--out", str(out), *extra]) == 2, extra
+        assert capsys.readouterr().err == expected + "\n"
+    assert not out.exists()
+
+
+@pytest.mark.xfail(reason="evalkit/records.py (the record reader) catches RecursionError in another branch")
+def test_serve_with_deep_json_pairs_is_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    code = main(["serve", "--port", "0", "--store", str(tmp_path / "r.sqlite"), "--raters", "alice",
+                 "--pairs", str(deep)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: {deep}:1: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "r.sqlite").exists()

@@ -12,7 +12,7 @@ from _human_util import MODELS, write_pairs
 from judge.errors import JudgeError
 from judge.human.assign import build_queue, choose_ids, rater_seed
 from judge.human.auth import Gate, token_hash
-from judge.human.store import SCHEMA_VERSION, Store
+from judge.human.store import SCHEMA_VERSION, Store, create_store
 from judge.human.study import open_study, parse_raters
 from judge.rubric import DIMENSIONS
 
@@ -117,3 +117,20 @@ def test_bad_study_input(tmp_path):
         with pytest.raises(JudgeError, match="--raters"):
             parse_raters(text)
     assert parse_raters(" alice, bob.b ,c_3") == ["alice", "bob.b", "c_3"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, sqlite3.OperationalError])
+def test_a_store_whose_creation_stops_leaves_no_file(tmp_path, stop):
+    def answers():  # a Ctrl-C (or a full disk) half way through writing the answers
+        yield from paired
+        raise stop("stopped while writing")
+
+    from judge.pairs import paired_records
+
+    paired = paired_records(write_pairs(tmp_path, 2))
+    settings = {"mode": "pointwise", "per_rater": None, "with_reference": False, "seed": 0,
+                "systems": list(MODELS), "ids": ["RECID-0000", "RECID-0001"], "pairs_files": [],
+                "answers_sha256": ""}
+    with pytest.raises(stop):
+        create_store(tmp_path / "s.sqlite", settings, answers())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs_0.jsonl", "pairs_1.jsonl"]

@@ -10,8 +10,7 @@ from typing import Callable
 
 from judge.human.auth import Gate
 from judge.human.store import Store
-from judge.rubric import DEFINITIONS, DIMENSIONS, SCALE
-from judge.table import TITLES
+from judge.rubric import DEFINITIONS, DIMENSIONS, SCALE, TITLES
 
 
 class Forbidden(Exception):

@@ -1,29 +1,25 @@
 """`python -m judge.human serve ...` (the rating server) and `python -m judge.human export ...` (the results).
 
-Exit status: 0 done; 1 a failure while running (port taken, disk full, database error); 2 bad input or
-usage; 130 stopped by Ctrl-C; 143 stopped by SIGTERM. Errors are one line: `error: <flag or file>: <problem>`.
+Exit status (docs/cli.md): 0 done; 1 a failure while running (port taken, disk full, database error); 2 bad
+input or usage (also a store another server holds); 130 stopped by Ctrl-C; 143 stopped by SIGTERM. Errors
+are one line: `error: <flag or file>: <problem>` (`plumbing.command.run_cli`). Each command imports its
+own modules when it runs, under the signal handlers; the server needs evalkit (numpy, scipy) only to read
+--pairs.
 """
 from __future__ import annotations
 
 import argparse
-import signal
 import socket
 import sqlite3
 import sys
 from datetime import datetime
 
-from plumbing.errors import CommandError
+from plumbing.command import run_cli
+from plumbing.errors import EXIT_FAILURE, CommandError
 
 from judge.errors import JudgeError
-from judge.human.app import RatingApp
-from judge.human.auth import Gate
-from judge.human.export import FILES, export
-from judge.human.server import RatingServer
-from judge.human.study import open_study, parse_raters
 
-
-class _Terminated(Exception):
-    """SIGTERM arrived."""
+MAX_BOOTSTRAP = 10_000  # resamples of `export --bootstrap`: memory grows with resamples x rated answers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     s.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     s.add_argument("--new-links", default=None, metavar="NAMES",
-                   help="issue new links for these raters (comma-separated, or 'all'); their old links stop working")
+                   help="issue new links for these raters (comma-separated names that are in --raters, or 'all'); "
+                        "their old links stop working")
     s.add_argument("--access-log", action="store_true", help="log each request to stderr (tokens masked)")
     e = sub.add_parser("export", help="write ratings, Table C and agreement statistics")
     e.add_argument("--store", required=True, metavar="PATH", help="the ratings store")
@@ -53,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scores", default=None, metavar="PATH", help="evalkit's scores.jsonl (Track A)")
     e.add_argument("--grounding", default=None, metavar="PATH", help="grounding.jsonl (numeric fields per item)")
     e.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    e.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
+    e.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                   help=f"bootstrap resamples (default 2000, at most {MAX_BOOTSTRAP:,})")
     return parser
 
 
@@ -62,41 +60,44 @@ def _base_url(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
-def serve(args) -> int:
-    raters = parse_raters(args.raters)
-    if not 0 <= args.port <= 65535:
-        raise JudgeError(f"--port: {args.port} is not a port number")
+def _bind(host: str, port: int, access_log: bool):
+    """The listening server, before anything is written; a port that cannot be had is exit status 1."""
+    from judge.human.server import RatingServer
+
+    if not 0 <= port <= 65535:
+        raise JudgeError(f"--port: {port} is not a port number")
     try:
-        server = RatingServer(args.host, args.port, access_log=args.access_log)
+        return RatingServer(host, port, access_log=access_log)
     except (OSError, OverflowError) as exc:
-        print(f"error: --port: cannot listen on {args.host}:{args.port} ({getattr(exc, 'strerror', None) or exc})",
-              file=sys.stderr)
-        return 1
+        raise JudgeError(f"--port: cannot listen on {host}:{port} ({getattr(exc, 'strerror', None) or exc})",
+                         exit_code=EXIT_FAILURE) from None
+
+
+def serve(args) -> int:
+    """Open (or create) the study, print the links and serve until a signal stops the server."""
+    from judge.human.app import RatingApp
+    from judge.human.auth import Gate
+    from judge.human.study import open_study, parse_raters
+
+    raters = parse_raters(args.raters)
+    new_links = None
+    if args.new_links is not None:
+        new_links = raters if args.new_links == "all" else parse_raters(args.new_links, "--new-links")
+    server = _bind(args.host, args.port, args.access_log)
+    study = None
     try:
-        new_links = None
-        if args.new_links is not None:
-            new_links = raters if args.new_links == "all" else parse_raters(args.new_links)
         study = open_study(args.store, args.pairs, raters, args.per_rater, args.pairwise, args.with_reference,
-                           args.seed, new_links)
+                           args.seed, new_links, exclusive=True)
         hashes = {r["name"]: r["token_sha256"] for r in study.store.raters() if r["name"] in raters}
         log = lambda text: print(f"[{datetime.now():%H:%M:%S}] {text}", flush=True)  # noqa: E731
         server.app = RatingApp(study.store, Gate(hashes), log)
         _print_links(study, args, raters, server.server_address[1])
-        signal.signal(signal.SIGTERM, _on_sigterm)
         server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        print("stopped; every rating given is saved in the store", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print("terminated; every rating given is saved in the store", file=sys.stderr)
-        return 143
     finally:
-        server.server_close()
+        server.server_close()  # first: no request is served once the store is closed
+        if study is not None:
+            study.close()  # the store (a rating being written is finished first), then its lock
     return 0
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise _Terminated()
 
 
 def _print_links(study, args, raters: list[str], port: int) -> None:
@@ -126,28 +127,34 @@ def _print_links(study, args, raters: list[str], port: int) -> None:
 
 
 def run_export(args) -> int:
-    if args.bootstrap < 1:
-        raise JudgeError("--bootstrap: must be at least 1")
+    """Write the export files; prints one summary line."""
+    from judge.human.export import FILES, export
+
+    if not 1 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise JudgeError(f"--bootstrap: must be from 1 to {MAX_BOOTSTRAP:,}, got {args.bootstrap}")
     summary = export(args.store, args.out, args.judgments, args.scores, args.grounding, args.seed, args.bootstrap)
     print(f"{summary['n_ratings']} final ratings ({summary['n_revisions']} submissions) from "
           f"{len(summary['raters'])} raters; wrote {', '.join(FILES)} to {args.out}")
     return 0
 
 
+def _database_errors(command):
+    """`command` with SQLite's errors as one line naming --store (exit status 1)."""
+    def body() -> int:
+        try:
+            return command()
+        except sqlite3.Error as exc:
+            raise JudgeError(f"--store: database error ({exc})", exit_code=EXIT_FAILURE) from None
+    return body
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    try:
-        return serve(args) if args.command == "serve" else run_export(args)
-    except CommandError as exc:  # JudgeError, or a pairs file the record reader refused (EvalkitError)
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except sqlite3.Error as exc:
-        print(f"error: --store: database error ({exc})", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    if args.command == "serve":
+        command = lambda: serve(args)  # noqa: E731
+        stopped = "interrupted; the server stopped, every rating given is saved in the store"
+    else:
+        command = lambda: run_export(args)  # noqa: E731
+        stopped = "interrupted; the store is unchanged, rerun the export"
+    return run_cli(_database_errors(command), handled=(CommandError, OSError), interrupted=stopped)

@@ -24,8 +24,7 @@ from judge.human.sources import read_judgments, read_measures
 from judge.human.store import Store
 from judge.human.tables import render_markdown as render_table_c
 from judge.human.tables import table_c
-from judge.rubric import DIMENSIONS
-from judge.table import TITLES
+from judge.rubric import DIMENSIONS, TITLES
 
 START_HINT = ("Track C (blinded rating by clinicians) has no ratings yet: start it with `python -m judge.human "
               "serve --pairs BASE.jsonl --pairs TUNED.jsonl --store ratings.sqlite --raters alice,bob,carol`, "

@@ -19,6 +19,7 @@ SCORES = range(1, 6)     # the paper's 1-5 scale (section 4.2.2)
 PREFERENCES = ("A", "B", "tie")
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\ud800" alone: a str, but no text UTF-8 (or SQLite) can hold
 
 
 class Invalid(ValueError):
@@ -41,15 +42,23 @@ def _opaque(body: dict, key: str, required: bool) -> str | None:
     return value
 
 
-def parse_rating(raw: bytes, pairwise: bool) -> dict:
-    """The validated rating: `item`, `request_id`, and the columns to store (scores or preference,
-    harm flag(s) as 0/1, comment)."""
+def _json_object(raw: bytes) -> dict:
+    """The body as a JSON object of valid Unicode text; anything else is `Invalid` (a 400, never a 500)."""
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise Invalid("body: not a JSON object") from None
+    except RecursionError:  # '[' * 8000: deeper than Python's recursion limit
+        raise Invalid("body: nested too deeply") from None
     if not isinstance(body, dict):
         raise Invalid("body: not a JSON object")
+    return body
+
+
+def parse_rating(raw: bytes, pairwise: bool) -> dict:
+    """The validated rating: `item`, `request_id`, and the columns to store (scores or preference,
+    harm flag(s) as 0/1, comment)."""
+    body = _json_object(raw)
     allowed = {"item", "comment", "request_id"} | ({"preference", "harm_a", "harm_b"} if pairwise
                                                    else {"scores", "harm"})
     extra = sorted(set(body) - allowed)
@@ -70,8 +79,10 @@ def parse_rating(raw: bytes, pairwise: bool) -> dict:
             values[d] = scores[d]
         values["harm"] = _bool(body, "harm")
     comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > MAX_COMMENT or _CONTROL.search(comment):
-        raise Invalid(f"comment: must be text of at most {MAX_COMMENT} characters without control characters")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT or _CONTROL.search(comment) or \
+            _SURROGATE.search(comment):
+        raise Invalid(f"comment: must be text of at most {MAX_COMMENT} characters, without control characters "
+                      "or lone surrogates")
     values["comment"] = comment.strip()
     return {"item": _opaque(body, "item", True), "request_id": _opaque(body, "request_id", False),
             "values": values}

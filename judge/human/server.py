@@ -9,7 +9,11 @@ Every path starts with the rater's link, `/r/<token>/`; nothing is served withou
     POST /r/<token>/api/rating       save a rating (JSON; X-CSRF-Token header; same-origin only)
 
 Status codes: 401 unknown or missing token; 403 an item outside the rater's queue, a missing or wrong
-CSRF token or a cross-site POST; 400 an invalid rating; 404, 405, 411, 413, 415, 421 as HTTP defines.
+CSRF token or a cross-site POST; 400 an invalid rating, a target that is not a path (`GET http://...`)
+or a body framed two ways (framing.py); 404, 405, 411, 413, 415, 421 as HTTP defines; 503 beyond
+`MAX_CONNECTIONS` open connections. A request must arrive whole (request line, headers, body) within
+`REQUEST_DEADLINE` seconds of its first byte, or its connection is dropped (connections.py); an idle
+kept-alive connection is closed after `IDLE_TIMEOUT`. An error answer never repeats the request line.
 The system that wrote an answer stays in the store: items are opaque random ids, and no page, JSON
 body or header names a system. Access logs are off; with `access_log` the token is masked.
 """
@@ -20,14 +24,19 @@ import re
 import socket
 import sys
 import threading
+import time
 from contextlib import contextmanager
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
-from urllib.parse import urlsplit
 
 from judge.human.app import Forbidden, RatingApp
 from judge.human.auth import SECURITY_HEADERS, allowed_hosts, host_ok, same_origin_post
+from judge.human.connections import GuardedServer
+from judge.human.framing import Refused, body_length, target_path
 from judge.human.payload import MAX_BODY, Invalid, parse_rating
+
+IDLE_TIMEOUT = 60  # seconds a kept-alive connection may wait for its next request
 
 _PATH = re.compile(r"/r/([A-Za-z0-9_-]{16,128})(/.*)?")
 _TOKEN_IN_TEXT = re.compile(r"/r/[A-Za-z0-9_-]+")
@@ -40,31 +49,20 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
     return {route: ((folder / name).read_bytes(), ctype) for route, (name, ctype) in _STATIC.items()}
 
 
-class RatingServer(ThreadingHTTPServer):
-    """One thread per connection. Bind first (`app` may be attached afterwards, before serving)."""
+class RatingServer(GuardedServer, ThreadingHTTPServer):
+    """One thread per connection (at most `max_connections`, each request within `request_deadline`:
+    connections.py). Bind first (`app` may be attached afterwards, before serving)."""
 
     daemon_threads = True
     request_queue_size = 256
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8765, app: RatingApp | None = None,
                  access_log: bool = False):
-        self.connections: set[socket.socket] = set()  # before binding: a failed bind calls server_close
-        self.connections_lock = threading.Lock()
+        self.guard_connections()  # before binding: a failed bind calls server_close
         super().__init__((host, port), _Handler)
         self.app, self.access_log = app, access_log
         self.allowed = allowed_hosts(host, self.server_address[1])
         self.static = _static_files()
-
-    def server_close(self) -> None:
-        """Stop listening and end the kept-alive connections too, so no request is served afterwards."""
-        super().server_close()
-        with self.connections_lock:
-            open_now = list(self.connections)
-        for conn in open_now:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request, client_address) -> None:
         """A client hanging up is normal; anything else is reported without the request line."""
@@ -87,20 +85,29 @@ def serving(server: RatingServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every response has a Content-Length
-    timeout = 60                   # an idle or stalled connection is closed after a minute
+    default_request_version = "HTTP/1.0"  # so an unreadable request line is answered with a status line too
+    timeout = IDLE_TIMEOUT
 
     def setup(self) -> None:
         super().setup()
         # Headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the client's
         # delayed ACK add ~40 ms to each response on a kept-alive connection.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
 
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
+    def handle_one_request(self) -> None:
+        """Wait up to `timeout` for a request's first byte, then give the whole request its deadline."""
+        try:
+            if not self.rfile.peek(1):
+                self.close_connection = True
+                return
+        except OSError:  # the idle timeout, or the client went away
+            self.close_connection = True
+            return
+        self.server.start_clock(self.connection, time.monotonic())
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.stop_clock(self.connection)
 
     def version_string(self) -> str:
         return "track-c"
@@ -111,15 +118,18 @@ class _Handler(BaseHTTPRequestHandler):
             print(f"{self.address_string()} {text}", file=sys.stderr)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's own errors (bad request line, unknown method) in our format, with our headers."""
+        """The stdlib's own errors (bad request line, unknown method, headers too large) in our format,
+        with our headers, and without the stdlib's message: it repeats the request line, token included."""
         self.close_connection = True
-        self._send(code, {"error": message or "request refused"})
+        self._send(code, {"error": HTTPStatus(code).phrase.lower()})
 
     def _send(self, status: int, body, headers: dict | None = None) -> None:
         if isinstance(body, tuple):
             data, ctype = body
         else:
-            data, ctype = json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8"
+            # backslashreplace: a lone surrogate (which payload.py refuses) would be a JSON escape, never a 500
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace")
+            ctype = "application/json; charset=utf-8"
         self.send_response(status)
         for name, value in {**SECURITY_HEADERS, "Content-Type": ctype, "Content-Length": str(len(data)),
                             **(headers or {})}.items():
@@ -147,28 +157,39 @@ class _Handler(BaseHTTPRequestHandler):
             self._route()
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        except Refused as exc:
+            self.close_connection = True
+            self._send(exc.status, {"error": str(exc)})
         except Exception as exc:  # an unexpected failure: say nothing about it to the client
+            if self.server.closed:  # the store was closed under a request in flight at Ctrl-C
+                self.close_connection = True
+                return
             print(f"server error: {type(exc).__name__}: {exc}", file=sys.stderr)
             self.close_connection = True
             self._send(500, {"error": "internal error; the rating was not saved"})
 
     def _route(self) -> None:
-        if self.command == "POST":
-            self.close_connection = True  # until the body has been read
+        keep_alive = not self.close_connection  # the stdlib's reading of `Connection` and the HTTP version
+        self.close_connection = True  # until the request is known to be read whole
+        post = self.command == "POST"  # a POST's clock runs on until its body is read
+        if not (self.server.on_time(self.connection) if post else self.server.stop_clock(self.connection)):
+            return  # too late: the connection is already dropped
+        if len(self.requestline.split()) != 3:  # HTTP/0.9's "GET /path": no version, no headers
+            raise Refused(400, "the request line must be: method, target, HTTP version")
+        length = body_length(self.headers)
+        path = target_path(self.path)
+        if path is None:
+            raise Refused(400, "the request target must be a path (/r/<token>/...)")
+        if not post:
+            self.close_connection = not keep_alive or bool(length)  # an unread body would be the next request
         if not host_ok(self.headers.get("Host"), self.server.allowed):
             return self._send(421, {"error": "unknown host"})
-        match = _PATH.fullmatch(urlsplit(self.path).path)
-        if match is None:
-            return self._send(401, {"error": "open the full link you were given"})
-        app: RatingApp = self.server.app
-        rater = app.gate.rater_for(match[1])
+        rater, rest = self._rater(path)
         if rater is None:
-            return self._send(401, {"error": "unknown link; ask for a new one"})
-        rest = (match[2] or "")[1:]
-        if match[2] is None:
-            return self._send(308, {"moved": "trailing slash"}, {"Location": f"/r/{match[1]}/"})
-        if self.command == "POST":
-            return self._post(app, rater, rest)
+            return None
+        if post:
+            return self._post(rater, rest, length, keep_alive)
+        app: RatingApp = self.server.app
         if rest in self.server.static:
             return self._send(200, self.server.static[rest])
         if rest == "api/session":
@@ -182,17 +203,36 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(405, {"error": "use POST"}, {"Allow": "POST"})
         return self._send(404, {"error": "not found"})
 
-    def _post(self, app: RatingApp, rater: str, rest: str) -> None:
+    def _rater(self, path: str) -> tuple[str | None, str]:
+        """(the rater whose link `path` starts with, the rest of the path); None after answering 401 / 308."""
+        match = _PATH.fullmatch(path)
+        if match is None:
+            self._send(401, {"error": "open the full link you were given"})
+            return None, ""
+        rater = self.server.app.gate.rater_for(match[1])
+        if rater is None:
+            self._send(401, {"error": "unknown link; ask for a new one"})
+            return None, ""
+        if match[2] is None:
+            self._send(308, {"moved": "trailing slash"}, {"Location": f"/r/{match[1]}/"})
+            return None, ""
+        return rater, match[2][1:]
+
+    def _post(self, rater: str, rest: str, length: int | None, keep_alive: bool) -> None:
         if rest != "api/rating":
             return self._send(405 if rest in self.server.static or rest.startswith("api/") else 404,
                               {"error": "POST goes to api/rating only"})
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None:
             return self._send(411, {"error": "Content-Length required"})
-        if int(length) > MAX_BODY:
+        if length > MAX_BODY:
             return self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
-        raw = self.rfile.read(int(length))
-        self.close_connection = False
+        raw = self.rfile.read(length)
+        if not self.server.stop_clock(self.connection) or len(raw) != length:
+            return None  # too late or cut short: nothing is stored, the connection ends
+        self.close_connection = not keep_alive
+        return self._rate(self.server.app, rater, raw)
+
+    def _rate(self, app: RatingApp, rater: str, raw: bytes) -> None:
         why = same_origin_post(self.headers, self.headers.get("Host", ""))
         if why is not None:
             return self._send(403, {"error": why})

@@ -1,7 +1,7 @@
 """The other tracks' per-item files that Track C is compared with, keyed by (id, system).
 
 * `--judgments`: the LLM judge's `judgments.jsonl` (`python -m judge run`): rows with `status == "ok"`,
-  the four dimensions averaged over repeats.
+  the four dimensions (finite numbers: NaN or Infinity is refused) averaged over repeats.
 * `--scores`: evalkit's `scores.jsonl` (`python -m evalkit score`): one row per (id, model) with
   `bleu, rouge1, rouge2, rougeL, meteor`.
 * `--grounding`: `grounding.jsonl`: one row per (id, model) with numeric fields (e.g.
@@ -35,6 +35,8 @@ def _rows(path, flag: str) -> list[tuple[int, dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise JudgeError(f"{flag}: {path}:{number}: invalid JSON ({exc.msg})") from None
+        except RecursionError:  # '[' * 100000: deeper than Python's recursion limit
+            raise JudgeError(f"{flag}: {path}:{number}: invalid JSON (nested too deeply)") from None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("model"), str):
             raise JudgeError(f"{flag}: {path}:{number}: expected an object with string fields 'id' and 'model'")
         rows.append((number, row))
@@ -52,6 +54,8 @@ def read_judgments(path) -> dict[Key, dict[str, float]]:
         for d in DIMENSIONS:
             if type(row.get(d)) not in (int, float):
                 raise JudgeError(f"--judgments: {path}:{number}: field {d!r} is not a number")
+            if not math.isfinite(row[d]):  # JSON's NaN / Infinity: no score, and no mean or rank with it
+                raise JudgeError(f"--judgments: {path}:{number}: field {d!r} is {row[d]}, not a finite score")
         by_key.setdefault((row["id"], row["model"]), []).append(row)
     return {k: {d: float(mean(r[d] for r in rs)) for d in DIMENSIONS} for k, rs in by_key.items()}
 

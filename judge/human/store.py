@@ -64,23 +64,33 @@ def create_store(path: Path, settings: dict, answers) -> None:
     if path.exists():
         raise JudgeError(f"{path}: already exists")
     tmp = path.with_name(path.name + ".creating")
-    tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp, isolation_level=None)
+    _remove(tmp)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(SCHEMA)
-        conn.execute("BEGIN")
-        conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-        conn.executemany("INSERT INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in settings.items()])
-        conn.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
-                         [(a.id, a.model, a.prompt, a.reference, a.response) for a in answers])
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    for suffix in ("-wal", "-shm"):
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(SCHEMA)
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            conn.executemany("INSERT INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in settings.items()])
+            conn.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
+                             [(a.id, a.model, a.prompt, a.reference, a.response) for a in answers])
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        for suffix in ("-wal", "-shm"):
+            Path(str(tmp) + suffix).unlink(missing_ok=True)
+        tmp.replace(path)
+    except BaseException:  # a full disk, Ctrl-C: no half store is left behind
+        _remove(tmp)
+        raise
+
+
+def _remove(tmp: Path) -> None:
+    """Remove a temporary store and its WAL files, if any."""
+    for suffix in ("", "-wal", "-shm"):
         Path(str(tmp) + suffix).unlink(missing_ok=True)
-    tmp.replace(path)
 
 
 class Store:

@@ -175,13 +175,20 @@ async def run_jobs(jobs: list[Job], client: JudgeClient, journal: Journal, progr
         async with write_lock:
             await asyncio.to_thread(journal.append, record)
 
+    def settled(write: asyncio.Task) -> None:
+        writes.discard(write)
+        if not write.cancelled():
+            # Retrieved here: a write that fails (a full disk) after its worker was cancelled by another
+            # worker's failure is otherwise "never retrieved", and asyncio prints it as a traceback.
+            write.exception()
+
     async def worker():
         while not queue.empty():
             job = queue.get_nowait()
             record = await judge_one(job, client)
             write = asyncio.ensure_future(append(record))
             writes.add(write)
-            write.add_done_callback(writes.discard)
+            write.add_done_callback(settled)
             await asyncio.shield(write)
             counts[record["status"]] += 1
             if progress is not None:
