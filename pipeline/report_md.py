@@ -5,7 +5,7 @@ from evalkit.score import METRIC_LABELS, METRICS
 from evalkit.table3 import render_table3
 from judge.human.export import render_markdown as render_track_c
 from judge.rubric import DIMENSIONS
-from judge.table import TITLES as DIM_LABELS
+from judge.rubric import TITLES as DIM_LABELS
 NAMES = {"base": "Base model (baseline)", "finetuned": "Fine-tuned model"}
 
 

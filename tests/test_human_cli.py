@@ -252,7 +252,6 @@ def test_export_refuses_deep_json_non_finite_scores_and_a_huge_bootstrap(tmp_pat
     assert not out.exists()
 
 
-@pytest.mark.xfail(reason="evalkit/records.py (the record reader) catches RecursionError in another branch")
 def test_serve_with_deep_json_pairs_is_one_line(tmp_path, capsys):
     deep = tmp_path / "deep.jsonl"
     deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
