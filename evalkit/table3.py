@@ -100,19 +100,25 @@ def _get(cell: dict, *keys: str):
     return cell
 
 
-def render_table3(t: dict) -> str:
-    """Table 3 (Table 1's layout), the diagnosis proportions and Table 3b (paired tests) as Markdown."""
+def render_table3(t: dict, names: dict | None = None) -> str:
+    """Table 3 (Table 1's layout), the diagnosis proportions and Table 3b (paired tests) as Markdown.
+
+    Args:
+        t: what `build_table3` returns.
+        names: display names of the models (a report's "Base model (baseline)", "Fine-tuned model");
+            default: the model names, the baseline's marked "(baseline)".
+    """
     if not isinstance(t, dict):
         raise TypeError(f"render_table3 takes the dict build_table3 returns, got {type(t).__name__}")
     missing = [k for k in ("columns", "labels", "baseline", "systems", "comparisons") if k not in t]
     if missing:
         raise ValueError(f"render_table3 takes the dict build_table3 returns (missing {missing})")
     cols, labels, base = t["columns"], t["labels"], t["baseline"]
+    shown = names or {s["model"]: f"{s['model']} (baseline)" if s["model"] == base else s["model"] for s in t["systems"]}
     head = [_row("Model", [labels[c] for c in cols]), "|---|" + "---:|" * len(cols)]
     lines = ["# Table 3: Clinical grounding against the disease database", "", *head]
     for s in t["systems"]:
-        name = f"{s['model']} (baseline)" if s["model"] == base else s["model"]
-        lines.append(_row(name, [_f(s["means"][c], ".4f") for c in cols]))
+        lines.append(_row(shown.get(s["model"], s["model"]), [_f(s["means"][c], ".4f") for c in cols]))
     several = len(t["comparisons"]) > 1
     for cmp in t["comparisons"]:
         tag, cc = (f" ({cmp['model']})" if several else ""), cmp["columns"]
@@ -137,7 +143,7 @@ def render_table3(t: dict) -> str:
             p = s["proportions"][c]
             lo, hi = p["wilson_ci95"]
             cells += [f"{p['successes']}/{p['n']} = {p['proportion']:.4f}", f"[{lo:.4f}, {hi:.4f}]"]
-        lines.append(_row(s["model"], cells))
+        lines.append(_row(shown.get(s["model"], s["model"]), cells))
     for cmp in t["comparisons"]:
         cells = []
         for c in ("diagnosis_correct", "diagnosis_mentioned"):
@@ -162,8 +168,8 @@ def _notes(t: dict) -> list[str]:
     n_ambiguous = sum(d["reason"] == "ambiguous" for d in db.get("dropped_forms", []))
     n_shared = len(db.get("dropped_forms", [])) - n_ambiguous
     counts = ", ".join(f"{v} {k}" for k, v in ex["counts"].items() if v) or "none"
-    undefined = "; ".join(f"{s['model']}: " + ", ".join(f"{s['n_undefined'][c]} {c}" for c in FIELDS
-                                                        if s["n_undefined"][c]) for s in t["systems"])
+    undefined = "; ".join(f"{s['model']}: " + (", ".join(f"{s['n_undefined'][c]} {c}" for c in FIELDS
+                                                         if s["n_undefined"][c]) or "none") for s in t["systems"])
     return [f"N = {t['n']} grounded items per system, the same ids for every system (paired). {ex['n_ids']} ids "
             f"in the files; {ex['n_excluded']} excluded for all systems as in Table 1 (reasons by (id, system): "
             f"{counts}); {ex['n_ungrounded']} ungrounded: the reference names no database condition "

@@ -90,7 +90,7 @@ def _table3(d: dict) -> list[str]:
     if not t:
         reason = (d.get("grounding") or {}).get("reason") or "not run"
         return out + [f"Grounding skipped: {reason}. Enable it with --db PATH (a disease database CSV)."]
-    body = render_table3(t).splitlines()
+    body = render_table3(t, NAMES).splitlines()
     out += ["#" + line if line.startswith("## ") else line for line in body if not line.startswith("# ")]
     g = (d.get("grounding") or {}).get("agreement")
     if g and g["tracks"]:
