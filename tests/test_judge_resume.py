@@ -113,3 +113,58 @@ def test_cancelled_run_resumes(tmp_path):
     assert counts["skipped"] == done and counts["requested"] == 40 - done
     keys = journal_keys(path)
     assert len(keys) == len(set(keys)) == 40 == len({job.key for job in jobs})
+
+
+def test_judge_files_runs_inside_a_running_event_loop(tmp_path):
+    """A Jupyter kernel's thread already runs an event loop, where asyncio.run refuses (the tutorial calls
+    judge_files there): the judging then gets its own loop in a worker thread, with the same results."""
+    from judge import JudgeOptions, judge_files
+
+    pairs = write_pairs(tmp_path, 3)
+    url, stop = start_standin()
+    config = JudgeConfig(base_url=url, model="standin")
+
+    async def from_a_notebook_cell():
+        return judge_files(pairs, tmp_path / "in-loop", config, JudgeOptions(progress=False))
+
+    try:
+        inside = asyncio.run(from_a_notebook_cell())
+        outside = judge_files(pairs, tmp_path / "plain", config, JudgeOptions(progress=False))
+    finally:
+        stop()
+    assert inside == outside
+    assert (tmp_path / "in-loop" / "judgments.jsonl").read_text() == (tmp_path / "plain" / "judgments.jsonl").read_text()
+
+
+def test_an_interrupt_inside_a_running_event_loop_stops_the_judging_and_a_rerun_resumes(tmp_path):
+    """The notebook's stop button (SIGINT, so KeyboardInterrupt while judge_files waits for its worker thread)
+    cancels the judging at once; the journal keeps what was judged and the same call finishes the rest."""
+    import threading
+
+    from judge import JudgeOptions, judge_files
+
+    pairs = write_pairs(tmp_path, 20)
+    url, stop = start_standin(latency_ms=60)
+    config = JudgeConfig(base_url=url, model="standin", concurrency=1)
+    out = tmp_path / "out"
+
+    async def from_a_notebook_cell():
+        return judge_files(pairs, out, config, JudgeOptions(progress=False))
+
+    loop = asyncio.new_event_loop()  # like a kernel's loop: no SIGINT handler of asyncio's, Python's default one
+    timer = threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(from_a_notebook_cell())
+        assert time.monotonic() - started < 2.0  # 40 requests x 60 ms take 2.4 s or more: it stopped early
+        done = len(journal_keys(out / "journal.jsonl"))
+        assert 0 < done < 40
+        table = loop.run_until_complete(from_a_notebook_cell())
+    finally:
+        timer.cancel()
+        loop.close()
+        stop()
+    keys = journal_keys(out / "journal.jsonl")
+    assert len(keys) == len(set(keys)) == 40 and table["models"] == ["base-sys", "tuned-sys"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 
 import pytest
@@ -102,6 +103,19 @@ def test_sequence_mean_matches_f_cross_entropy_per_row():
     per_row = [F.cross_entropy(logits[i, :-1], labels[i, 1:], ignore_index=IGNORE) for i in range(2)]
     got = nll(FixedLogits(logits), labels, labels, "sequence")
     torch.testing.assert_close(got, per_row[0] + per_row[1])
+
+
+def test_plot_leaves_the_caller_s_matplotlib_backend_alone(tmp_path):
+    """train() draws loss.png; a notebook calling it must keep its inline backend (it used to become Agg)."""
+    pytest.importorskip("matplotlib")
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"type": "train", "step": 1, "loss": 2.0}\n{"type": "val", "step": 1, "loss": 2.5}\n')
+    code = ("import sys, matplotlib; matplotlib.use('svg'); from lora.finetune import plots; "
+            "from pathlib import Path; print(plots.plot_loss(Path(sys.argv[1]), Path(sys.argv[2])), matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code, str(metrics), str(tmp_path / "loss.png")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["wrote", str(tmp_path / "loss.png"), "svg"], out.stderr
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_without_matplotlib_says_skipped(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ resume), `judgments.jsonl` (and `pairwise.jsonl`), `table2.json`, `table2.md`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import signal
 import sys
@@ -203,12 +204,39 @@ def judge_files(pairs: list[str | Path], out: str | Path, config: JudgeConfig,
     with journal:  # locked and read again: only now is the count of torn lines final
         _warn_torn(journal)
         try:
-            session = asyncio.run(_judge(jobs, config, journal, options.progress))
+            session = _run_async(_judge(jobs, config, journal, options.progress))
         except FatalJudgeError as exc:
             kept = sum(job.key in journal for job in jobs)
             raise FatalJudgeError(f"{exc} (stopped; {kept}/{len(jobs)} judgments kept in {journal.path}, "
                                   "rerun the same command to resume)") from None
         return _write_outputs(out, options, config, jobs, journal, items, models, session)
+
+
+def _run_async(coroutine):
+    """`asyncio.run(coroutine)`, also from a thread whose event loop is already running (a Jupyter kernel's).
+
+    There `asyncio.run` refuses, so the coroutine runs on its own loop in a worker thread while this thread
+    waits; an interrupt of the wait (the notebook's stop button, KeyboardInterrupt) cancels it, as Ctrl-C
+    cancels `asyncio.run`: the judgments already in the journal are kept and a rerun resumes.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop running here: the command line, the pipeline, a script
+        return asyncio.run(coroutine)
+    running: dict = {}
+
+    async def main():
+        running.update(loop=asyncio.get_running_loop(), task=asyncio.current_task())
+        return await coroutine
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="judge") as pool:
+        future = pool.submit(asyncio.run, main())
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            if running:
+                running["loop"].call_soon_threadsafe(running["task"].cancel)
+            raise
 
 
 def check_key(config: JudgeConfig) -> None:

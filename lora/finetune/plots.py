@@ -28,17 +28,20 @@ def smooth(values: list[float], window: int) -> list[float]:
 def plot_loss(metrics_path: Path, out_png: Path) -> str:
     """Draw train (raw and smoothed) and validation loss against the step; returns a status line.
 
-    matplotlib is an optional extra: without it nothing is drawn and the line says so.
+    matplotlib is an optional extra: without it nothing is drawn and the line says so. It is used through its
+    object-oriented API (no pyplot, no global backend change), so a notebook that calls `train()` keeps
+    showing its own figures.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401  (first: a missing matplotlib fails here, whatever submodules are loaded)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return "figure skipped (matplotlib not installed)"
     train, val = read_metrics(metrics_path)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
     if train:
         steps, losses = zip(*train)
         window = max(1, len(losses) // 50)
@@ -58,6 +61,4 @@ def plot_loss(metrics_path: Path, out_png: Path) -> str:
         fig.savefig(out_png, dpi=120)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(out_png)) from None
-    finally:
-        plt.close(fig)
     return f"wrote {out_png}"
