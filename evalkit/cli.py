@@ -16,24 +16,13 @@ import math
 import sys
 from typing import Sequence
 
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 
 from evalkit.commands import RunOptions, ground_files, score_files
 from evalkit.errors import EvalkitError
 from evalkit.score import ScoreConfig
 from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one `EvalkitError` line (exit status 2) when `raising` (the pipeline
-    parses its `evalkit_args` with it); on the command line argparse prints its usage as usual."""
-
-    raising = False
-
-    def error(self, message: str):
-        if self.raising:
-            raise EvalkitError(message)
-        super().error(message)
 
 
 def add_shared_options(p: argparse.ArgumentParser) -> None:
@@ -62,9 +51,9 @@ def add_metric_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m evalkit",
+    parser = ArgumentParser(prog="python -m evalkit",
                      description="Track A lexical metrics (Table 1) and clinical grounding (Table 3).")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     p = sub.add_parser("score", help="score pairs files and write per-item scores, Table 1 and figures")
     p.add_argument("--pairs", action="append", required=True, metavar="FILE",
                    help="JSONL of {id, model, prompt, reference, response}; once per system, baseline first")
@@ -99,8 +88,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 def parse_score_flags(flags: Sequence[str]) -> tuple[ScoreConfig, RunOptions]:
     """`score`'s metric and shared flags (without --pairs / --out), e.g. a pipeline config's `evalkit_args`."""
-    p = _Parser(prog="evalkit_args")
-    p.raising = True
+    p = ArgumentParser(prog="evalkit_args", raises=EvalkitError)  # one error line, exit status 2
     add_metric_options(p)
     add_shared_options(p)
     args = p.parse_args(list(flags))

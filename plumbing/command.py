@@ -6,10 +6,12 @@
                        interrupted="interrupted; nothing was written")
 
 Bad input and failures print one line `error: <flag or file>: <problem>`; SIGINT / SIGTERM print the
-`interrupted` line; a bug keeps its traceback (it is not a handled error).
+`interrupted` line; a bug keeps its traceback (it is not a handled error). `ArgumentParser` turns a usage
+error into such a line where the flags come from a config file, not a person at a terminal.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable, TextIO
 
@@ -43,3 +45,20 @@ def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], 
             code = exit_code(exc)
             return EXIT_FAILURE if code is None else code
 
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors raise `raises(message)` when it is given (one `error:` line through
+    `run_cli`, with that exception's exit code); without it, argparse's usage text and exit status 2.
+
+        parser = ArgumentParser(prog="judge.args", raises=JudgeError)   # flags from a pipeline config
+    """
+
+    def __init__(self, *args, raises: type[Exception] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.raises = raises
+
+    def error(self, message: str):
+        if self.raises is not None:
+            raise self.raises(message)
+        super().error(message)

@@ -34,6 +34,7 @@ try:
     from lora.finetune.trained_run import TrainRun
     from pipeline import ConfigError, ReproduceConfig, load_config, preset, reproduce
     from pipeline.config import PRESETS
+    from plumbing.command import ArgumentParser
     from plumbing.errors import CommandError, error_line, exit_code, is_disk_full
     from plumbing.signals import Interrupted
 except ModuleNotFoundError as missing:  # run from a checkout that was never installed
@@ -44,13 +45,9 @@ except KeyboardInterrupt:  # Ctrl-C while torch loads
     sys.exit(130)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ConfigError(message)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(raises=ConfigError, description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", help="JSON config file (see pipeline/config.py)")
     src.add_argument("--preset", choices=PRESETS, help="built-in settings (default: demo)")

@@ -6,7 +6,7 @@ import math
 import os
 from typing import Sequence
 
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 from plumbing.errors import CommandError
 
 from judge.errors import JudgeError
@@ -14,17 +14,6 @@ from judge.llm.commands import JudgeOptions, judge_files
 from judge.llm.config import DEFAULT_BASE_URL, DEFAULT_MODEL, JudgeConfig, key_from_env, url_problem
 from judge.llm.pricing import parse_price
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one `JudgeError` line when `raising` (the pipeline parses its
-    `judge.args` with it); on the command line argparse prints its usage as usual."""
-
-    raising = False
-
-    def error(self, message: str):
-        if self.raising:
-            raise JudgeError(message)
-        super().error(message)
 
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
@@ -50,8 +39,8 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `python -m judge` argument parser (one command, `run`)."""
-    parser = _Parser(prog="python -m judge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = ArgumentParser(prog="python -m judge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     run = sub.add_parser("run", help="judge responses and write journal.jsonl, judgments.jsonl, table2.md/json")
     run.add_argument("--pairs", action="append", required=True, metavar="FILE",
                      help="JSONL records {id, model, prompt, reference, response}; repeat for each system")
@@ -97,8 +86,7 @@ def judge_options(args) -> JudgeOptions:
 def parse_judge_flags(flags: Sequence[str], base_url: str | None = None,
                       model: str | None = None) -> tuple[JudgeConfig, JudgeOptions]:
     """`run`'s flags without --pairs / --out (a pipeline config's `judge.args`), with its endpoint and model."""
-    p = _Parser(prog="judge.args")
-    p.raising = True
+    p = ArgumentParser(prog="judge.args", raises=JudgeError)  # one error line, exit status 2
     add_run_options(p)
     args = p.parse_args(list(flags))
     args.base_url = base_url or args.base_url

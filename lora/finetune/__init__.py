@@ -1,7 +1,7 @@
 """LoRA fine-tuning, as a recipe: `train(cfg: TrainConfig) -> run folder` (what `scripts/train.py` runs).
 
     from lora.finetune import PRESETS, TrainConfig, train
-    run = train(TrainConfig(**PRESETS["demo"], out="runs/demo"))
+    run = train(TrainConfig(**{**PRESETS["demo"], "out": "runs/demo"}))
 
 One concept per module:
 

@@ -9,14 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from plumbing.command import ArgumentParser
+
 from lora.finetune.config import PRESETS, RUNTIME_FIELDS, TrainConfig, TrainError, config_from_dict
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one `TrainError` line (exit status 2), not usage text + exit."""
-
-    def error(self, message: str):
-        raise TrainError(message)
 
 
 def _default_text(name: str, field_default) -> str:
@@ -33,10 +29,11 @@ def _default_text(name: str, field_default) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """CLI: `--preset`, `--resume`/`--force`, plus one flag per `TrainConfig` field (underscores -> dashes)."""
-    p = _Parser(description="LoRA fine-tuning of a Llama on instruction data.",
-                epilog="Presets: demo (default; CPU, offline), paper (Sec. 4.3), none (field defaults, give "
-                       "--base and --data). Exit status: 0 done, 1 failure while running, 2 bad input, "
-                       "130/143 interrupted (a checkpoint was saved; rerun with --resume). See docs/training.md.")
+    p = ArgumentParser(raises=TrainError, description="LoRA fine-tuning of a Llama on instruction data.",
+                       epilog="Presets: demo (default; CPU, offline), paper (Sec. 4.3), none (field defaults, "
+                              "give --base and --data). Exit status: 0 done, 1 failure while running, 2 bad "
+                              "input, 130/143 interrupted (a checkpoint was saved; rerun with --resume). See "
+                              "docs/training.md.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="starting values (default: demo)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")

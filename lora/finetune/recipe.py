@@ -1,7 +1,7 @@
 """LoRA fine-tuning of a Llama on instruction data, as one function: `train(cfg) -> run folder`.
 
     from lora.finetune import TrainConfig, train, PRESETS
-    out = train(TrainConfig(**PRESETS["demo"], out="runs/demo"))     # the CPU demo, a few minutes
+    out = train(TrainConfig(**{**PRESETS["demo"], "out": "runs/demo"}))     # the CPU demo, a few minutes
     torchrun --nproc_per_node 4 scripts/train.py --preset paper ...   # the same function under DDP / FSDP2
 
 In order: (1) check every input before anything is written; (2) take the run folder; (3) load the base and
