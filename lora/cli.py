@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                      help="comma-separated projections (default q_proj,k_proj,v_proj,o_proj)")
     mem.add_argument("--batch", type=int, default=1, help="sequences per micro-batch per GPU (default 1)")
-    mem.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (default 256)")
+    mem.add_argument("--seq-len", type=int, default=None,
+                     help="tokens per sequence (default 256, the paper's cutoff_len, or the model's context if shorter)")
     mem.add_argument("--no-dropout", action="store_true", help="LoRA dropout 0 (no dropout masks are kept)")
     mem.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return parser
@@ -80,7 +81,7 @@ def memory(args: argparse.Namespace) -> None:
 
     targets = tuple(t.strip() for t in args.target_modules.split(",") if t.strip())
     for flag, value, ok in (("--gpus", args.gpus, args.gpus >= 1), ("--r", args.r, args.r >= 1),
-                            ("--batch", args.batch, args.batch >= 1), ("--seq-len", args.seq_len, args.seq_len >= 1)):
+                            ("--batch", args.batch, args.batch >= 1), ("--seq-len", args.seq_len, args.seq_len is None or args.seq_len >= 1)):
         if not ok:
             raise LoraError(f"{flag}: must be a positive integer, got {value}")
     bad = [t for t in targets if t not in PROJECTIONS]
@@ -91,7 +92,9 @@ def memory(args: argparse.Namespace) -> None:
                         "stored in buffers); run QLoRA with one process per GPU")
     _check_double_quant(args)
     config = resolve_config(args.model)
-    if args.seq_len > config.max_position_embeddings:
+    if args.seq_len is None:  # Sec. 4.3's cutoff_len, unless the model's context is shorter
+        args.seq_len = min(256, config.max_position_embeddings)
+    elif args.seq_len > config.max_position_embeddings:
         raise LoraError(f"--seq-len: {args.seq_len} exceeds the model's context of {config.max_position_embeddings} "
                         f"positions (max_position_embeddings of {args.model})")
     est = estimate(config, gpus=args.gpus, fsdp=args.fsdp, quantize=args.quantize, r=args.r, targets=targets,

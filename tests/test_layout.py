@@ -56,7 +56,7 @@ def package_edges() -> dict[tuple[str, str], set[str]]:
 
 
 def drawn_floors() -> dict[str, set[str]]:
-    """The graph docs/architecture.md draws: `package -> what it may import` lines in its ```graph block."""
+    """The graph docs/architecture.md draws: `package -> what it may import` lines in its ```text block."""
     text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
     block = re.search(r"```text\n# may import\n(.*?)```", text, re.S)
     assert block, "docs/architecture.md has no ```text block starting with '# may import'"
@@ -163,3 +163,20 @@ def test_declared_runtime_dependencies_cover_the_imports():
             if top and not owner(module) and top not in sys.stdlib_module_names and top != "__future__":
                 third_party.add(top)
     assert third_party - declared - optional == set()
+
+
+def test_the_readers_path_gives_each_files_true_length():
+    """Each row of docs/architecture.md's reader's path: its files (a path, then names beside it in
+    parentheses) and their line counts, in the same order; the counts are the files' lengths now."""
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = doc[doc.index("## A reader's path"):doc.index("## One training step")]
+    rows = [ln for ln in table.splitlines() if re.match(r"\| *\d+ \|", ln)]
+    assert len(rows) == 10
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        names = re.findall(r"`([\w/]+\.py)`", cells[1])
+        folder = Path(names[0]).parent
+        paths = [REPO / names[0]] + [REPO / folder / n for n in names[1:]]
+        counts = [int(n) for n in re.findall(r"\d+", cells[-1])]
+        actual = [len(p.read_text(encoding="utf-8").splitlines()) for p in paths]
+        assert counts == actual, (row, actual)

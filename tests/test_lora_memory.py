@@ -177,7 +177,9 @@ def test_cli_hub_id_reads_the_cached_config_and_offline_fails_in_one_line(tmp_pa
     run = [sys.executable, "-m", "lora", "memory", "--json", "--model"]
     proc = subprocess.run(run + ["someone/tiny"], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["bytes"] == estimate(TINY).to_json()["bytes"]
+    assert TINY.max_position_embeddings < 256  # the default --seq-len is then the model's context
+    expected = estimate(TINY, seq_len=TINY.max_position_embeddings).to_json()["bytes"]
+    assert json.loads(proc.stdout)["bytes"] == expected
     proc = subprocess.run(run + ["someone/not-cached"], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: someone/not-cached: not in the local Hugging Face cache (HF_HUB_OFFLINE "

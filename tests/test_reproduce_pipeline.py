@@ -286,8 +286,9 @@ def test_ctrl_c_during_training_is_one_line_the_pipelines(tmp_path, when):
     import time
 
     cfg = tmp_path / "small.json"
-    slow_training = ["--demo-records", "120", "--demo-pretrain-steps", "400", "--max-steps", "400", "--val-size", "12",
-                     "--eval-steps", "100", "--save-steps", "100", "--num-threads", "1"]
+    warm_up = "400" if when == "warm-up" else "20"  # a long warm-up to interrupt, or a short one to get past
+    slow_training = ["--demo-records", "120", "--demo-pretrain-steps", warm_up, "--max-steps", "400", "--val-size",
+                     "12", "--eval-steps", "100", "--save-steps", "100", "--num-threads", "1"]
     cfg.write_text(json.dumps({**SMALL, "train_args": slow_training}))
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "reproduce.py"), "--config", str(cfg),

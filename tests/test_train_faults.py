@@ -87,6 +87,15 @@ def test_bad_values_are_refused_before_anything_is_written(tiny_train, tmp_path,
     assert train.main(args(tiny_train, out, "--max-steps", "1")) == 0  # the corrected command is not refused
 
 
+def test_other_data_on_the_default_base_names_the_data_and_what_to_add(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--data", str(tmp_path / "mine.jsonl"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --data {tmp_path / 'mine.jsonl'}: the default base"), err
+    assert "give --base FOLDER_OR_ID with --data" in err[0]
+    assert not out.exists()
+
+
 # ---- damaged checkpoints ---------------------------------------------------------------------------
 
 DAMAGE = ["optimizer.safetensors", "optimizer.json", "rng.safetensors", "rng.json", "state.json",

@@ -125,7 +125,8 @@ class TrainConfig:
         if not (self.base and self.data):
             raise TrainError("--base and --data: give both (or a --preset)")
         if self.base == "demo" and self.data != "demo":
-            raise TrainError("--base demo: the demo base only fits the demo data; give --base with --data")
+            raise TrainError(f"--data {self.data}: the default base (--base demo) is built for the demo data "
+                             "only; give --base FOLDER_OR_ID with --data")
         if self.quantize == "nf4" and self.fsdp:
             raise TrainError("--quantize nf4 with --fsdp: not supported (shard a bf16 base with --fsdp, or "
                              "train the 4-bit base on one GPU or with DDP)")
