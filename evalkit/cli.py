@@ -24,7 +24,6 @@ from evalkit.score import ScoreConfig
 from evalkit.smoothing import NLTK_METHODS, SACREBLEU_METHODS
 
 
-
 def add_shared_options(p: argparse.ArgumentParser) -> None:
     """The options `score` and `ground` share (exclusions, resampling, --force, --quiet)."""
     p.add_argument("--keep-truncated", action="store_true",
@@ -52,7 +51,7 @@ def add_metric_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m evalkit",
-                     description="Track A lexical metrics (Table 1) and clinical grounding (Table 3).")
+                            description="Track A lexical metrics (Table 1) and clinical grounding (Table 3).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     p = sub.add_parser("score", help="score pairs files and write per-item scores, Table 1 and figures")
     p.add_argument("--pairs", action="append", required=True, metavar="FILE",

@@ -205,7 +205,7 @@ def _undefined(rows: list[dict], ungrounded: set) -> dict:
         if r["id"] in ungrounded:
             continue
         fields = out.setdefault(r["model"], {f: [] for f in ("tests_recall", "tests_precision",
-                                                              "medications_recall", "medications_precision")})
+                                                             "medications_recall", "medications_precision")})
         for f, ids in fields.items():
             if r[f] is None:
                 ids.append(r["id"])

@@ -197,4 +197,3 @@ class ByteLevelBPE:
             else:
                 out += token.encode("utf-8")
         return bytes(out)
-

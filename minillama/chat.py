@@ -3,7 +3,7 @@
 `--model` names a base model (a folder or a Hub id), `--adapter` an optional adapter. The model package
 knows no adapter format and no training run: the packages that build on it extend `resolve_session`
 through the entry-point group `minillama.sessions` (declared in pyproject.toml). The project's `lora`
-package registers `lora.finetune.trained_run:chat_session` there, so that a PEFT adapter folder, or a
+package registers `lora.finetune.chat:chat_session` there, so that a PEFT adapter folder, or a
 training run folder as `--model` or `--adapter`, supplies its base, its best adapter, the template it was
 trained with and its instruction: a fine-tuned model is asked exactly the way it learnt to answer.
 """

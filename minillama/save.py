@@ -98,5 +98,3 @@ def _lora_advice(model) -> str:
         return ("the LoRA layers are merged but still wrapped (merge_lora(..., unload=False)); call "
                 "lora.merge_lora(model) (unload=True) before saving")
     return "merge LoRA first"
-
-

@@ -55,7 +55,6 @@ def prompt_ids(record: dict, tokenizer, template: str) -> list[int]:
     raise MiniLlamaError(f"template: unknown template {template!r} (choose from {', '.join(TEMPLATES)})")
 
 
-
 def chat_ids(messages: list[dict[str, str]], tokenizer, template: str) -> list[int]:
     """Token ids of a dialog ([system], user, assistant, user, ...) in one of `CHAT_TEMPLATES` (a whole
     conversation, where `prompt_ids` formats one instruction and input).

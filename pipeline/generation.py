@@ -241,4 +241,3 @@ def run_generation(run: TrainRun, out_dir: Path, settings: GenerationSettings, i
         counts[name] = {"n": len(done), "stop": sum(r.get("finish_reason") == "stop" for r in done.values()),
                         "length": sum(r.get("finish_reason") == "length" for r in done.values())}
     return {"decoding": meta, "counts": counts, "n_items": len(records)}
-

@@ -129,8 +129,8 @@ def track_c(run: Path, store: str | None) -> dict:
     if not store or not Path(store).expanduser().is_file():
         return {"store": store, "summary": None, "hint": START_HINT}
     inputs = {name: run / rel for name, rel in (("judgments", "track_b/judgments.jsonl"),
-                                                  ("scores", "track_a/scores.jsonl"),
-                                                  ("grounding", "grounding/grounding.jsonl"))}
+                                                ("scores", "track_a/scores.jsonl"),
+                                                ("grounding", "grounding/grounding.jsonl"))}
     summary = summarise(Path(store).expanduser(), **{k: p for k, p in inputs.items() if p.is_file()})
     return {"store": store, "summary": summary, "hint": START_HINT if summary["n_ratings"] == 0 else None}
 
@@ -237,4 +237,3 @@ def write_report(run: Path, state: dict) -> Path:
     path = Path(run) / "report.md"
     write_text_atomic(path, render(data))
     return path
-

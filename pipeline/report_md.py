@@ -98,7 +98,7 @@ def _table3(d: dict) -> list[str]:
                 "On items where exactly one model named the reference diagnosis, how often each score prefers "
                 "that model (agree / decisive; ties apart), and Spearman's rho of its paired differences with "
                 "diagnosis_correct's:", "", row(["Track", "score", "prefers the right model", "ties",
-                                                  "rho with diagnosis_correct (paired)"]), sep(5)]
+                                                 "rho with diagnosis_correct (paired)"]), sep(5)]
         for label, t3 in g["tracks"].items():
             for name, r in t3["right_diagnosis"].items():
                 rho = t3["correlations"][name]["diagnosis_correct"]["paired_difference"]

@@ -15,21 +15,23 @@ import argparse
 import sys
 from typing import Callable, TextIO
 
-from plumbing.errors import EXIT_FAILURE, EXIT_OK, error_line, exit_code
+from plumbing.errors import EXIT_FAILURE, EXIT_OK, error_line, exit_code, is_disk_full
 from plumbing.signals import Interrupted, sigterm_raises
 
 
 def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], ...] = (),
-            interrupted: str | Callable[[], str] = "interrupted", err: TextIO | None = None) -> int:
+            interrupted: str | Callable[[str], str] = "interrupted", err: TextIO | None = None,
+            disk_full: str = "") -> int:
     """Run a command's `body`; returns its exit status.
 
     Args:
         body: the command; returns its exit status (None means 0).
         handled: exception classes that are reported as `error: <one line>` (their `exit_code`
             attribute, else 1 for OSError); anything else propagates with its traceback (a bug).
-        interrupted: the line printed on SIGINT / SIGTERM (or a function returning it, called then),
-            e.g. "interrupted; rerun the same command to resume".
+        interrupted: the line printed on SIGINT / SIGTERM, or a function of the signal's name ("SIGINT",
+            "SIGTERM") returning it, called then, e.g. "interrupted; rerun the same command to resume".
         err: where the lines go (default: sys.stderr at call time).
+        disk_full: appended to the error line of a full disk, e.g. "; free space and rerun with --resume".
     """
     err = err or sys.stderr
     with sigterm_raises():
@@ -37,14 +39,14 @@ def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], 
             code = body()
             return EXIT_OK if code is None else code
         except (KeyboardInterrupt, Interrupted) as exc:
-            line = interrupted() if callable(interrupted) else interrupted
+            name = str(exc) if isinstance(exc, Interrupted) else "SIGINT"
+            line = interrupted(name) if callable(interrupted) else interrupted
             print(line, file=err, flush=True)
             return exit_code(exc)  # type: ignore[return-value]
         except handled as exc:
-            print(f"error: {error_line(exc)}", file=err, flush=True)
+            print(f"error: {error_line(exc)}{disk_full if is_disk_full(exc) else ''}", file=err, flush=True)
             code = exit_code(exc)
             return EXIT_FAILURE if code is None else code
-
 
 
 class ArgumentParser(argparse.ArgumentParser):

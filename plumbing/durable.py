@@ -21,17 +21,9 @@ from typing import Callable, Mapping
 Content = str | bytes | Callable[[Path], None]  # text, bytes, or a function that writes the temporary path
 
 
-def fsync_dir(path: str | os.PathLike) -> None:
-    """fsync a folder, so that a rename or a new file in it survives a crash."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | os.PathLike) -> None:
-    """Force a written file to disk (a full disk with delayed allocation fails here, before any rename)."""
+def fsync(path: str | os.PathLike) -> None:
+    """Force a file, or a folder's entries (a rename, a new file), to disk. A full disk with delayed
+    allocation fails here, before any rename."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -67,14 +59,14 @@ def replace_atomic(path: str | os.PathLike, write: Content) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         _fill(tmp, write)
-        fsync_file(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise _named(e, path) from None
         raise
-    fsync_dir(path.parent)
+    fsync(path.parent)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -128,13 +120,13 @@ def write_files_atomic(folder: str | os.PathLike, files: Mapping[str, Content]) 
         for (tmp, path), content in zip(temps.items(), files.values()):
             try:
                 _fill(tmp, content)
-                fsync_file(tmp)
+                fsync(tmp)
             except OSError as e:
                 raise _named(e, path) from None
         for tmp, path in temps.items():
             os.replace(tmp, path)
             renamed += 1
-        fsync_dir(folder)
+        fsync(folder)
     except OSError as e:
         failure = PartialWrite(e.errno, e.strerror or str(e), e.filename or str(folder))
         failure.replaced = renamed
@@ -176,8 +168,8 @@ def write_folder_atomic(path: str | os.PathLike, fill: Callable[[Path], None], r
         fill(tmp)
         for root, _dirs, names in os.walk(tmp):
             for name in names:
-                fsync_file(Path(root) / name)
-            fsync_dir(root)
+                fsync(Path(root) / name)
+            fsync(root)
         if path.exists():
             if replace:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -186,7 +178,7 @@ def write_folder_atomic(path: str | os.PathLike, fill: Callable[[Path], None], r
             else:
                 raise FileExistsError(17, "already exists and is not empty", str(path))
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        fsync(path.parent)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and not isinstance(e, FileExistsError):

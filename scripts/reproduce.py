@@ -34,16 +34,14 @@ try:
     from lora.finetune.trained_run import TrainRun
     from pipeline import ConfigError, ReproduceConfig, load_config, preset, reproduce
     from pipeline.config import PRESETS
-    from plumbing.command import ArgumentParser
-    from plumbing.errors import CommandError, error_line, exit_code, is_disk_full
-    from plumbing.signals import Interrupted
+    from plumbing.command import ArgumentParser, run_cli
+    from plumbing.errors import CommandError
 except ModuleNotFoundError as missing:  # run from a checkout that was never installed
     sys.exit(f"error: the module {missing.name!r} is not installed; install the project first "
              "(pip install torch==2.13.0 && pip install -e .) and run again")
 except KeyboardInterrupt:  # Ctrl-C while torch loads
     print("interrupted (SIGINT); nothing was written", file=sys.stderr)
     sys.exit(130)
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,23 +101,14 @@ def resolve_config(args) -> ReproduceConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry (`medlora-reproduce`); returns the exit status (see the module docstring)."""
-    try:
+    def body() -> None:
         args = build_parser().parse_args(argv)
-        cfg = resolve_config(args)
         command = " ".join(["scripts/reproduce.py", *(sys.argv[1:] if argv is None else argv)])
-        reproduce(cfg, force=args.force, command=command)
-        return 0
-    except (Interrupted, KeyboardInterrupt) as e:
-        name = str(e) if isinstance(e, Interrupted) else "SIGINT"
-        print(f"interrupted ({name}); rerun the same command to resume", file=sys.stderr)
-        return exit_code(e)
-    except CommandError as e:  # every package's error class: bad input 2, a failure while running 1
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"error: {error_line(e)}" + ("; free space and rerun to resume" if is_disk_full(e) else ""),
-              file=sys.stderr)
-        return 1
+        reproduce(resolve_config(args), force=args.force, command=command)
+
+    return run_cli(body, handled=(CommandError, OSError),
+                   interrupted=lambda name: f"interrupted ({name}); rerun the same command to resume",
+                   disk_full="; free space and rerun to resume")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ try:
 
     from lora.finetune import run_folder, train
     from lora.finetune.flags import config_from_args, resumed_config
-    from plumbing.errors import CommandError, error_line, exit_code, is_disk_full
-    from plumbing.signals import Interrupted
+    from plumbing.command import run_cli
+    from plumbing.errors import CommandError
 except ModuleNotFoundError as missing:  # run from a checkout that was never installed
     sys.exit(f"error: the module {missing.name!r} is not installed; install the project first "
              "(pip install torch==2.13.0 && pip install -e .) and run again")
@@ -57,20 +57,14 @@ def run(argv: list[str] | None, where: list | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Console entry (`medlora-train`): one `error: ...` line and a documented exit status on failure."""
     where: list = []
-    try:
+
+    def body() -> None:
         run(argv, where)
-        return 0
-    except (Interrupted, KeyboardInterrupt) as e:
-        name = str(e) if isinstance(e, Interrupted) else "SIGINT"
-        print(f"interrupted ({name}); {resume_hint(where[0]) if where else 'nothing was written'}", file=sys.stderr)
-        return exit_code(e)
-    except CommandError as e:  # TrainError, MiniLlamaError, LoraError: bad input 2, a failure while running 1
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"error: {error_line(e)}" + ("; free space and rerun with --resume" if is_disk_full(e) else ""),
-              file=sys.stderr)
-        return 1
+
+    return run_cli(body, handled=(CommandError, OSError),
+                   interrupted=lambda name: f"interrupted ({name}); "
+                                            f"{resume_hint(where[0]) if where else 'nothing was written'}",
+                   disk_full="; free space and rerun with --resume")
 
 
 if __name__ == "__main__":

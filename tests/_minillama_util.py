@@ -26,4 +26,3 @@ def hf_llama_tokenizer(model_file: Path):
     scores = {sp.id_to_piece(i): sp.get_score(i) for i in range(sp.get_piece_size())}
     return transformers.LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab, scores), legacy=False,
                                        add_prefix_space=True, split_special_tokens=True)
-

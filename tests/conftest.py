@@ -38,6 +38,21 @@ def llama2_tokenizer_path() -> Path:
     return shared_file("llama2-tokenizer.model")
 
 
+def random_hf_model(model_class, config, out_dir: Path | None = None, *, seed: int = 0, **save_kwargs):
+    """`model_class(config)` in eval mode with seeded random weights and random norm weights (so that a wrong
+    RMSNorm weight handling shows in the logits), saved with `save_pretrained(out_dir, **save_kwargs)` when
+    `out_dir` is given. Shared by the Llama-2, Llama-3 and Mistral tests."""
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+    if out_dir is not None:
+        model.save_pretrained(out_dir, **save_kwargs)
+    return model
+
+
 def make_tiny_hf_llama(out_dir: Path | None = None, *, seed: int = 0, vocab_size: int = 128,
                        hidden_size: int = 64, intermediate_size: int = 112, num_hidden_layers: int = 2,
                        num_attention_heads: int = 4, num_key_value_heads: int = 4,
@@ -47,25 +62,15 @@ def make_tiny_hf_llama(out_dir: Path | None = None, *, seed: int = 0, vocab_size
     Returns the model (eval mode). Requires transformers (a test-only reference library).
     """
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(seed)
     config = transformers.LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
         num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
         num_key_value_heads=num_key_value_heads, tie_word_embeddings=tie_word_embeddings,
         max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=10000.0,
         bos_token_id=1, eos_token_id=2, pad_token_id=0, **extra)
-    model = transformers.LlamaForCausalLM(config).eval()
-    # Random norms so a wrong RMSNorm weight handling would show up in the logits.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-    if out_dir is not None:
-        kwargs = {"safe_serialization": True}
-        if max_shard_size is not None:
-            kwargs["max_shard_size"] = max_shard_size
-        model.save_pretrained(out_dir, **kwargs)
-    return model
+    shards = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    return random_hf_model(transformers.LlamaForCausalLM, config, out_dir, seed=seed, safe_serialization=True,
+                           **shards)
 
 
 @pytest.fixture

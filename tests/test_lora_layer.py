@@ -10,7 +10,6 @@ import torch.nn as nn
 from lora import LoraConfig, LoraError, LoRALinear
 
 
-
 def _layer(bias: bool = True, r: int = 4, alpha: float = 8, dtype=torch.float32, seed: int = 0,
            random_b: bool = True) -> LoRALinear:
     torch.manual_seed(seed)

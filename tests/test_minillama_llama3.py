@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from conftest import random_hf_model
 from minillama import Llama, LlamaConfig, MiniLlamaError, RopeScaling, finish_reasons, left_pad
 
 # Llama-3.1 with a short original context, so that the tiny head's 8 frequencies fall in all three bands
@@ -31,20 +32,12 @@ def make_tiny_hf_llama3(out_dir=None, *, seed: int = 0, vocab_size: int = 160, t
                         eos_token_id=(2, 3), scaling: dict | None = SCALING, **extra):
     """A random `transformers.LlamaForCausalLM` with Llama-3's differences (float32, eval mode)."""
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(seed)
     config = transformers.LlamaConfig(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, tie_word_embeddings=tied, max_position_embeddings=256, rms_norm_eps=1e-5,
         rope_theta=500000.0, rope_scaling=scaling, bos_token_id=1, eos_token_id=list(eos_token_id),
         pad_token_id=0, **extra)
-    model = transformers.LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-    if out_dir is not None:
-        model.save_pretrained(out_dir)
-    return model
+    return random_hf_model(transformers.LlamaForCausalLM, config, out_dir, seed=seed)
 
 
 def test_config_of_llama31_8b_instruct():

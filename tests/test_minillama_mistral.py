@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from conftest import random_hf_model
 from minillama import Llama, LlamaConfig, MiniLlamaError, left_pad
 from minillama.kv_cache import make_cache
 from minillama.masks import build_attention_mask
@@ -24,19 +25,11 @@ WINDOW = 8
 def make_tiny_hf_mistral(out_dir=None, *, seed: int = 0, sliding_window: int | None = WINDOW, **extra):
     """A random `transformers.MistralForCausalLM` (float32, eval mode), GQA and rope_theta 1e6."""
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(seed)
     config = transformers.MistralConfig(
         vocab_size=128, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=1e6,
         sliding_window=sliding_window, bos_token_id=1, eos_token_id=2, pad_token_id=0, **extra)
-    model = transformers.MistralForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-    if out_dir is not None:
-        model.save_pretrained(out_dir)
-    return model
+    return random_hf_model(transformers.MistralForCausalLM, config, out_dir, seed=seed)
 
 
 def _pair(**overrides):

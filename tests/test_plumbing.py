@@ -50,8 +50,14 @@ def test_run_cli_prints_one_line_and_returns_the_code():
     def interrupted():
         raise KeyboardInterrupt
     err = io.StringIO()
-    assert run_cli(interrupted, interrupted=lambda: "interrupted; rerun", err=err) == 130
-    assert err.getvalue() == "interrupted; rerun\n"
+    assert run_cli(interrupted, interrupted=lambda name: f"interrupted ({name}); rerun", err=err) == 130
+    assert err.getvalue() == "interrupted (SIGINT); rerun\n"
+
+    def disk_full():
+        raise OSError(28, "No space left on device", "out/x.json")
+    err = io.StringIO()
+    assert run_cli(disk_full, handled=(OSError,), err=err, disk_full="; free space and rerun") == 1
+    assert err.getvalue() == "error: out/x.json: No space left on device; free space and rerun\n"
 
     def bug():
         raise ZeroDivisionError("bug")

@@ -47,7 +47,6 @@ def reproduce_cli(args: list[str], timeout: float = 300, kill_after: str | None 
                           timeout=timeout)
 
 
-
 def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -15,6 +15,7 @@ import torch
 
 import lora
 from _bpe_util import train_llama3_tokenizer, write_tokenizer_config
+from conftest import random_hf_model
 from lora.finetune import demo_data
 from lora.finetune.data import collate, tokenize_record
 from lora.finetune.loss import SummedNLL
@@ -25,13 +26,6 @@ from minillama.templates import answer_end_id
 REPO = Path(__file__).resolve().parents[1]
 SIZES = dict(hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              max_position_embeddings=512, rms_norm_eps=1e-5)
-
-
-def _random_norms(model) -> None:
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +39,12 @@ def llama3_base(tmp_path_factory) -> Path:
     ids = json.loads(path.read_text())
     special = {t["content"]: t["id"] for t in ids["added_tokens"]}
     vocab = max(special.values()) + 1
-    torch.manual_seed(0)
     config = transformers.LlamaConfig(
         vocab_size=vocab, tie_word_embeddings=True, rope_theta=500000.0, bos_token_id=special["<|begin_of_text|>"],
         eos_token_id=[special["<|end_of_text|>"], special["<|eot_id|>"]],
         rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                       "original_max_position_embeddings": 64, "rope_type": "llama3"}, **SIZES)
-    model = transformers.LlamaForCausalLM(config).eval()
-    _random_norms(model)
-    model.save_pretrained(folder)
+    random_hf_model(transformers.LlamaForCausalLM, config, folder)
     return folder
 
 
@@ -66,12 +57,9 @@ def mistral_base(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mistral") / "base"
     texts = demo_data.make_corpus(1500, seed=2) + [r["input"] + " " + r["output"] for r in demo_data.make_records(60)]
     tok = train_tokenizer(texts, folder / "tokenizer.model", vocab_size=600)
-    torch.manual_seed(0)
     config = transformers.MistralConfig(vocab_size=tok.vocab_size, rope_theta=1e6, sliding_window=16,
                                         bos_token_id=1, eos_token_id=2, **SIZES)
-    model = transformers.MistralForCausalLM(config).eval()
-    _random_norms(model)
-    model.save_pretrained(folder)
+    random_hf_model(transformers.MistralForCausalLM, config, folder)
     return folder
 
 

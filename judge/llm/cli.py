@@ -15,7 +15,6 @@ from judge.llm.config import DEFAULT_BASE_URL, DEFAULT_MODEL, JudgeConfig, key_f
 from judge.llm.pricing import parse_price
 
 
-
 def add_run_options(run: argparse.ArgumentParser) -> None:
     """Every option of `run` but --pairs and --out (the pipeline's `judge.args` are these)."""
     run.add_argument("--model", default=None, help=f"judge model (default: $JUDGE_MODEL or {DEFAULT_MODEL})")
@@ -113,4 +112,4 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         judge_files(args.pairs, args.out, judge_config(args), judge_options(args), state)
 
-    return run_cli(body, handled=(CommandError, OSError), interrupted=lambda: _interrupted_line(state))
+    return run_cli(body, handled=(CommandError, OSError), interrupted=lambda _signal: _interrupted_line(state))

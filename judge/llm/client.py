@@ -14,7 +14,7 @@ from judge.llm.config import JudgeConfig, redact
 from judge.errors import FatalJudgeError
 from judge.llm.ratelimit import Throttle
 from judge.llm.retry import (backoff_seconds, is_quota_error, is_retryable_status, mentions_response_format,
-                         retry_after_seconds)
+                             retry_after_seconds)
 
 FORMAT_MODES = ("json_schema", "json_object", "none")  # tried in this order with response_format="auto"
 

@@ -254,4 +254,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_cli(serve, handled=(OSError,), interrupted="stand-in stopped")
-

@@ -63,7 +63,7 @@ class TrainConfig:
     quantize: str = knob("none", "base weights: none (the dtype below) or nf4 (QLoRA's 4-bit NormalFloat, "
                                  "Dettmers et al. 2023)", choices=("none", "nf4"))
     # --- optimisation ---
-    learning_rate: float = knob(3e-4, "peak learning rate, finite and > 0 ")
+    learning_rate: float = knob(3e-4, "peak learning rate, finite and > 0")
     batch_size: int = knob(128, "global batch: sequences per optimiser step")
     micro_batch_size: int = knob(4, "sequences per forward pass")
     num_epochs: float = knob(3.0, "epochs; ignored when max_steps > 0")

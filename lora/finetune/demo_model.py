@@ -209,7 +209,6 @@ def compare_base_and_tuned(base_model, tuned_model, tok: Tokenizer, records: lis
     return result
 
 
-
 def held_out_comparison(run: Path, tok: Tokenizer, template: str) -> dict:
     """`compare_base_and_tuned` on a finished demo run's held-out pairs (`run`/base, `run`/adapter)."""
     split = json.loads((run / "split.json").read_text())

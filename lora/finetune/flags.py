@@ -14,7 +14,6 @@ from plumbing.command import ArgumentParser
 from lora.finetune.config import PRESETS, RUNTIME_FIELDS, TrainConfig, TrainError, config_from_dict
 
 
-
 def _default_text(name: str, field_default) -> str:
     demo = PRESETS["demo"].get(name, field_default)
     paper = PRESETS["paper"].get(name, field_default)

@@ -11,7 +11,8 @@ rank, backward, clip, AdamW), then `after_step` (log, validate and keep the best
 
 Precision: on GPU the frozen base is held in bfloat16 and the LoRA A/B in float32 (master weights that keep
 lr 3e-5-sized updates, which bf16's 8-bit mantissa would round away); the forward runs under bf16
-autocast. On CPU everything is float32.
+autocast. On CPU everything is float32, unless `dtype` says otherwise (the demo preset's float64 gives the
+same figures on every CPU, whatever its vector instructions).
 """
 from __future__ import annotations
 

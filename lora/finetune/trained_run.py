@@ -36,7 +36,7 @@ class TrainRun:
         path = Path(path)
         if not (path / "DONE").is_file():
             raise TrainError(f"{path}: not a finished training run (no DONE file); train it first "
-                                f"or resume it with scripts/train.py --out {path} --resume")
+                             f"or resume it with scripts/train.py --out {path} --resume")
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
             split = json.loads((path / "split.json").read_text(encoding="utf-8"))
@@ -83,7 +83,7 @@ class TrainRun:
         got = sha256_file(path)
         if self.dataset_sha256 and got != self.dataset_sha256:
             raise TrainError(f"{path}: sha256 {got[:12]}... differs from {self.dataset_sha256[:12]}... "
-                                f"in {self.path / 'config.json'}: the dataset changed since training")
+                             f"in {self.path / 'config.json'}: the dataset changed since training")
         records, _report = load_records(path, on_bad_record="skip")
         ids = [str(i) for i in self.split["val_ids"]]
         missing = [i for i in ids if i not in records]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from minillama.nf4.blockwise import (dequantize_blockwise, dequantize_nf4_packed, n_blocks, quantize_blockwise,
-                                quantize_nf4_packed)
+                                     quantize_nf4_packed)
 
 BLOCKSIZE = 64          # QLoRA Sec. 3 / bitsandbytes default for 4-bit
 NESTED_BLOCKSIZE = 256  # "we use a blocksize of 256 for the second quantization" (QLoRA Sec. 3)
