@@ -1,4 +1,5 @@
-"""Loading Hugging Face Llama checkpoints (safetensors only, single file or sharded); saving is `save.py`.
+"""Loading Hugging Face Llama checkpoints (safetensors only, single file or sharded) and llama.cpp GGUF files
+(`gguf.py`); saving is `save.py`.
 
 Loading builds the model on the meta device (no memory), reads each tensor once into its final dtype
 and device, and hands them over with `load_state_dict(assign=True)`: no float32 copy, no second copy.
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from .config import LlamaConfig
 from .errors import MiniLlamaError, check_path
+from .gguf import hf_index, hf_tensor, is_gguf, llama_config, read_gguf
 from .hub import download_model, is_hub_id
 from .nf4.convert import quantizable_names, release_freed_host_memory, set_module
 from .nf4.linear import NF4Linear
@@ -45,7 +47,8 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 
 
 def resolve_model_dir(path_or_id: str | Path) -> Path:
-    """A local folder, or a Hub repo id downloaded (config, tokenizer, safetensors only) to the HF cache.
+    """A local folder, a local `.gguf` file (returned as is), or a Hub repo id downloaded (config, tokenizer,
+    safetensors only) to the HF cache.
 
     `huggingface_hub` honours `HF_TOKEN`, `HF_HUB_OFFLINE` and `HF_HOME`/`HF_HUB_CACHE`.
     """
@@ -55,8 +58,10 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         _refuse_adapter_dir(path)
         return path
     text = str(path_or_id)
+    if is_gguf(path):
+        return path
     if path.exists():
-        raise MiniLlamaError(f"{text}: is a file; expected a model folder or a Hub repo id")
+        raise MiniLlamaError(f"{text}: is a file; expected a model folder, a .gguf file or a Hub repo id")
     if not is_hub_id(text):
         raise MiniLlamaError(f"{text}: model folder not found")
     return download_model(text, HUB_PATTERNS)
@@ -154,8 +159,10 @@ def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None
 
     Args:
         cls: The model class to build (`Llama`; passed in so that this module never imports model.py).
-        path_or_id: A local folder (config.json + model.safetensors or shards + index) or a Hub repo id.
-        dtype: float32 / bfloat16 / float16 (a torch dtype or its name); None keeps the stored dtype.
+        path_or_id: A local folder (config.json + model.safetensors or shards + index), a llama.cpp `.gguf`
+            file (llama architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors, dequantised) or a Hub repo id.
+        dtype: float32 / bfloat16 / float16 (a torch dtype or its name); None keeps the stored dtype
+            (float32 for a GGUF file: every type it reads is exact in float32).
             With `quantize`, the compute dtype (None: bfloat16 on CUDA, float32 elsewhere).
         device: Where the weights go (default CPU). Tensors are moved one at a time.
         quantize: "nf4" stores every linear layer of the decoder blocks in 4-bit NormalFloat (QLoRA,
@@ -181,31 +188,49 @@ def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None
     if quantize and target is None:  # the compute dtype of QLoRA: bf16 on GPU, float32 on CPU
         target = torch.bfloat16 if device.type == "cuda" else torch.float32
     model_dir = resolve_model_dir(path_or_id)
-    config = LlamaConfig.from_file(model_dir / "config.json")
-    infos = weight_index(model_dir)
+    handles: dict[Path, object] = {}
+    if model_dir.is_file():  # a .gguf file: the only file resolve_model_dir admits
+        gguf = read_gguf(model_dir)
+        config = llama_config(gguf)
+        index = hf_index(gguf)
+        shapes = {k: v.shape for k, v in index.items()}
+        target = target or torch.float32
+        total_bytes = sum(v.end - v.start for v in index.values())
+        stored = dict.fromkeys(index, torch.float32)  # what dequantisation gives
+
+        def fetch(name: str, dtype: torch.dtype | None) -> torch.Tensor:
+            return hf_tensor(gguf, name, index[name], config).to(device=device, dtype=dtype or torch.float32)
+    else:
+        config = LlamaConfig.from_file(model_dir / "config.json")
+        infos = weight_index(model_dir)
+        shapes = {k: v.shape for k, v in infos.items()}
+        total_bytes = sum(v.end - v.start for v in infos.values())
+        stored = {k: v.dtype for k, v in infos.items()}
+
+        def fetch(name: str, dtype: torch.dtype | None) -> torch.Tensor:
+            info = infos[name]
+            if info.path not in handles:
+                handles[info.path] = open(info.path, "rb")
+            return read_tensor(handles[info.path], info, dtype=dtype, device=device)
     with torch.device("meta"):
         model = cls(config)
     tied = config.tie_word_embeddings
     expected = expected_shapes(model)
-    check_names(str(model_dir), {k: v.shape for k, v in infos.items()}, expected, tied)
+    check_names(str(model_dir), shapes, expected, tied)
 
     to_nf4 = _nf4_weights(model) if quantize else {}
-    state, handles = {}, {}
-    total_bytes = sum(infos[k].end - infos[k].start for k in expected)
+    state = {}
     try:  # one tensor at a time, straight into its final dtype and device (or into 4 bits there)
         for name in tqdm(list(expected), desc=f"loading {model_dir.name}", unit="tensor",
                          disable=total_bytes < 2**28):
-            info = infos[name]
-            if info.path not in handles:
-                handles[info.path] = open(info.path, "rb")
             if name in to_nf4:  # quantise the values in `target`, free: never a 16-bit copy of the model
-                widening = target == torch.float32 or info.dtype == target  # the cast would change no value
-                weight = read_tensor(handles[info.path], info, dtype=None if widening else target, device=device)
+                widening = target == torch.float32 or stored[name] == target  # the cast would change no value
+                weight = fetch(name, None if widening else target)
                 to_nf4[name](weight, target, double_quant)
                 del weight
                 release_freed_host_memory()
             else:
-                state[name] = read_tensor(handles[info.path], info, dtype=target, device=device)
+                state[name] = fetch(name, target)
     finally:
         for f in handles.values():
             f.close()
