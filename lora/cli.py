@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lora", description="LoRA adapter tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     merge = sub.add_parser("merge", help="merge an adapter into its base model and save a full checkpoint")
-    merge.add_argument("--base", required=True, help="base model folder or Hugging Face Hub id")
+    merge.add_argument("--base", required=True, help="base model folder, .gguf file or Hugging Face Hub id")
     merge.add_argument("--adapter", required=True, help="PEFT adapter folder (adapter_config.json + weights)")
     merge.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     merge.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
@@ -119,7 +119,11 @@ def count(args: argparse.Namespace) -> None:
         config = LlamaConfig()  # its defaults are Llama-2-7B's
     else:
         path = Path(args.config)
-        config = LlamaConfig.from_file(path / "config.json" if path.is_dir() else path)
+        if path.suffix.lower() == ".gguf" and path.is_file():
+            from minillama.gguf import llama_config, read_gguf
+            config = llama_config(read_gguf(path))
+        else:
+            config = LlamaConfig.from_file(path / "config.json" if path.is_dir() else path)
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = Llama(config)
     print(trainable_summary(apply_lora(model, lora_config)))
@@ -142,6 +146,14 @@ def _copy_tokenizer(base: str, dest: Path) -> list[str]:
     from minillama.load import resolve_model_dir  # the folder from_pretrained read (Hub cache for ids)
 
     base_dir = resolve_model_dir(base)
+    if base_dir.is_file():  # a .gguf file: write the tokenizer its metadata describes, in HF's layout
+        from minillama.gguf import tokenizer_parts
+        from plumbing.durable import write_json_atomic
+
+        spec, config = tokenizer_parts(base_dir)
+        write_json_atomic(dest / "tokenizer.json", spec)
+        write_json_atomic(dest / "tokenizer_config.json", {k: v for k, v in config.items() if v is not None})
+        return ["tokenizer.json", "tokenizer_config.json"]
     copied = []
     for name in TOKENIZER_FILES:
         if (base_dir / name).is_file():
@@ -194,8 +206,9 @@ def merge(args: argparse.Namespace) -> None:
     base = f"{args.base} (loaded in NF4, written dequantised)" if args.quantize else args.base
     print(f"merged {n_layers} LoRA layers (r={config.r}, alpha={config.alpha:g}) from {args.adapter} into "
           f"{base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
-    if "tokenizer.model" not in copied:
-        print(f"note: the base {args.base} has no tokenizer.model; {out} has no tokenizer", file=sys.stderr)
+    if not {"tokenizer.model", "tokenizer.json"} & set(copied):
+        print(f"note: the base {args.base} has no tokenizer.model or tokenizer.json; {out} has no tokenizer",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

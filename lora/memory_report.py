@@ -59,6 +59,12 @@ def resolve_config(spec: str) -> LlamaConfig:
     if spec.lower() in BUILTIN:
         return BUILTIN[spec.lower()]
     path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf" and path.is_file():  # a llama.cpp file: the config in its header
+        from minillama.gguf import llama_config, read_gguf
+        try:
+            return llama_config(read_gguf(path))
+        except MiniLlamaError as e:
+            raise LoraError(str(e)) from None
     if path.is_dir():
         path = path / "config.json"
         if not path.is_file():

@@ -5,7 +5,7 @@
     python -m minillama generate --model meta-llama/Llama-2-7b-chat-hf --chat --prompt "Hello"
 
 Bad input (a missing folder, another architecture, a truncated or mis-shaped checkpoint, a pickle-only
-checkpoint, an invalid config.json, an out-of-range flag ...) prints one line `error: <file or flag>:
+checkpoint, an invalid config.json or GGUF file, an out-of-range flag ...) prints one line `error: <file or flag>:
 <problem>` on stderr and exits with status 2; a failed Hub download exits with 1 (docs/cli.md).
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from plumbing.threads import configure_threads
 from .chat import Session, conversation_ids, resolve_session
 from .config import LlamaConfig
 from .errors import MiniLlamaError
+from .gguf import gguf_tokenizer, llama_config, read_gguf
 from .load import resolve_model_dir
 from .model import Llama
 from .templates import TEMPLATES
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate a continuation (or a chat answer), streaming it")
     g.add_argument("--model", required=True,
-                   help="model folder, Hugging Face Hub id, or a training run folder (scripts/train.py --out)")
+                   help="model folder, .gguf file (llama.cpp), Hugging Face Hub id, or a training run folder "
+                        "(scripts/train.py --out)")
     g.add_argument("--adapter", default=None,
                    help="LoRA adapter folder (PEFT format) or training run folder to apply to the model")
     g.add_argument("--template", default=None, choices=TEMPLATES,
@@ -112,8 +114,12 @@ def check_args(args: argparse.Namespace) -> None:
 def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) -> tuple[Llama, Tokenizer]:
     """The base model with the session's adapter applied, and its tokenizer."""
     model_dir = resolve_model_dir(session.base)
-    LlamaConfig.from_file(model_dir / "config.json")  # a bad config.json fails before the tokenizer is read
-    tokenizer = load_tokenizer(tokenizer_path or model_dir)
+    if model_dir.is_file():  # a .gguf file: its metadata holds the config and the tokenizer
+        llama_config(read_gguf(model_dir))  # a bad header fails before the tokenizer is read
+        tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path else gguf_tokenizer(model_dir)
+    else:
+        LlamaConfig.from_file(model_dir / "config.json")  # a bad config.json fails before the tokenizer is read
+        tokenizer = load_tokenizer(tokenizer_path or model_dir)
     model = Llama.from_pretrained(model_dir, dtype=dtype, device=device, quantize=session.quantize)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise MiniLlamaError(f"{tokenizer.path}: tokenizer has {tokenizer.vocab_size} tokens, the model "

@@ -337,12 +337,15 @@ def llama_config(gguf: GGUFFile) -> LlamaConfig:
 
 
 def hf_index(gguf: GGUFFile) -> dict[str, GGUFTensor]:
-    """{Hugging Face name: entry} of every tensor; a tensor a Llama decoder does not have is refused."""
+    """{Hugging Face name: entry} of every tensor. A tensor a Llama decoder does not have, or of a type that
+    `dequantize` does not read, is refused here, before any tensor is read."""
     index = {}
     for name, tensor in gguf.tensors.items():
         key = hf_name(name)
         if key is None:
             raise MiniLlamaError(f"{gguf.path}: tensor {name} is not part of a Llama decoder")
+        if tensor.type_name not in BLOCKS:
+            raise MiniLlamaError(f"{gguf.path}: tensor {name} has type {tensor.type_name}; supported: {SUPPORTED}")
         index[key] = tensor
     return index
 
@@ -435,3 +438,11 @@ def tokenizer_parts(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if "tokenizer.chat_template" in meta:
         config["chat_template"] = _meta(gguf, "tokenizer.chat_template", kinds=(str,))
     return spec, config
+
+
+def gguf_tokenizer(path: str | Path):
+    """The `BPETokenizer` of a GGUF file, built from `tokenizer_parts` (`BPETokenizer.from_spec`)."""
+    from .bpe_tokenizer import BPETokenizer
+
+    spec, config = tokenizer_parts(path)
+    return BPETokenizer.from_spec(spec, config, str(path))

