@@ -413,3 +413,60 @@ def test_cli_bad_gguf_is_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], proc.stderr
     assert proc.stdout == ""
+
+
+# --- the commands that take a base: lora merge / count ----------------------------------------------------------
+
+def test_lora_merge_and_count_take_a_gguf_base(tmp_path, capsys):
+    from lora import LoraConfig, apply_lora, save_adapter
+    from lora.cli import main as lora_main
+
+    path = tmp_path / "tiny.gguf"
+    write_gguf(path, tiny_model(tied=False), Q.Q8_0)
+    model = apply_lora(Llama.from_pretrained(path), LoraConfig(r=4, alpha=8))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.05)
+    ids = torch.tensor([[3, 70, 250, 9, 41]])
+    with torch.no_grad():
+        expected = model(ids)
+    save_adapter(model, tmp_path / "adapter", base_model_name_or_path=str(path))
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        str(path)
+    lora_main(["merge", "--base", str(path), "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "m")])
+    merged = Llama.from_pretrained(tmp_path / "m")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids), expected)
+    spec, config = tokenizer_parts(path)  # the merged folder carries the GGUF's tokenizer in HF's layout
+    assert json.loads((tmp_path / "m" / "tokenizer.json").read_text(encoding="utf-8")) == spec
+    assert json.loads((tmp_path / "m" / "tokenizer_config.json").read_text(encoding="utf-8")) == config
+    capsys.readouterr()
+    lora_main(["count", "--config", str(path), "--r", "4"])
+    assert "trainable params: " in capsys.readouterr().out
+
+
+def test_train_and_generate_on_a_gguf_base(tmp_path):
+    """scripts/train.py --base file.gguf records the file as the run's base; generate answers from the run."""
+    from minillama.bpe_tokenizer import BPETokenizer
+
+    if not hasattr(BPETokenizer, "from_spec"):
+        pytest.skip("BPETokenizer.from_spec is not in this checkout yet")
+    from _train_util import train_args
+    from medlora_scripts import train
+
+    path = tmp_path / "tiny.gguf"
+    write_gguf(path, tiny_model(tied=True), Q.Q4_1)
+    data = tmp_path / "data.json"  # short records: the tiny vocabulary spends about a token per character
+    data.write_text(json.dumps([{"instruction": "Answer.", "input": f"the pain {i}", "output": f"rest {i}"}
+                                for i in range(18)]))
+    run = tmp_path / "run"
+    assert train.main(train_args((path, data), run, "--template", "alpaca", "--num-epochs", "1",
+                            "--cutoff-len", "256")) in (0, None)
+    assert json.loads((run / "config.json").read_text())["resolved"]["base_path"] == str(path)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(run), "--prompt", "hi",
+                           "--max-new-tokens", "4"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"base {path}" in proc.stderr
