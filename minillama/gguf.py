@@ -16,8 +16,8 @@ must lie inside the file: a truncated or crafted file is one `MiniLlamaError` li
 large allocation. Tensors are read through a read-only memory map, one at a time, when they are asked for.
 
 `read_gguf(path)` reads the header; `dequantize(gguf, tensor)` turns one tensor into float32 exactly as ggml
-does; `llama_config(gguf)` and `hf_state_items(gguf, ...)` give what `load.load_pretrained` needs for a
-Hugging Face layout `Llama`; `tokenizer_parts(path)` rebuilds tokenizer.json and tokenizer_config.json.
+does; `llama_config`, `hf_index` and `hf_tensor` give what `load.load_pretrained` needs for a Hugging Face
+layout `Llama`; `tokenizer_parts(path)` rebuilds tokenizer.json and tokenizer_config.json.
 """
 from __future__ import annotations
 
@@ -324,8 +324,8 @@ def llama_config(gguf: GGUFFile) -> LlamaConfig:
             num_key_value_heads=_meta(gguf, p + "attention.head_count_kv", heads),
             head_dim=head_dim,
             max_position_embeddings=_meta(gguf, p + "context_length", 4096),
-            rms_norm_eps=float(_meta(gguf, p + "attention.layer_norm_rms_epsilon", 1e-5, (float,))),
-            rope_theta=float(_meta(gguf, p + "rope.freq_base", 10000.0, (float,))),
+            rms_norm_eps=float(_meta(gguf, p + "attention.layer_norm_rms_epsilon", 1e-5, (float, int))),
+            rope_theta=float(_meta(gguf, p + "rope.freq_base", 10000.0, (float, int))),
             tie_word_embeddings="output.weight" not in gguf.tensors,  # as transformers decides it
             bos_token_id=_meta(gguf, tok + "bos_token_id", 1),
             eos_token_id=eos,

@@ -62,6 +62,8 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         return path
     if path.exists():
         raise MiniLlamaError(f"{text}: is a file; expected a model folder, a .gguf file or a Hub repo id")
+    if path.suffix.lower() == ".gguf":
+        raise MiniLlamaError(f"{text}: GGUF file not found")
     if not is_hub_id(text):
         raise MiniLlamaError(f"{text}: model folder not found")
     return download_model(text, HUB_PATTERNS)

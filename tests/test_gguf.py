@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -406,9 +405,8 @@ def test_hf_names():
 def test_cli_bad_gguf_is_one_line(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(header(2**40, 0))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(bad), "--prompt", "hi"],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], proc.stderr
@@ -465,8 +463,31 @@ def test_train_and_generate_on_a_gguf_base(tmp_path):
     assert train.main(train_args((path, data), run, "--template", "alpaca", "--num-epochs", "1",
                             "--cutoff-len", "256")) in (0, None)
     assert json.loads((run / "config.json").read_text())["resolved"]["base_path"] == str(path)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(run), "--prompt", "hi",
-                           "--max-new-tokens", "4"], capture_output=True, text=True, env=env, timeout=300)
+                           "--max-new-tokens", "4"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
     assert f"base {path}" in proc.stderr
+
+
+def test_alignment_and_version_2(tmp_path):
+    """`general.alignment` moves the data section and every offset; a version-2 header reads as version 3."""
+    model = tiny_model(tied=False)
+    write_gguf(tmp_path / "plain.gguf", model, Q.Q4_0)
+    aligned = tmp_path / "aligned.gguf"
+    write_gguf(aligned, model, Q.Q4_0, extra=lambda w: w.add_custom_alignment(256))
+    ours, reference = read_gguf(aligned), gguf.GGUFReader(str(aligned))
+    assert ours.metadata["general.alignment"] == 256
+    for t in reference.tensors:
+        assert ours.tensors[t.name].start == t.data_offset and ours.tensors[t.name].start % 256 == 0
+        np.testing.assert_array_equal(dequantize(ours, ours.tensors[t.name]),
+                                      gguf.quants.dequantize(t.data, t.tensor_type))
+    v2 = tmp_path / "v2.gguf"
+    raw = bytearray(aligned.read_bytes())
+    raw[4:8] = struct.pack("<I", 2)
+    v2.write_bytes(bytes(raw))
+    assert read_gguf(v2).version == 2
+    ids = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    with torch.no_grad():
+        want = Llama.from_pretrained(tmp_path / "plain.gguf")(ids)
+        torch.testing.assert_close(Llama.from_pretrained(aligned)(ids), want, rtol=0, atol=0)
+        torch.testing.assert_close(Llama.from_pretrained(v2)(ids), want, rtol=0, atol=0)
