@@ -284,7 +284,7 @@ def _meta(gguf: GGUFFile, key: str, default: Any = ..., kinds: tuple[type, ...] 
             raise MiniLlamaError(f"{gguf.path}: GGUF metadata {key} is missing")
         return default
     value = gguf.metadata[key]
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise MiniLlamaError(f"{gguf.path}: GGUF metadata {key} = {value!r} has the wrong type")
     return value
 

@@ -377,6 +377,9 @@ def test_other_architecture_and_unsupported_type(tmp_path):
     other = tmp_path / "qwen.gguf"
     write_gguf(other, model, Q.F32, arch="qwen2")
     assert "general.architecture is 'qwen2'" in one_line_error(other, Llama.from_pretrained)
+    scaled = tmp_path / "yarn.gguf"
+    write_gguf(scaled, model, Q.F32, extra=lambda w: w.add_rope_scaling_type(gguf.RopeScalingType.YARN))
+    assert "rope scaling (llama.rope.scaling.type='yarn'" in one_line_error(scaled, Llama.from_pretrained)
 
     path = tmp_path / "q5.gguf"
 
