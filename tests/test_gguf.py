@@ -494,3 +494,19 @@ def test_alignment_and_version_2(tmp_path):
         want = Llama.from_pretrained(tmp_path / "plain.gguf")(ids)
         torch.testing.assert_close(Llama.from_pretrained(aligned)(ids), want, rtol=0, atol=0)
         torch.testing.assert_close(Llama.from_pretrained(v2)(ids), want, rtol=0, atol=0)
+
+
+def test_train_refuses_a_bad_gguf_base_before_writing(tmp_path, capsys):
+    from medlora_scripts import train
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"instruction": "Answer.", "input": "pain", "output": "rest"}] * 18))
+    for name, raw in (("crafted.gguf", header(2**40, 0)), ("text.gguf", b"not a model at all" * 8)):
+        bad = tmp_path / name
+        bad.write_bytes(raw)
+        capsys.readouterr()
+        assert train.main(["--preset", "none", "--base", str(bad), "--data", str(data), "--out",
+                           str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(bad) in err[0] and "GGUF" in err[0], err
+        assert not (tmp_path / "run").exists()
