@@ -39,7 +39,8 @@ class TrainConfig:
     """Every knob of a fine-tuning run; `config.json` in the run folder is this, resolved."""
 
     # --- what to train ---
-    base: str = knob("", "base model: Hub id, local folder (HF layout) or llama.cpp .gguf file; 'demo' builds the demo's tiny Llama")
+    base: str = knob("", "base model: Hub id, local folder (HF layout) or llama.cpp .gguf file; 'demo' builds the "
+                         "demo's tiny Llama")
     data: str = knob("", "dataset: a JSON-list or JSONL path, or 'genmedgpt-5k' to download the public file")
     template: str = knob("alpaca", "prompt template; alpaca-lora and ChatDoctor train on alpaca; llama2-chat, "
                                    "llama3 and mistral are those models' chat formats",
