@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .bpe_tokenizer import BPETokenizer
+from .bpe_tokenizer import BPETokenizer, read_json
+from .chat_template import ChatTemplate, chat_template_ids, find_chat_template, template_variables
 from .errors import MiniLlamaError, check_path
 from .hub import download_file, is_hub_id
 
@@ -30,6 +31,8 @@ class Tokenizer:
 
     Attributes:
         bos_id, eos_id: 1 and 2 for Llama-2.
+        add_bos, add_eos: What `encode` adds by default (tokenizer_config.json beside the model; True, False).
+        chat_template: The model's `ChatTemplate` (tokenizer_config.json beside the model), or None.
         eos_ids: `(eos_id,)`, the same attribute as `BPETokenizer.eos_ids` (Llama-3 has several).
         pad_id: The model's pad id, or 0 (`<unk>`) when it has none (Llama-2 has none); only used to fill
             padding positions that an attention mask hides.
@@ -55,20 +58,57 @@ class Tokenizer:
         self.eos_id: int = self.sp.eos_id()
         self.eos_ids: tuple[int, ...] = (self.eos_id,)
         self.pad_id: int = self.sp.pad_id() if self.sp.pad_id() >= 0 else 0
+        # tokenizer_config.json beside the model (Hub layout): whether encode adds BOS / EOS (transformers'
+        # LlamaTokenizer: add_bos_token true, add_eos_token false by default) and the chat template.
+        config_path = self.path.parent / "tokenizer_config.json"
+        config = read_json(config_path, required=False) or {}
+        self.add_bos: bool = bool(config.get("add_bos_token", True))
+        self.add_eos: bool = bool(config.get("add_eos_token", False))
+        names = {key: self.sp.id_to_piece(i) for key, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
+                                                             ("unk_token", self.sp.unk_id())) if i >= 0}
+        template = find_chat_template(config, str(config_path), self.path.parent)
+        self.chat_template: ChatTemplate | None = (
+            ChatTemplate(template, str(config_path), template_variables(config, names)) if template else None)
+        self._controls = {names[k]: i for k, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
+                                                   ("unk_token", self.sp.unk_id())) if k in names}
 
-    def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]:
-        """Token ids of `text`, with BOS first / EOS last if asked."""
+    def encode(self, text: str, bos: bool | None = None, eos: bool | None = None) -> list[int]:
+        """Token ids of `text`, with BOS first / EOS last if asked (None: as the model's tokenizer does,
+        tokenizer_config.json's add_bos_token / add_eos_token; Llama-2: BOS, no EOS)."""
         if not isinstance(text, str):
             raise MiniLlamaError(f"Tokenizer.encode expects a str, got {type(text).__name__}")
         ids = self.sp.encode(text)
+        return self._wrap(ids, bos, eos)
+
+    def _wrap(self, ids: list[int], bos: bool | None, eos: bool | None) -> list[int]:
+        bos = self.add_bos if bos is None else bos
+        eos = self.add_eos if eos is None else eos
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
-    def encode_batch(self, texts: Sequence[str], bos: bool = True, eos: bool = False) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], bos: bool | None = None, eos: bool | None = None) -> list[list[int]]:
         """`encode` for many texts in one SentencePiece call."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
             raise MiniLlamaError(f"Tokenizer.encode_batch expects a list of str, got {type(texts).__name__}")
-        return [([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
-                for ids in self.sp.encode(list(texts))]
+        return [self._wrap(ids, bos, eos) for ids in self.sp.encode(list(texts))]
+
+    def encode_rendered(self, text: str) -> list[int]:
+        """Token ids of a rendered chat template: the control pieces' text (`<s>`, `</s>`, `<unk>`) is those
+        tokens, each text between them is encoded on its own (SentencePiece's dummy prefix before each, as
+        the Llama-2 and Mistral tokenizers on the Hub do), nothing is added."""
+        import re
+
+        ids: list[int] = []
+        pattern = "|".join(re.escape(t) for t in sorted(self._controls, key=len, reverse=True))
+        start = 0
+        for match in re.finditer(pattern, text) if pattern else ():
+            ids += (self.sp.encode(text[start:match.start()]) if match.start() > start else [])
+            ids.append(self._controls[match.group()])
+            start = match.end()
+        return ids + (self.sp.encode(text[start:]) if start < len(text) else [])
+
+    def control_texts(self) -> list[str]:
+        """The control pieces' text (what a chat message may not contain)."""
+        return list(self._controls)
 
     def decode(self, ids: Iterable[int], stop_at_eos: bool = False) -> str:
         """Text of `ids` (a list, or a 1-D tensor), as `SentencePieceProcessor.decode` gives it.
@@ -91,6 +131,13 @@ class Tokenizer:
         return self.sp.decode(ids)
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a dialog in the model's own chat template (`chat_template.chat_template_ids`) if
+        tokenizer_config.json beside the model gives one, else in the Llama-2 chat format (`llama2_chat_ids`)."""
+        if self.chat_template is not None:
+            return chat_template_ids(self, messages)
+        return self.llama2_chat_ids(messages)
+
+    def llama2_chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of a dialog in the Llama-2 chat format, exactly as Meta's `chat_completion` builds them.
 
         An optional first system message is folded into the first user message as
