@@ -98,8 +98,9 @@ def chat_ids(messages: list[dict[str, str]], tokenizer, template: str) -> list[i
         raise MiniLlamaError(f"template: {template!r} is not a chat template ({', '.join(CHAT_TEMPLATES)})")
     own = getattr(tokenizer, "chat_format", "llama2-chat")  # Tokenizer: llama2-chat; BPETokenizer: llama3
     if own != template:
-        raise MiniLlamaError(f"template {template}: {getattr(tokenizer, 'path', 'the tokenizer')} encodes the "
-                             f"{own} chat format (llama2-chat needs tokenizer.model, llama3 tokenizer.json)")
+        kind = "SentencePiece tokenizer.model" if own == "llama2-chat" else "byte-level BPE tokenizer.json"
+        raise MiniLlamaError(f"template {template}: {getattr(tokenizer, 'path', 'the tokenizer')} is a {kind}; "
+                             "llama2-chat needs a SentencePiece tokenizer.model, llama3 a Llama-3 tokenizer.json")
     return llama3_chat_ids(tokenizer, messages) if template == "llama3" else tokenizer.llama2_chat_ids(messages)
 
 

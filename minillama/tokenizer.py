@@ -32,6 +32,7 @@ class Tokenizer:
     Attributes:
         bos_id, eos_id: 1 and 2 for Llama-2.
         add_bos, add_eos: What `encode` adds by default (tokenizer_config.json beside the model; True, False).
+        legacy: tokenizer_config.json's `legacy` (default True): how a rendered chat template is encoded.
         chat_template: The model's `ChatTemplate` (tokenizer_config.json beside the model), or None.
         eos_ids: `(eos_id,)`, the same attribute as `BPETokenizer.eos_ids` (Llama-3 has several).
         pad_id: The model's pad id, or 0 (`<unk>`) when it has none (Llama-2 has none); only used to fill
@@ -64,6 +65,7 @@ class Tokenizer:
         config = read_json(config_path, required=False) or {}
         self.add_bos: bool = bool(config.get("add_bos_token", True))
         self.add_eos: bool = bool(config.get("add_eos_token", False))
+        self.legacy: bool = bool(config.get("legacy", True))  # LlamaTokenizer's default (see encode_rendered)
         names = {key: self.sp.id_to_piece(i) for key, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
                                                              ("unk_token", self.sp.unk_id())) if i >= 0}
         template = find_chat_template(config, str(config_path), self.path.parent)
@@ -93,18 +95,30 @@ class Tokenizer:
 
     def encode_rendered(self, text: str) -> list[int]:
         """Token ids of a rendered chat template: the control pieces' text (`<s>`, `</s>`, `<unk>`) is those
-        tokens, each text between them is encoded on its own (SentencePiece's dummy prefix before each, as
-        the Llama-2 and Mistral tokenizers on the Hub do), nothing is added."""
+        tokens, nothing is added, and each text between them is encoded on its own, as transformers'
+        LlamaTokenizer does (`tokenize` / `_tokenize`): with `legacy` (Llama-2's Hub tokenizer) each text gets
+        SentencePiece's dummy prefix "▁" (so `<s>[INST]` is `<s> ▁[INST]`, Meta's format); without it only a
+        text at the very start does (so Mistral's template writes `<s> [INST]`)."""
         import re
 
         ids: list[int] = []
         pattern = "|".join(re.escape(t) for t in sorted(self._controls, key=len, reverse=True))
         start = 0
         for match in re.finditer(pattern, text) if pattern else ():
-            ids += (self.sp.encode(text[start:match.start()]) if match.start() > start else [])
+            ids += self._encode_segment(text[start:match.start()], first=start == 0)
             ids.append(self._controls[match.group()])
             start = match.end()
-        return ids + (self.sp.encode(text[start:]) if start < len(text) else [])
+        return ids + self._encode_segment(text[start:], first=start == 0)
+
+    def _encode_segment(self, text: str, first: bool) -> list[int]:
+        if not text:
+            return []
+        if self.legacy or first:
+            return self.sp.encode(text)
+        # transformers LlamaTokenizer._tokenize (legacy=False): encode unk + text, drop unk's pieces, so no
+        # dummy prefix is added in the middle of the text.
+        unk = self.sp.id_to_piece(self.sp.unk_id())
+        return self.sp.encode(unk + text)[len(self.sp.encode(unk)):]
 
     def control_texts(self) -> list[str]:
         """The control pieces' text (what a chat message may not contain)."""
