@@ -32,7 +32,9 @@ class Tokenizer:
     Attributes:
         bos_id, eos_id: 1 and 2 for Llama-2.
         add_bos, add_eos: What `encode` adds by default (tokenizer_config.json beside the model; True, False).
-        legacy: tokenizer_config.json's `legacy` (default True): how a rendered chat template is encoded.
+        legacy: How a rendered chat template is encoded (see `encode_rendered`): as the tokenizer.json beside
+            the model does when there is one (what transformers loads), else tokenizer_config.json's `legacy`
+            (default True).
         chat_template: The model's `ChatTemplate` (tokenizer_config.json beside the model), or None.
         eos_ids: `(eos_id,)`, the same attribute as `BPETokenizer.eos_ids` (Llama-3 has several).
         pad_id: The model's pad id, or 0 (`<unk>`) when it has none (Llama-2 has none); only used to fill
@@ -65,10 +67,10 @@ class Tokenizer:
         config = read_json(config_path, required=False) or {}
         self.add_bos: bool = bool(config.get("add_bos_token", True))
         self.add_eos: bool = bool(config.get("add_eos_token", False))
-        self.legacy: bool = bool(config.get("legacy", True))  # LlamaTokenizer's default (see encode_rendered)
+        template = find_chat_template(config, str(config_path), self.path.parent)
+        self.legacy: bool = _legacy(config, self.path.parent / "tokenizer.json") if template else True
         names = {key: self.sp.id_to_piece(i) for key, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
                                                              ("unk_token", self.sp.unk_id())) if i >= 0}
-        template = find_chat_template(config, str(config_path), self.path.parent)
         self.chat_template: ChatTemplate | None = (
             ChatTemplate(template, str(config_path), template_variables(config, names)) if template else None)
         self._controls = {names[k]: i for k, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
@@ -189,6 +191,20 @@ class Tokenizer:
         return ids
 
 
+def _legacy(config: dict, tokenizer_json: Path) -> bool:
+    """Whether each text between special tokens gets SentencePiece's dummy prefix: transformers loads the
+    tokenizer.json a Hub repo ships beside tokenizer.model, whose normalizer `Prepend("▁")` does so (Llama-2,
+    Mistral v0.1) and whose `Metaspace(prepend_scheme="first")` does not; without one, `legacy` decides."""
+    spec = read_json(tokenizer_json, required=False) if tokenizer_json.is_file() else None
+    if spec is None:
+        return bool(config.get("legacy", True))
+    steps = [spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}]
+    steps = [x for step in steps for x in (step.get("normalizers") or step.get("pretokenizers") or [step])]
+    if any(step.get("type") == "Prepend" for step in steps):
+        return True
+    return any(step.get("type") == "Metaspace" and step.get("prepend_scheme", "always") == "always" for step in steps)
+
+
 def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer | BPETokenizer:
     """The tokenizer of a model: a `tokenizer.model` (SentencePiece `Tokenizer`: Llama-2, Mistral) or a
     `tokenizer.json` (byte-level `BPETokenizer`: Llama-3) file, a folder holding one, or a Hub repo id.
@@ -211,18 +227,26 @@ def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer | BPETokenizer:
     if not is_hub_id(text):
         raise MiniLlamaError(f"{text}: tokenizer file or folder not found")
     try:
-        return Tokenizer(download_file(text, "tokenizer.model"))
+        model_file = download_file(text, "tokenizer.model")
     except MiniLlamaError as exc:
         if exc.exit_code != 2:  # offline or a server error: the second file would fail the same way
             raise
         first = exc
+    else:
+        _download_optional(text, ("tokenizer_config.json", "chat_template.jinja", "tokenizer.json"))
+        return Tokenizer(model_file)
     try:
         tokenizer_json = download_file(text, "tokenizer.json")
     except MiniLlamaError:
         raise first from None
-    for name in ("tokenizer_config.json", "generation_config.json"):  # BOS/EOS, if the repo has them
+    _download_optional(text, ("tokenizer_config.json", "generation_config.json", "chat_template.jinja"))
+    return BPETokenizer(tokenizer_json)
+
+
+def _download_optional(repo: str, names: tuple[str, ...]) -> None:
+    """Fetch the files beside a tokenizer that the repo may have (BOS/EOS, the chat template)."""
+    for name in names:
         try:
-            download_file(text, name)
+            download_file(repo, name)
         except MiniLlamaError:
             pass
-    return BPETokenizer(tokenizer_json)

@@ -373,14 +373,13 @@ def test_train_with_the_model_template(chatml_base, tmp_path):
     assert train.main(args) == 0
     assert json.loads((out / "config.json").read_text())["template"] == "model"
     repo = Path(__file__).resolve().parents[1]
-    env = {**__import__("os").environ, "PYTHONPATH": str(repo)}
     done = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(out), "--prompt", "I cough",
-                           "--max-new-tokens", "3"], capture_output=True, text=True, env=env, cwd=repo, timeout=300)
+                           "--max-new-tokens", "3"], capture_output=True, text=True, cwd=repo, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "template model" in done.stderr
     # the base alone: its own template by default, said in one line
     done = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(chatml_base), "--prompt",
-                           "I cough", "--max-new-tokens", "2"], capture_output=True, text=True, env=env, cwd=repo,
+                           "I cough", "--max-new-tokens", "2"], capture_output=True, text=True, cwd=repo,
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "template model (default: the model's own chat_template" in done.stderr

@@ -260,7 +260,8 @@ def test_a_hub_repo_without_tokenizer_model_gives_its_tokenizer_json(tmp_path, l
     monkeypatch.setattr("minillama.tokenizer.download_file", download_file)
     tok = load_tokenizer("meta-llama/Llama-3.1-8B")
     assert isinstance(tok, BPETokenizer) and tok.eos_id == tok.special_ids["<|eot_id|>"]
-    assert asked == ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
+    assert asked == ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                     "chat_template.jinja"]
 
     def offline(repo, name):
         raise MiniLlamaError(f"{repo}: offline", exit_code=1)
