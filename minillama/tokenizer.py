@@ -73,6 +73,7 @@ class Tokenizer:
                                                              ("unk_token", self.sp.unk_id())) if i >= 0}
         self.chat_template: ChatTemplate | None = (
             ChatTemplate(template, str(config_path), template_variables(config, names)) if template else None)
+        self._word_ids: dict[str, list[int]] = {}  # `_bpe_word`'s cache
         self._controls = {names[k]: i for k, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
                                                    ("unk_token", self.sp.unk_id())) if k in names}
 
@@ -98,9 +99,10 @@ class Tokenizer:
     def encode_rendered(self, text: str) -> list[int]:
         """Token ids of a rendered chat template: the control pieces' text (`<s>`, `</s>`, `<unk>`) is those
         tokens, nothing is added, and each text between them is encoded on its own, as transformers'
-        LlamaTokenizer does (`tokenize` / `_tokenize`): with `legacy` (Llama-2's Hub tokenizer) each text gets
-        SentencePiece's dummy prefix "▁" (so `<s>[INST]` is `<s> ▁[INST]`, Meta's format); without it only a
-        text at the very start does (so Mistral's template writes `<s> [INST]`)."""
+        LlamaTokenizer does: with `legacy` (Llama-2's Hub tokenizer) each text gets SentencePiece's dummy
+        prefix "▁" (so `<s>[INST]` is `<s> ▁[INST]`, Meta's format); without it only a text at the very start
+        does (Metaspace's prepend_scheme "first"; so Mistral's template writes `<s> [INST]`), the others are
+        SentencePiece's BPE of the text as it is (`_bpe_word`)."""
         import re
 
         ids: list[int] = []
@@ -117,10 +119,42 @@ class Tokenizer:
             return []
         if self.legacy or first:
             return self.sp.encode(text)
-        # transformers LlamaTokenizer._tokenize (legacy=False): encode unk + text, drop unk's pieces, so no
-        # dummy prefix is added in the middle of the text.
-        unk = self.sp.id_to_piece(self.sp.unk_id())
-        return self.sp.encode(unk + text)[len(self.sp.encode(unk)):]
+        words = _words(text.replace(" ", WHITESPACE))
+        if len(self._word_ids) > 100_000:  # bound the memory a long-running process spends on the cache
+            self._word_ids.clear()
+        for word in words:
+            if word not in self._word_ids:
+                self._word_ids[word] = self._bpe_word(word)
+        return [i for word in words for i in self._word_ids[word]]
+
+    def _bpe_word(self, word: str) -> list[int]:
+        """SentencePiece's BPE of one word, without the dummy prefix `sp.encode` adds (sentencepiece
+        bpe_model.cc `Encode`): merge the adjacent pair whose join is a piece of highest score (the leftmost
+        on a tie) until none is; a symbol that is no piece becomes its UTF-8 bytes' `<0xXX>` pieces (byte
+        fallback) or `<unk>`."""
+        sp, symbols = self.sp, list(word)
+
+        def score(piece: str) -> float | None:
+            i = sp.piece_to_id(piece)
+            usable = sp.id_to_piece(i) == piece and not (sp.is_unknown(i) or sp.is_control(i) or sp.is_unused(i))
+            return sp.get_score(i) if usable else None
+        while len(symbols) > 1:
+            scores = [score(a + b) for a, b in zip(symbols, symbols[1:])]
+            best = max((s, -k) for k, s in enumerate(scores) if s is not None) if any(
+                s is not None for s in scores) else None
+            if best is None:
+                break
+            k = -best[1]
+            symbols[k:k + 2] = [symbols[k] + symbols[k + 1]]
+        ids = []
+        for piece in symbols:
+            if score(piece) is not None or sp.piece_to_id(piece) != sp.unk_id():
+                ids.append(sp.piece_to_id(piece))
+            elif sp.piece_to_id("<0x00>") != sp.unk_id():  # byte fallback (Llama, Mistral)
+                ids += [sp.piece_to_id(f"<0x{b:02X}>") for b in piece.encode("utf-8")]
+            else:
+                ids.append(sp.unk_id())
+        return ids
 
     def control_texts(self) -> list[str]:
         """The control pieces' text (what a chat message may not contain)."""
@@ -189,6 +223,20 @@ class Tokenizer:
         if dialog[-1]["role"] == "user":
             ids += self.encode(f"{B_INST} {dialog[-1]['content'].strip()} {E_INST}", bos=True, eos=False)
         return ids
+
+
+WHITESPACE = "\u2581"  # SentencePiece writes a space as "▁"
+
+
+def _words(text: str) -> list[str]:
+    """SentencePiece's words (split_by_whitespace): a new word starts at each "▁" that follows another
+    character than "▁", so a run of "▁" stays with the word after it."""
+    words, start = [], 0
+    for k in range(1, len(text)):
+        if text[k] == WHITESPACE and text[k - 1] != WHITESPACE:
+            words.append(text[start:k])
+            start = k
+    return words + [text[start:]]
 
 
 def _legacy(config: dict, tokenizer_json: Path) -> bool:

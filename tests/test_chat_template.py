@@ -407,3 +407,40 @@ def test_model_is_a_template_choice_everywhere():
 
     assert "model" in TEMPLATES
     assert "model" in TrainConfig.__dataclass_fields__["template"].metadata["choices"]
+
+
+@pytest.mark.parametrize("tokenizer_json, config, legacy", [
+    (None, {}, True), (None, {"legacy": False}, False),
+    ({"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
+                                                         {"type": "Replace"}]}, "pre_tokenizer": None},
+     {"legacy": False}, True),  # Llama-2's Hub tokenizer.json: a dummy prefix on every text between specials
+    ({"normalizer": None, "pre_tokenizer": {"type": "Metaspace", "prepend_scheme": "first"}}, {}, False),
+])
+def test_sentencepiece_dummy_prefix_follows_the_tokenizer_json_beside_it(tmp_path, llama2_tokenizer_path,
+                                                                         tokenizer_json, config, legacy):
+    """What transformers loads decides how a rendered template is encoded: the tokenizer.json a Hub repo ships
+    beside tokenizer.model, else tokenizer_config.json's `legacy`."""
+    if tokenizer_json is not None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    tok = _sp_folder(tmp_path, llama2_tokenizer_path, "{{ bos_token + '[INST] hi' }}", legacy=True)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ bos_token + '[INST] hi' }}",
+                                                                **config}))
+    tok = Tokenizer(tmp_path / "tokenizer.model")
+    assert tok.legacy is legacy
+    ids = tok.encode_chat([{"role": "user", "content": "x"}])
+    # without the prefix: "[" "INST" "]" "▁hi", not "▁[" "INST" "]" "▁hi"
+    assert ids == [1] + (tok.sp.encode("[INST] hi") if legacy else [tok.sp.piece_to_id("[")] + tok.sp.encode("[INST] hi")[1:])
+
+
+def test_sentencepiece_bpe_without_the_dummy_prefix_equals_sentencepiece(llama2_tokenizer_path, genmedgpt_path):
+    """`_bpe_word` (SentencePiece's BPE, used where no dummy prefix is added) = `sp.encode` when given the
+    prefix itself, on every GenMedGPT-5k text and on texts full of unicode, digits and whitespace runs."""
+    from minillama.tokenizer import _words
+
+    tok = Tokenizer(llama2_tokenizer_path)
+    texts = [r[k] for r in json.loads(genmedgpt_path.read_text())[:1500] for k in ("input", "output")]
+    texts += [random_text(random.Random(i)) for i in range(1500)]
+    for text in filter(None, texts):  # (an empty text has no dummy prefix)
+        ours = [i for w in _words("\u2581" + text.replace(" ", "\u2581")) for i in tok._bpe_word(w)]
+        assert ours == tok.sp.encode(text), repr(text)
