@@ -24,11 +24,11 @@ from plumbing.errors import CommandError
 from plumbing.threads import configure_threads
 
 from .chat import Session, conversation_ids, resolve_session
+from .chat_template import require_template
 from .config import LlamaConfig
 from .errors import MiniLlamaError
 from .load import resolve_model_dir
 from .model import Llama
-from .chat_template import require_template
 from .templates import TEMPLATES
 from .tokenizer import Tokenizer, load_tokenizer
 

@@ -62,13 +62,13 @@ def train_llama3_tokenizer(folder: Path, vocab_size: int = 1200, seed: int = 0, 
     if added:
         tok.add_tokens(list(added))
     tok.add_special_tokens(list(special or LLAMA3_SPECIAL))
-    if not gpt2 and special is None:  # Llama 3's tokenizer.json: BOS before every text (Sequence[ByteLevel, TemplateProcessing])
+    if not gpt2 and special is None:  # Llama 3's tokenizer.json: BOS before every text (its post_processor)
         from tokenizers import processors
-        bos = tok.token_to_id(LLAMA3_SPECIAL[0])
+        bos = LLAMA3_SPECIAL[0]
         tok.post_processor = processors.Sequence([
             processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
-            processors.TemplateProcessing(single=f"{LLAMA3_SPECIAL[0]} $A", pair=f"{LLAMA3_SPECIAL[0]} $A {LLAMA3_SPECIAL[0]} $B",
-                                          special_tokens=[(LLAMA3_SPECIAL[0], bos)])])
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                          special_tokens=[(bos, tok.token_to_id(bos))])])
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
     return folder / "tokenizer.json"

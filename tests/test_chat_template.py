@@ -152,7 +152,8 @@ def test_smollm2_encode_equals_autotokenizer_on_genmedgpt(genmedgpt_path):
     texts = [r[k] for r in records for k in ("instruction", "input", "output")]
     rng = random.Random(0)
     texts += ["Hello\x04world", "\x04", "!\x04!", "\U00040000a", "\ufeff\u200b", "  \n\t\n  x", "😀👍🏽 done"]
-    texts += ["".join(rng.choice(["a", " ", "\x06", "\x13", "é", "\n", "日本"]) for _ in range(20)) for _ in range(300)]
+    pieces = ["a", " ", "\x06", "\x13", "é", "\n", "日本"]
+    texts += ["".join(rng.choice(pieces) for _ in range(20)) for _ in range(300)]
     assert ours.encode_batch(texts) == hf(texts)["input_ids"]
     assert ours.encode("Hello\x04world") == [19556, 6693] and ours.prefix_ids == ()
 
@@ -429,8 +430,8 @@ def test_sentencepiece_dummy_prefix_follows_the_tokenizer_json_beside_it(tmp_pat
     tok = Tokenizer(tmp_path / "tokenizer.model")
     assert tok.legacy is legacy
     ids = tok.encode_chat([{"role": "user", "content": "x"}])
-    # without the prefix: "[" "INST" "]" "▁hi", not "▁[" "INST" "]" "▁hi"
-    assert ids == [1] + (tok.sp.encode("[INST] hi") if legacy else [tok.sp.piece_to_id("[")] + tok.sp.encode("[INST] hi")[1:])
+    prefixed = tok.sp.encode("[INST] hi")  # "▁[" "INST" "]" "▁hi"
+    assert ids == [1] + (prefixed if legacy else [tok.sp.piece_to_id("[")] + prefixed[1:])
 
 
 def test_sentencepiece_bpe_without_the_dummy_prefix_equals_sentencepiece(llama2_tokenizer_path, genmedgpt_path):
