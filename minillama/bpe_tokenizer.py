@@ -3,9 +3,12 @@ SentencePiece `Tokenizer`: `encode(text, bos, eos)`, `encode_batch`, `decode(ids
 `eos_id` / `eos_ids`, `pad_id`, `vocab_size`, `path` and `encode_chat` (the model's own chat template, or
 Llama-3's header format). It reads GPT-2-style tokenizers too (SmolLM2: ChatML, no BOS).
 
-Which tokens begin and end a text is not in tokenizer.json but beside it: `tokenizer_config.json`
+Which tokens are BOS and EOS is not in tokenizer.json but beside it: `tokenizer_config.json`
 (`bos_token`, `eos_token`, `pad_token`) and `generation_config.json` / `config.json` (`eos_token_id`,
 one id or several). Without them Llama-3's names are used (`<|begin_of_text|>`, `<|end_of_text|>`).
+Whether `encode` puts them around a text by default is tokenizer.json's post_processor, as in
+transformers 5 (which ignores tokenizer_config.json's `add_bos_token` when a tokenizer.json is present):
+Llama-3's adds BOS, SmolLM2's nothing. `from_spec` builds the same from two dicts (a GGUF file's).
 """
 from __future__ import annotations
 
