@@ -12,6 +12,11 @@ Encoding a text takes four steps:
 4. Merge adjacent symbols by rank, the lowest-ranked pair first, until no pair has a merge; with
    `ignore_merges` (Llama 3) a part that is itself in the vocabulary is taken whole.
 
+A vocabulary need not hold all 256 byte symbols (SmolLM2's lacks 21: 0x04, 0xc0, 0xff ...). A byte with no
+symbol becomes `model.unk_token` if the model names one, else it is dropped before merging, so its
+neighbours may merge across the gap ("!\x04!" -> "!!"): tokenizers' `BPE::merge_word` skips a character
+that is not in the vocabulary when there is neither byte fallback nor an unknown token.
+
 The pattern uses Unicode classes (`\\p{L}`, `\\p{N}`) that Python's `re` does not know, so it is compiled with
 the `regex` package, verbatim as tokenizer.json writes it.
 """
@@ -104,10 +109,10 @@ class ByteLevelBPE:
         self.vocab: dict[str, int] = dict(model.get("vocab") or {})
         if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.vocab.values()):
             raise MiniLlamaError(f"{source}: model.vocab must map token strings to integer ids >= 0")
-        missing = [c for c in bytes_to_unicode().values() if c not in self.vocab]
-        if missing:
-            raise MiniLlamaError(f"{source}: model.vocab lacks {len(missing)} of the 256 byte symbols (e.g. "
-                                 f"{missing[0]!r}): not a byte-level BPE")
+        # tokenizers' BPE::merge_word: a symbol not in the vocabulary becomes unk_token, or is dropped.
+        self.unk: str | None = model.get("unk_token")
+        if self.unk is not None and self.unk not in self.vocab:
+            raise MiniLlamaError(f"{source}: model.unk_token {self.unk!r} is not in model.vocab")
         self.ranks: dict[tuple[str, str], int] = {}
         for rank, merge in enumerate(model.get("merges") or []):
             pair = tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)  # "a b" or ["a", "b"]
@@ -118,13 +123,18 @@ class ByteLevelBPE:
         self.ignore_merges = bool(model.get("ignore_merges", False))
         self.added: dict[str, int] = {}
         self.special: dict[str, int] = {}
+        strips: dict[str, tuple[bool, bool]] = {}
         for i, token in enumerate(spec.get("added_tokens") or []):
             if not isinstance(token, dict) or not isinstance(token.get("content"), str) or not token["content"] \
                     or isinstance(token.get("id"), bool) or not isinstance(token.get("id"), int) or token["id"] < 0:
                 raise MiniLlamaError(f"{source}: added_tokens[{i}] needs a non-empty 'content' and an integer 'id'")
             if any(token.get(flag) for flag in ("lstrip", "rstrip", "single_word")) and not token.get("special"):
                 raise MiniLlamaError(f"{source}: added_tokens[{i}] {token.get('content')!r} sets lstrip/rstrip/"
-                                     "single_word, which is not supported")
+                                     "single_word, which is not supported (on a token that is not special)")
+            if token.get("special") and token.get("single_word"):
+                raise MiniLlamaError(f"{source}: added_tokens[{i}] {token.get('content')!r} sets single_word, "
+                                     "which is not supported")
+            strips[token["content"]] = (bool(token.get("lstrip")), bool(token.get("rstrip")))
             (self.special if token.get("special") else self.added)[token["content"]] = token["id"]
         self.id_to_token = {i: t for t, i in self.vocab.items()}
         self.id_to_token.update({i: t for t, i in {**self.added, **self.special}.items()})
@@ -132,15 +142,26 @@ class ByteLevelBPE:
         longest_first = sorted(self.added, key=len, reverse=True)
         self.added_pattern = regex.compile("|".join(regex.escape(t) for t in longest_first)) if longest_first else None
         self.special_id_set = set(self.special.values())
+        # A rendered chat template writes special tokens as text: tokenizers' AddedVocabulary matches every
+        # added token, special or not, leftmost-longest (what `tokenizer(text)` does with split_special_tokens off).
+        # A special token with lstrip/rstrip takes the whitespace beside it into its match (tokenizers' AddedToken).
+        every = sorted({**self.added, **self.special}, key=len, reverse=True)
+        self.every_added = [{**self.added, **self.special}[t] for t in every]  # by alternative, 1-based group - 1
+        self.special_pattern = regex.compile("|".join(
+            "(" + (r"\s*" if strips.get(t, (0, 0))[0] else "") + regex.escape(t)
+            + (r"\s*" if strips.get(t, (0, 0))[1] else "") + ")" for t in every)) if every else None
         self.byte_chars = bytes_to_unicode()
         self.char_bytes = {c: b for b, c in self.byte_chars.items()}
         self.cache: dict[str, list[int]] = {}
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text` (no BOS/EOS), steps 1-4 of the module docstring."""
+    def encode(self, text: str, special: bool = False) -> list[int]:
+        """Token ids of `text` (no BOS/EOS), steps 1-4 of the module docstring; `special=True` also matches
+        the special tokens' text (a rendered chat template, where `<|im_start|>` is the control token)."""
+        pattern = self.special_pattern if special else self.added_pattern
         ids, start = [], 0
-        for match in self.added_pattern.finditer(text) if self.added_pattern is not None else ():
-            ids += self._encode_piece(text[start:match.start()]) + [self.added[match.group()]]
+        for match in pattern.finditer(text) if pattern is not None else ():
+            token_id = self.every_added[match.lastindex - 1] if special else self.added[match.group()]
+            ids += self._encode_piece(text[start:match.start()]) + [token_id]
             start = match.end()
         return ids + self._encode_piece(text[start:])
 
@@ -161,7 +182,8 @@ class ByteLevelBPE:
             return self.cache[word]
         if self.ignore_merges and word in self.vocab:
             return [self.vocab[word]]
-        symbols = list(word)
+        symbols = [c if c in self.vocab else self.unk for c in word]  # a byte with no symbol: unk, or dropped
+        symbols = [c for c in symbols if c is not None]
         while len(symbols) > 1:
             rank, first = min((self.ranks.get(pair, float("inf")), pair) for pair in zip(symbols, symbols[1:]))
             if rank == float("inf"):

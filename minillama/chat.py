@@ -82,7 +82,7 @@ def conversation_ids(session: Session, tokenizer, history: list[tuple[str, str]]
                      system: str | None = None) -> list[int]:
     """Token ids of the prompt for `message` after the (user, answer) turns of `history`.
 
-    The chat templates (llama2-chat, llama3, mistral) keep the turns as their formats do; alpaca and none put
+    The chat templates (llama2-chat, llama3, mistral, model) keep the turns as their formats do; alpaca and none put
     the earlier turns into the input text ("Patient: ... / Doctor: ..."), since those formats have a single turn.
     """
     instruction = system if system is not None else session.instruction

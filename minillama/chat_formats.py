@@ -74,13 +74,13 @@ def llama3_chat_ids(tokenizer, messages: Sequence[dict[str, str]]) -> list[int]:
     start, end, eot = (specials[t] for t in (START_HEADER, END_HEADER, END_OF_TURN))
 
     def header(role: str) -> list[int]:
-        return [start] + tokenizer.encode(role, bos=False) + [end]
+        return [start] + tokenizer.encode(role, bos=False, eos=False) + [end]
 
     ids = [tokenizer.bos_id]
     for m in dialog:
-        ids += header(m["role"]) + tokenizer.encode("\n\n" + m["content"].strip(), bos=False) + [eot]
+        ids += header(m["role"]) + tokenizer.encode("\n\n" + m["content"].strip(), bos=False, eos=False) + [eot]
     if dialog[-1]["role"] == "user":
-        ids += header("assistant") + tokenizer.encode("\n\n", bos=False)
+        ids += header("assistant") + tokenizer.encode("\n\n", bos=False, eos=False)
     return ids
 
 
@@ -99,6 +99,10 @@ def mistral_chat_ids(tokenizer, messages: Sequence[dict[str, str]]) -> list[int]
         tokenizer: A SentencePiece `Tokenizer` (Mistral's tokenizer.model).
         messages: [system], user, assistant, user, ... dicts.
     """
+    if getattr(tokenizer, "chat_format", None) != "llama2-chat" or tokenizer.sp.id_to_piece(tokenizer.bos_id) != "<s>":
+        raise MiniLlamaError(f"template mistral: {getattr(tokenizer, 'path', 'the tokenizer')} is not a SentencePiece "
+                             "tokenizer.model with <s> and </s> (Mistral v0.1-v0.2's); use --template model for "
+                             "the model's own format")
     dialog = check_dialog(messages, "mistral chat format")
     _refuse_markers(dialog, MISTRAL_MARKERS, "mistral chat format")
     system = dialog.pop(0)["content"] if dialog[0]["role"] == "system" else None
@@ -109,5 +113,5 @@ def mistral_chat_ids(tokenizer, messages: Sequence[dict[str, str]]) -> list[int]
         if i + 1 < len(dialog):  # answered: the answer follows in the same text, then EOS
             ids += tokenizer.encode(f"{text} {dialog[i + 1]['content']}", bos=False, eos=True)
         else:
-            ids += tokenizer.encode(text, bos=False)
+            ids += tokenizer.encode(text, bos=False, eos=False)
     return ids

@@ -11,6 +11,7 @@ checkpoint, an invalid config.json or GGUF file, an out-of-range flag ...) print
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -23,6 +24,7 @@ from plumbing.errors import CommandError
 from plumbing.threads import configure_threads
 
 from .chat import Session, conversation_ids, resolve_session
+from .chat_template import require_template
 from .config import LlamaConfig
 from .errors import MiniLlamaError
 from .gguf import gguf_tokenizer, llama_config, read_gguf
@@ -76,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--adapter", default=None,
                    help="LoRA adapter folder (PEFT format) or training run folder to apply to the model")
     g.add_argument("--template", default=None, choices=TEMPLATES,
-                   help="prompt template (default: the run's; alpaca with an adapter; none without)")
+                   help="prompt template (default: the run's; alpaca with an adapter; without one the model's "
+                        "own chat template (model) if it has one, else none)")
     g.add_argument("--quantize", default=None, choices=["none", "nf4"],
                    help="load the base in 4-bit NF4 (default: as the run trained, else as stored)")
     g.add_argument("--prompt", default=None, help="the prompt (the user message / the patient's question)")
@@ -180,6 +183,20 @@ def fit_turns(session: Session, tokenizer: Tokenizer, history: list[tuple[str, s
     return ids, dropped
 
 
+def own_template(session: Session, tokenizer: Tokenizer, args: argparse.Namespace) -> Session:
+    """The session with the model's own chat template where nothing chose a template (a base model without
+    --template, --chat or a run), its note saying so; `--template model` on a model without one is refused."""
+    if session.template == "model":
+        require_template(tokenizer)
+    defaulted = args.template is None and not args.chat and session.adapter is None and session.template == "none"
+    if defaulted and getattr(tokenizer, "chat_template", None) is not None:
+        note = session.note.replace("template none (default)", "template model (default: the model's own "
+                                    f"chat_template, from {tokenizer.chat_template.source}; --template none for "
+                                    "raw text)")
+        return dataclasses.replace(session, template="model", note=note)
+    return session
+
+
 def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO | None = None) -> int:
     check_args(args)
     if args.prompt is None and not args.interactive:
@@ -189,6 +206,7 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
     session = resolve_session(args.model, args.adapter, args.template, args.chat, args.quantize)
     configure_threads(0)
     model, tokenizer = load(session, args.dtype, args.device, args.tokenizer)
+    session = own_template(session, tokenizer, args)
     err.write(f"[minillama] {session.note}\n")
     history: list[tuple[str, str]] = []
     said: set = set()

@@ -39,9 +39,10 @@ def random_text(rng: random.Random, pieces: int | None = None) -> str:
 
 
 def train_llama3_tokenizer(folder: Path, vocab_size: int = 1200, seed: int = 0, gpt2: bool = False,
-                           added: tuple[str, ...] = ()) -> Path:
+                           added: tuple[str, ...] = (), special: tuple[str, ...] | None = None) -> Path:
     """Train a byte-level BPE on random texts with Llama-3's pre-tokenizer (or GPT-2's lone ByteLevel) and
-    `ignore_merges`, add Llama-3's special tokens after the vocabulary, save `folder/tokenizer.json`."""
+    `ignore_merges`, add Llama-3's special tokens (or `special`) after the vocabulary, save
+    `folder/tokenizer.json`."""
     tokenizers = pytest.importorskip("tokenizers")
     from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
@@ -60,7 +61,14 @@ def train_llama3_tokenizer(folder: Path, vocab_size: int = 1200, seed: int = 0, 
     tok.train_from_iterator(corpus, trainer)
     if added:
         tok.add_tokens(list(added))
-    tok.add_special_tokens(LLAMA3_SPECIAL)
+    tok.add_special_tokens(list(special or LLAMA3_SPECIAL))
+    if not gpt2 and special is None:  # Llama 3's tokenizer.json: BOS before every text (its post_processor)
+        from tokenizers import processors
+        bos = LLAMA3_SPECIAL[0]
+        tok.post_processor = processors.Sequence([
+            processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                          special_tokens=[(bos, tok.token_to_id(bos))])])
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
     return folder / "tokenizer.json"

@@ -196,10 +196,42 @@ def test_broken_files_are_one_line(tmp_path, llama3_tok):
     with pytest.raises(MiniLlamaError, match="not valid JSON"):
         load_tokenizer(tmp_path / "tokenizer.json")
     spec = json.loads((folder / "tokenizer.json").read_text())
-    del spec["model"]["vocab"]["Ġ"]
+    spec["model"]["unk_token"] = "<unk>"
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
-    with pytest.raises(MiniLlamaError, match="lacks 1 of the 256 byte symbols"):
+    with pytest.raises(MiniLlamaError, match=r"model.unk_token '<unk>' is not in model.vocab"):
         BPETokenizer(tmp_path / "tokenizer.json")
+
+
+@pytest.mark.parametrize("unk", [None, "e"])
+def test_byte_symbols_missing_from_the_vocabulary_are_dropped_or_unk_as_tokenizers_does(tmp_path, llama3_tok, unk):
+    """SmolLM2's vocabulary lacks 21 byte symbols: tokenizers drops such a byte (or writes unk_token), and
+    its neighbours may then merge across the gap."""
+    folder, _, _ = llama3_tok
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    for symbol in ("Ġ", "Ċ", "Ã", "!", "o"):  # space, newline, the lead byte of most Latin-1 letters, ...
+        del spec["model"]["vocab"][symbol]
+    vocab = spec["model"]["vocab"]
+    spec["model"]["merges"] = [m for m in spec["model"]["merges"]
+                               if all(x in vocab for x in (*(m.split(" ") if isinstance(m, str) else m), "".join(
+                                   m.split(" ") if isinstance(m, str) else m)))]
+    spec["model"]["unk_token"] = unk
+    spec["post_processor"] = None
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    ours, ref = BPETokenizer(tmp_path / "tokenizer.json"), reference_tokenizer(tmp_path / "tokenizer.json")
+    rng = random.Random(7)
+    texts = [random_text(rng) for _ in range(2000)] + ["a b", "hello world!", "café", " \n ", "oo", "!o!"]
+    for text in texts:
+        assert ours.encode(text) == ref.encode(text, add_special_tokens=False).ids, repr(text)
+
+
+def test_encode_by_default_adds_what_the_post_processor_adds(llama3_tok):
+    """`encode(text)` = tokenizers' `encode(text)` with the post_processor (Llama-3: BOS first, no EOS)."""
+    _, ours, ref = llama3_tok
+    rng = random.Random(3)
+    for text in [random_text(rng) for _ in range(300)]:
+        assert ours.encode(text) == ref.encode(text).ids, repr(text)
+        assert ours.encode(text)[0] == ours.bos_id
+    assert ours.encode_batch(["a", "b c"]) == [ref.encode("a").ids, ref.encode("b c").ids]
 
 
 def test_load_tokenizer_picks_sentencepiece_or_bpe(tmp_path, llama3_tok, llama2_tokenizer_path):
@@ -228,7 +260,8 @@ def test_a_hub_repo_without_tokenizer_model_gives_its_tokenizer_json(tmp_path, l
     monkeypatch.setattr("minillama.tokenizer.download_file", download_file)
     tok = load_tokenizer("meta-llama/Llama-3.1-8B")
     assert isinstance(tok, BPETokenizer) and tok.eos_id == tok.special_ids["<|eot_id|>"]
-    assert asked == ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
+    assert asked == ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                     "chat_template.jinja"]
 
     def offline(repo, name):
         raise MiniLlamaError(f"{repo}: offline", exit_code=1)

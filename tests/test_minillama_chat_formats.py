@@ -116,9 +116,9 @@ def test_prompt_ids_uses_each_format(llama3_pair, trained_sentencepiece):
     assert prompt_ids(record, sp, "mistral") == mistral_chat_ids(sp, messages)
     assert prompt_ids({"instruction": "", "input": "hi"}, sp, "mistral") == mistral_chat_ids(
         sp, [{"role": "user", "content": "hi"}])
-    with pytest.raises(MiniLlamaError, match="template llama3: .* encodes the llama2-chat chat format"):
+    with pytest.raises(MiniLlamaError, match="template llama3: .* is a SentencePiece tokenizer.model; llama2-chat needs"):
         prompt_ids(record, sp, "llama3")
-    with pytest.raises(MiniLlamaError, match="template llama2-chat: .* encodes the llama3 chat format"):
+    with pytest.raises(MiniLlamaError, match="template llama2-chat: .* is a byte-level BPE tokenizer.json; llama2-chat needs"):
         prompt_ids(record, ours, "llama2-chat")
     dialog = messages + [{"role": "assistant", "content": "Rest."}, {"role": "user", "content": "And?"}]
     assert chat_ids(dialog, ours, "llama3") == ours.encode_chat(dialog)

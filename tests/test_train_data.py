@@ -24,6 +24,8 @@ class CharTokenizer:
     def encode_chat(self, messages: list[dict]) -> list[int]:
         return self.encode("|".join(f"{m['role']}:{m['content']}" for m in messages))
 
+    llama2_chat_ids = encode_chat  # the hand-written Llama-2 format (templates.chat_ids calls it by name)
+
 
 def rec(instruction="I", inp="ab", output="xyz"):
     return {"instruction": instruction, "input": inp, "output": output}

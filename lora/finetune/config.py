@@ -43,8 +43,9 @@ class TrainConfig:
                          "demo's tiny Llama")
     data: str = knob("", "dataset: a JSON-list or JSONL path, or 'genmedgpt-5k' to download the public file")
     template: str = knob("alpaca", "prompt template; alpaca-lora and ChatDoctor train on alpaca; llama2-chat, "
-                                   "llama3 and mistral are those models' chat formats",
-                         choices=("alpaca", "llama2-chat", "llama3", "mistral"))
+                                   "llama3 and mistral are those models' chat formats; model is the base's own "
+                                   "chat_template (tokenizer_config.json)",
+                         choices=("alpaca", "llama2-chat", "llama3", "mistral", "model"))
     on_bad_record: str = knob("skip", "malformed records: skip them (reported) or stop at the first",
                               choices=("skip", "stop"))
     out: str = knob("runs/demo", "the run folder (never overwritten without --resume or --force)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from minillama.templates import answer_end_id, prompt_ids
+from minillama.templates import answer_end_id, prompt_ids, response_ids
 from plumbing.durable import write_json_atomic
 from plumbing.files import sha256_file
 
@@ -39,7 +39,7 @@ def tokenize_record(record: dict, tokenizer, template: str, cutoff_len: int,
         labels are the ids with the prompt set to IGNORE_INDEX unless `train_on_inputs`.
     """
     p_ids = prompt_ids(record, tokenizer, template)
-    r_ids = tokenizer.encode(record["output"].strip(), bos=False, eos=False)
+    r_ids = response_ids(record, tokenizer, template)
     ids = (p_ids + r_ids)[:cutoff_len]
     truncated = len(p_ids) + len(r_ids) > cutoff_len
     if len(ids) < cutoff_len:
