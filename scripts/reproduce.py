@@ -34,6 +34,7 @@ try:
     from lora.finetune.trained_run import TrainRun
     from pipeline import ConfigError, ReproduceConfig, load_config, preset, reproduce
     from pipeline.config import PRESETS
+    from pipeline.databases import NAMED as NAMED_DBS
     from plumbing.command import ArgumentParser, run_cli
     from plumbing.errors import CommandError
 except ModuleNotFoundError as missing:  # run from a checkout that was never installed
@@ -56,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-standin", action="store_true", help="Track B against the offline loopback stand-in")
     p.add_argument("--skip-train", action="store_true", help="take a finished run folder (needs --train-run)")
     p.add_argument("--train-run", help="a finished scripts/train.py run folder")
-    p.add_argument("--db", help="disease database CSV for the grounding stage (default: the preset's: demo's own "
-                                "table, or ChatDoctor's format_dataset.csv downloaded for the paper preset)")
+    p.add_argument("--db", help="disease database CSV for the grounding stage, or chatdoctor (ChatDoctor's "
+                                "format_dataset.csv, embedded: offline), chatdoctor@download (the public file) "
+                                "or demo (default: the preset's: demo's own table; chatdoctor for paper and smollm2)")
     p.add_argument("--human-store", help="Track C ratings store (python -m judge.human serve --store PATH) to report")
     p.add_argument("--force", action="store_true", help="redo every stage (the run folder's results are deleted)")
     return p
@@ -84,7 +86,7 @@ def resolve_config(args) -> ReproduceConfig:
         cfg.judge.model = args.judge_model
     if args.db:
         cfg.db = args.db
-    if cfg.db not in (None, "demo", "chatdoctor") and not Path(cfg.db).expanduser().is_file():
+    if cfg.db not in (None, *NAMED_DBS) and not Path(cfg.db).expanduser().is_file():
         raise ConfigError(f"--db {cfg.db}: no such file (a disease database CSV, see docs/grounding.md)")
     if args.human_store:
         cfg.human_store = args.human_store

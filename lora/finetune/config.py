@@ -40,7 +40,8 @@ class TrainConfig:
 
     # --- what to train ---
     base: str = knob("", "base model: Hub id or local folder (HF layout); 'demo' builds the demo's tiny Llama")
-    data: str = knob("", "dataset: a JSON-list or JSONL path, or 'genmedgpt-5k' to download the public file")
+    data: str = knob("", "dataset: a JSON-list or JSONL path, 'genmedgpt-5k' (the embedded copy of the public "
+                         "file: offline) or 'genmedgpt-5k@download' (the public file)")
     template: str = knob("alpaca", "prompt template; alpaca-lora and ChatDoctor train on alpaca; llama2-chat, "
                                    "llama3 and mistral are those models' chat formats",
                          choices=("alpaca", "llama2-chat", "llama3", "mistral"))
