@@ -75,5 +75,8 @@ def _sentence(verdict: str, style: dict, medicine: dict) -> str:
             "neither": "Not the paper's paradox: the fine-tuned model learned neither the style nor the medicine",
             "medicine only": "Not the paper's paradox: the fine-tuned model learned the medicine but not the style",
             }[verdict]
+    if not medicine["learned"] and medicine["rise"] >= MEDICINE_MIN_RISE:  # large enough, but its CI reaches zero
+        lead = lead.replace("not the medicine", "not measurably the medicine").replace(
+            "nor the medicine", "nor measurably the medicine")
     joint = "while" if verdict in ("paradox", "medicine only") else "and"
     return f"{lead}: {style_text}, {joint} {med_text} ({rule})."

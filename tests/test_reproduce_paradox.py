@@ -81,7 +81,10 @@ def test_the_thresholds_decide():
     assert paradox.style_vs_medicine(table1(0.05), small)["verdict"] == "paradox"
     noisy = table3(30, 37, both_right=18)  # +5.8 points, but discordant both ways: the CI reaches below zero
     assert noisy["comparisons"][0]["columns"]["diagnosis_correct"]["bootstrap_ci95"][0] <= 0
-    assert paradox.style_vs_medicine(table1(0.05), noisy)["verdict"] == "paradox"
+    v = paradox.style_vs_medicine(table1(0.05), noisy)
+    assert v["verdict"] == "paradox" and "learned the style but not measurably the medicine: " in v["sentence"]
+    assert "(+5.8 points, paired 95% CI [" in v["sentence"]
+    assert "style but not the medicine: " in paradox.style_vs_medicine(table1(0.05), small)["sentence"]
     two = table1(0.05)
     for m in METRICS[2:]:  # only two metrics keep a CI above zero
         two["comparisons"][0]["metrics"][m]["bootstrap_ci95"] = [-0.01, 0.02]
