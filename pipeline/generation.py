@@ -32,7 +32,6 @@ from lora.finetune.distributed import DistInfo, barrier
 from lora.finetune.trained_run import TrainRun
 from plumbing import threads
 from plumbing.durable import write_json_atomic, write_text_atomic
-from plumbing.files import sha256_file
 
 from pipeline.config import GenerationSettings, PipelineError
 from pipeline.manifest import sha256_tree
@@ -170,11 +169,8 @@ def prompt_text(record: dict) -> str:
 
 
 def base_checksums(base: str) -> dict[str, str]:
-    """sha256 of the base model's weight, config and tokenizer files (a local folder or the Hub cache), or of
-    the one file of a single-file base (a GGUF: weights, config and tokenizer in one)."""
+    """sha256 of the base model's weight, config and tokenizer files (a local folder or the Hub cache)."""
     folder = Path(base).expanduser()
-    if folder.is_file():
-        return {folder.name: sha256_file(folder)}
     if not folder.is_dir():
         try:
             from huggingface_hub import snapshot_download

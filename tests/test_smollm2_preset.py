@@ -210,14 +210,3 @@ def test_the_pipeline_announces_its_work(model_template, tmp_path):
     assert "at most 128 new tokens, batches of 8" in short and short.endswith("progress bars show an ETA")
     full = preset("smollm2", full=True)
     assert work_plan(stages.make_plan(full, tmp_path).train, full).startswith("training 1 epoch (batches of 4")
-
-
-def test_a_single_file_base_is_checksummed(tmp_path):
-    """The report's base checksum covers a GGUF base (one file), not only a folder."""
-    import hashlib
-
-    from pipeline.generation import base_checksums
-
-    gguf = tmp_path / SMOLLM2_GGUF
-    gguf.write_bytes(b"GGUF" + bytes(range(256)))
-    assert base_checksums(str(gguf)) == {SMOLLM2_GGUF: hashlib.sha256(gguf.read_bytes()).hexdigest()}
