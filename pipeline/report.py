@@ -19,6 +19,7 @@ from plumbing.durable import write_json_atomic, write_text_atomic
 from plumbing.files import sha256_file
 
 from pipeline.manifest import build_manifest
+from pipeline.paradox import style_vs_medicine
 from pipeline.report_html import render_html
 from pipeline.report_md import render
 
@@ -165,6 +166,7 @@ def build(run: Path, state: dict) -> dict:
     generation = generation_summary(run)
     table1 = read_json(run / "track_a" / "table1.json")
     table2 = read_json(run / "track_b" / "table2.json")
+    table3 = read_json(run / "grounding" / "table3.json")
     track_b_status = state.get("stages", {}).get("track_b", {})
     decoding = generation.get("decoding") or {}
     checksums = {
@@ -193,7 +195,8 @@ def build(run: Path, state: dict) -> dict:
                                       "reason": track_b_status.get("reason"),
                                       "standin": judged_by_standin(run) if table2 else False},
         "agreement": agreement_analysis(run) if table2 else None,
-        "table3": read_json(run / "grounding" / "table3.json"),
+        "table3": table3,
+        "style_vs_medicine": style_vs_medicine(table1, table3),
         "grounding": {"status": state.get("stages", {}).get("grounding", {}).get("status"),
                       "reason": state.get("stages", {}).get("grounding", {}).get("reason"),
                       "agreement": grounding_analysis(run, cfg.get("human_store"))},

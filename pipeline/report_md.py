@@ -50,6 +50,8 @@ def _summary(d: dict) -> list[str]:
     """The report's findings in a few sentences (the grounded verdict first: it decides between the tracks)."""
     g = (d.get("grounding") or {}).get("agreement")
     out = ["", "## Summary", ""]
+    if d.get("style_vs_medicine"):
+        out.append(f"- **Style or medicine?** {d['style_vs_medicine']['sentence']}")
     if g:
         out.append(f"- **Which track follows the clinical content?** {g['summary']}")
     else:

@@ -51,6 +51,7 @@ def reproduce(cfg: ReproduceConfig, force: bool = False, command: str | None = N
             pipe.state["command"] = command
             pipe.prepare()
             log(f"reproduce: preset {cfg.preset}, run folder {pipe.run}")
+            log(f"reproduce: {work_plan(pipe.plan.train, cfg)}")
             train_run = pipe.stage_train()
             pipe.stage_generate(train_run)
             if not info.is_main:
@@ -65,3 +66,17 @@ def reproduce(cfg: ReproduceConfig, force: bool = False, command: str | None = N
             if lock is not None:
                 lock.release()
             distributed.teardown(info)
+
+
+def work_plan(train, cfg: ReproduceConfig) -> str:
+    """One line on the work ahead (training and generation then show progress bars with an ETA)."""
+    if train is None:
+        steps = f"the finished training run {cfg.train_run}"
+    else:
+        length = (f"{train.max_steps} optimiser steps" if train.max_steps > 0 else
+                  f"{train.num_epochs:g} epoch" + ("" if train.num_epochs == 1 else "s"))
+        steps = (f"training {length} (batches of {train.batch_size} pairs) on {train.base} ({train.data}, "
+                 f"{train.val_size} held out)")
+    g = cfg.generation
+    return (f"{steps}; then base and fine-tuned answers to each held-out pair (at most {g.max_new_tokens} new "
+            f"tokens, batches of {g.batch_size}); progress bars show an ETA")

@@ -3,6 +3,8 @@ store is given), report: the paper's Figure 2, and beyond it.
 
     python scripts/reproduce.py                      # CPU demo, offline, minutes (preset demo)
     python scripts/reproduce.py --judge-standin      # ... with Track B against the loopback stand-in
+    python scripts/reproduce.py --preset smollm2 --judge-standin  # the paper's experiment on SmolLM2-135M, CPU
+    python scripts/reproduce.py --preset smollm2 --full           # ... with the paper's whole epoch (hours)
     python scripts/reproduce.py --preset paper --judge-base-url URL --judge-model gpt-4  # one GPU
     torchrun --nproc_per_node 4 scripts/reproduce.py --preset paper ...  # DDP training, sharded generation
 
@@ -32,8 +34,10 @@ try:
     prepare_openmp()  # before torch is imported: OpenMP reads its wait policy once (plumbing/threads.py)
 
     from lora.finetune.trained_run import TrainRun
+    from minillama.hub import is_hub_id
     from pipeline import ConfigError, ReproduceConfig, load_config, preset, reproduce
     from pipeline.config import PRESETS
+    from pipeline.databases import NAMED as NAMED_DBS
     from plumbing.command import ArgumentParser, run_cli
     from plumbing.errors import CommandError
 except ModuleNotFoundError as missing:  # run from a checkout that was never installed
@@ -49,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", help="JSON config file (see pipeline/config.py)")
     src.add_argument("--preset", choices=PRESETS, help="built-in settings (default: demo)")
+    p.add_argument("--full", action="store_true", help="with --preset smollm2: the paper's full protocol (one "
+                                                        "epoch over the 5,332 training pairs; run folder "
+                                                        "runs/reproduce-smollm2-full; docs/reproduce.md)")
+    p.add_argument("--base", help="the base model instead of the preset's: a local folder, a .gguf file or a Hub id "
+                                  "(passed to training as --base)")
     p.add_argument("--run-dir", help="run folder (default: runs/reproduce-<preset>)")
     p.add_argument("--judge-base-url", help="OpenAI-compatible base URL for Track B (default: $OPENAI_BASE_URL)")
     p.add_argument("--judge-model", help="judge model name sent to the endpoint, with --judge-base-url or "
@@ -56,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-standin", action="store_true", help="Track B against the offline loopback stand-in")
     p.add_argument("--skip-train", action="store_true", help="take a finished run folder (needs --train-run)")
     p.add_argument("--train-run", help="a finished scripts/train.py run folder")
-    p.add_argument("--db", help="disease database CSV for the grounding stage (default: the preset's: demo's own "
-                                "table, or ChatDoctor's format_dataset.csv downloaded for the paper preset)")
+    p.add_argument("--db", help="disease database CSV for the grounding stage, or chatdoctor (ChatDoctor's "
+                                "format_dataset.csv, embedded: offline), chatdoctor@download (the public file) "
+                                "or demo (default: the preset's: demo's own table; chatdoctor for paper and smollm2)")
     p.add_argument("--human-store", help="Track C ratings store (python -m judge.human serve --store PATH) to report")
     p.add_argument("--force", action="store_true", help="redo every stage (the run folder's results are deleted)")
     return p
@@ -65,7 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args) -> ReproduceConfig:
     """The config (file or preset, then flags), fully checked: nothing is written before this passes."""
-    cfg = load_config(args.config) if args.config else preset(args.preset or "demo")
+    if args.full and args.preset != "smollm2":
+        raise ConfigError("--full: the paper's full protocol on SmolLM2; use it with --preset smollm2 (in a "
+                          "--config file, add \"--full\" to train_args)")
+    cfg = load_config(args.config) if args.config else preset(args.preset or "demo", full=args.full)
+    if args.base:
+        if not is_hub_id(args.base) and not Path(args.base).expanduser().exists():
+            raise ConfigError(f"--base {args.base}: no such file or folder (a local model folder, a .gguf file or "
+                              "a Hub id org/name)")
+        cfg.train_args = [*cfg.train_args, "--base", args.base]
+        cfg.base_model = args.base
     if cfg.train_run:  # a config file's relative path is taken from the cwd, as --train-run's is
         cfg.train_run = str(Path(cfg.train_run).expanduser().resolve())
     if args.run_dir:
@@ -84,7 +103,7 @@ def resolve_config(args) -> ReproduceConfig:
         cfg.judge.model = args.judge_model
     if args.db:
         cfg.db = args.db
-    if cfg.db not in (None, "demo", "chatdoctor") and not Path(cfg.db).expanduser().is_file():
+    if cfg.db not in (None, *NAMED_DBS) and not Path(cfg.db).expanduser().is_file():
         raise ConfigError(f"--db {cfg.db}: no such file (a disease database CSV, see docs/grounding.md)")
     if args.human_store:
         cfg.human_store = args.human_store

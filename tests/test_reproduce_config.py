@@ -202,7 +202,8 @@ def test_model_access_says_which_problem(monkeypatch, status, kind, expect):
 
 
 def test_grounding_databases(tmp_path, monkeypatch):
-    """The paper preset's database is ChatDoctor's file (sha256 checked, cached); the demo writes its own."""
+    """The paper preset's database is ChatDoctor's file (sha256 checked, cached: the embedded copy, or the public
+    file with chatdoctor@download); the demo writes its own."""
     import shutil
 
     from conftest import shared_file
@@ -219,6 +220,13 @@ def test_grounding_databases(tmp_path, monkeypatch):
     assert databases.resolve_db("chatdoctor", tmp_path) == tmp_path / "cache" / "disease-database.csv"
     (tmp_path / "cache" / "disease-database.csv").write_text("tampered")
     monkeypatch.setattr(databases, "DISEASE_DB_URL", "http://127.0.0.1:9/format_dataset.csv")
+    with pytest.raises(Exception, match=r"download failed .* pass --db PATH"):
+        databases.resolve_db("chatdoctor@download", tmp_path)
+    assert (tmp_path / "cache" / "disease-database.csv").read_text() == "tampered"  # a failed download keeps it
+    got = databases.resolve_db("chatdoctor", tmp_path)  # the embedded copy replaces the tampered file, offline
+    assert got == tmp_path / "cache" / "disease-database.csv" and got.read_bytes() == real.read_bytes()
+    monkeypatch.setattr(databases, "EMBEDDED_DB", tmp_path / "absent.csv.gz")  # an install without package data
+    got.write_text("tampered")
     with pytest.raises(Exception, match=r"download failed .* pass --db PATH"):
         databases.resolve_db("chatdoctor", tmp_path)
     demo = load_disease_db(databases.resolve_db("demo", tmp_path))

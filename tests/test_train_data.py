@@ -149,11 +149,15 @@ def test_genmedgpt_split_of_the_real_file(genmedgpt_path):
     assert len(val) == 120 and len(train) == report["kept"] - 120
 
 
-def test_download_unreachable_says_how_to_pass_data(tmp_path, monkeypatch):
+@pytest.mark.parametrize("spec, embedded", [("genmedgpt-5k@download", True), ("genmedgpt-5k", False)])
+def test_download_unreachable_says_how_to_pass_data(tmp_path, monkeypatch, spec, embedded):
+    """The download is reached by name (`@download`), or when the embedded copy is missing from the install."""
     monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path))
     monkeypatch.setattr(rec_io, "GENMEDGPT_URL", "http://127.0.0.1:9/chatdoctor5k.json")
+    if not embedded:
+        monkeypatch.setattr(rec_io, "GENMEDGPT_EMBEDDED", tmp_path / "absent.json.gz")
     with pytest.raises(rec_io.DataError, match=r"download failed .* pass --data PATH"):
-        rec_io.resolve_dataset("genmedgpt-5k")
+        rec_io.resolve_dataset(spec)
     assert not list(tmp_path.iterdir())
 
 

@@ -1,7 +1,8 @@
 """LoRA fine-tuning, as a recipe: `train(cfg: TrainConfig) -> run folder` (what `scripts/train.py` runs).
 
-    from lora.finetune import PRESETS, TrainConfig, train
+    from lora.finetune import PRESETS, TrainConfig, preset_values, train
     run = train(TrainConfig(**{**PRESETS["demo"], "out": "runs/demo"}))
+    run = train(TrainConfig(**preset_values("smollm2")))   # SmolLM2-135M on GenMedGPT-5k (the base resolved)
 
 One concept per module:
 
@@ -9,7 +10,7 @@ One concept per module:
     setup.py        the checks before anything is written, the model with LoRA, the adapters, the finish
     config.py       TrainConfig (every knob, with its help and reason) and the presets
     flags.py        the command line built from TrainConfig
-    records.py      dataset files: download, read, validate
+    records.py      dataset files: the embedded GenMedGPT-5k (datasets/), download, read, validate
     data.py         tokenisation with loss masks, the held-out split, data order, micro-batches
     loss.py         Eq. 3 (SummedNLL) and the validation loss
     schedule.py     the learning-rate schedule (warm-up, then cosine)
@@ -20,7 +21,7 @@ One concept per module:
     chat.py         a run folder or an adapter in `python -m minillama generate` (the `minillama.sessions` entry)
     demo_data.py, demo_model.py, plots.py   the CPU demo's data and base model; the loss curve
 """
-from lora.finetune.config import PRESETS, RunFailed, TrainConfig, TrainError
+from lora.finetune.config import PRESETS, RunFailed, TrainConfig, TrainError, preset_values
 from lora.finetune.recipe import train
 
-__all__ = ["PRESETS", "RunFailed", "TrainConfig", "TrainError", "train"]
+__all__ = ["PRESETS", "RunFailed", "TrainConfig", "TrainError", "preset_values", "train"]

@@ -1,13 +1,22 @@
-"""Instruction datasets on disk: download GenMedGPT-5k, read JSON-list or JSONL files, validate records.
+"""Instruction datasets on disk: the embedded GenMedGPT-5k (or its download), JSON-list or JSONL files, validation.
 
 Datasets are alpaca-style records `{"instruction", "input", "output"}` as a JSON list or as JSONL
 (GenMedGPT-5k, HealthCareMagic-100k and iCliniq share this shape). A record's id is its 0-based index
 in the file, as a string; ids survive skipping, so `split.json` names pairs of the file itself.
+
+GenMedGPT-5k (Apache-2.0, ChatDoctor) ships inside the package, gzip-compressed (`datasets/`, with its
+licence and `ATTRIBUTION.md`): `--data genmedgpt-5k` unpacks it once into the cache and checks the sha256
+of the decompressed bytes against the public file's, so the paper's data needs no network.
+`--data genmedgpt-5k@download` fetches the public file instead (also the fallback when the embedded copy
+is missing, e.g. in a build that left the package data out).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
+import zlib
 from pathlib import Path
 
 from plumbing.durable import replace_atomic
@@ -17,6 +26,8 @@ from lora.finetune.config import TrainError
 
 GENMEDGPT_URL = "https://raw.githubusercontent.com/Kent0n-Li/ChatDoctor/main/chatdoctor5k.json"
 GENMEDGPT_SHA256 = "780c1a6aa67d461359ac220c120134429290b1e340545c3ad8954e1aa235d80f"
+GENMEDGPT_EMBEDDED = Path(__file__).with_name("datasets") / "genmedgpt-5k.json.gz"  # chatdoctor5k.json, gzipped
+GENMEDGPT_NAMES = ("genmedgpt-5k", "genmedgpt")  # the embedded copy; NAME@download: the public file
 FIELDS = ("instruction", "input", "output")
 
 
@@ -60,9 +71,42 @@ def download(url: str, sha256: str, name: str, flag: str, timeout: float = 60.0)
     return dest
 
 
+def unpack(src: Path, sha256: str, name: str, flag: str) -> Path:
+    """Decompress the embedded gzip file `src` into the cache as `name` once; the sha256 of the decompressed
+    bytes must be `sha256` (the public file's), else nothing stays in the cache.
+
+    Args:
+        flag: the option to name in the error (e.g. "--data").
+    """
+    dest = cache_dir() / name
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return dest
+
+    def fill(tmp: Path) -> None:
+        with gzip.open(src, "rb") as packed, open(tmp, "wb") as out:
+            shutil.copyfileobj(packed, out)
+        got = sha256_file(tmp)
+        if got != sha256:
+            raise DataError(f"{src}: the decompressed sha256 {got} differs from the public file's {sha256}; "
+                            f"reinstall medlora, or pass {flag} PATH")
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomic(dest, fill)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{src}: cannot unpack into {dest} ({getattr(e, 'strerror', None) or e}); set "
+                        f"MEDLORA_CACHE to a writable folder, or pass {flag} PATH") from None
+    return dest
+
+
 def resolve_dataset(name_or_path: str) -> Path:
-    """A dataset name (`genmedgpt-5k`) is downloaded to the cache; anything else is a path."""
-    if name_or_path.lower() in ("genmedgpt-5k", "genmedgpt"):
+    """The dataset file for `name_or_path`: `genmedgpt-5k` is the embedded copy (unpacked into the cache,
+    offline), `genmedgpt-5k@download` the public file (downloaded into the cache once); anything else a path.
+    Both names give the same bytes (the public file's sha256), so the run's recorded checksum is the same."""
+    name, _, source = name_or_path.lower().partition("@")
+    if name in GENMEDGPT_NAMES and source in ("", "download"):
+        if source == "" and GENMEDGPT_EMBEDDED.is_file():
+            return unpack(GENMEDGPT_EMBEDDED, GENMEDGPT_SHA256, "genmedgpt-5k.json", "--data")
         return download(GENMEDGPT_URL, GENMEDGPT_SHA256, "genmedgpt-5k.json", "--data")
     path = Path(name_or_path).expanduser()
     if not path.is_file():
