@@ -173,7 +173,11 @@ def load_config(path: str | Path, default_preset: str = "demo") -> ReproduceConf
     name = data.get("preset", default_preset)
     if name not in PRESETS:
         raise ConfigError(f"{path}: preset: {name!r} is not one of {', '.join(PRESETS)}")
-    return apply_overrides(preset(name), data, str(path))
+    base = preset(name)
+    cfg = apply_overrides(preset(name), data, str(path))
+    if "train_args" in data:  # extra flags go after the preset's own (--preset NAME first), never replace them
+        cfg.train_args = [*base.train_args, *cfg.train_args]
+    return cfg
 
 
 def apply_overrides(cfg, data: dict, where: str, prefix: str = ""):

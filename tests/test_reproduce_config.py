@@ -233,3 +233,14 @@ def test_grounding_databases(tmp_path, monkeypatch):
     assert [c.name for c in demo.conditions] == [databases._bare(c[0]) for c in CONDITIONS]
     assert "flu" in [c.name for c in demo.conditions] and "urinary tract infection" in [c.name for c in demo.conditions]
     assert preset("demo").db == "demo" and preset("paper").db == "chatdoctor"
+
+
+@pytest.mark.parametrize("name", ["paper", "smollm2"])
+def test_config_file_train_args_extend_the_presets(tmp_path, name):
+    """A config's train_args come after the preset's own flags (`--preset NAME` first); they never replace them,
+    or `{"preset": "paper", "train_args": ["--max-steps", "20"]}` would train the demo."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"preset": name, "train_args": ["--max-steps", "20"]}))
+    cfg = load_config(path)
+    assert cfg.train_args == [*preset(name).train_args, "--max-steps", "20"]
+    assert cfg.train_args[:2] == ["--preset", name]
