@@ -60,6 +60,8 @@ class TrainConfig:
     lora_target_modules: tuple[str, ...] = knob(("q_proj", "k_proj", "v_proj", "o_proj"),
                                                 "comma-separated projections to adapt: all attention "
                                                 "(ChatDoctor: PEFT's q,v)")
+    use_dora: bool = knob(False, "DoRA (Liu et al. 2024): train a magnitude per output row besides A and B, "
+                                 "W' = m (W0 + s B A) / ||W0 + s B A|| (PEFT's use_dora)")
     quantize: str = knob("none", "base weights: none (the dtype below) or nf4 (QLoRA's 4-bit NormalFloat, "
                                  "Dettmers et al. 2023)", choices=("none", "nf4"))
     # --- optimisation ---

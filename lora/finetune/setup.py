@@ -68,8 +68,11 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
     model = Llama.from_pretrained(base, dtype=dtype, device=info.device,  # a 4-bit NF4 base for QLoRA
                                   quantize=None if cfg.quantize == "none" else cfg.quantize)
     torch.manual_seed(cfg.seed)
-    lora.apply_lora(model, lora.LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                                           target_modules=tuple(cfg.lora_target_modules)))
+    try:
+        lora.apply_lora(model, lora.LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                                               target_modules=tuple(cfg.lora_target_modules), use_dora=cfg.use_dora))
+    except lora.LoraError as e:  # a target LoRA (and DoRA) cannot wrap: one line naming the flag
+        raise TrainError(f"--lora-target-modules{' (with --use-dora)' if cfg.use_dora else ''}: {e}") from None
     if ckpt is not None:
         lora.load_adapter(model, ckpt / "adapter")
     if cfg.activation_checkpointing:
