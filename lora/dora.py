@@ -12,6 +12,8 @@ recomputed from the current A and B at every forward but detached, so no gradien
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -48,10 +50,13 @@ class DoRALinear(LoRALinear):
 
     @torch.no_grad()
     def weight_norm(self) -> torch.Tensor:
-        """`||V||_c = ||W0 + s B A||` of each output row: [out], in the LoRA dtype, no gradient (Sec. 4.3)."""
-        delta = self.delta_weight()                                   # s B A: [d, k]
-        v = self.base_weight(delta.dtype) + delta                     # V: [d, k]
-        return torch.linalg.vector_norm(v, dim=1).to(self.lora_A.weight.dtype)  # [d]
+        """`||V||_c = ||W0 + s B A||` of each output row: [out], in the LoRA dtype (float32 or wider, also under
+        autocast), no gradient (Sec. 4.3)."""
+        device = self.lora_A.weight.device.type
+        with torch.autocast(device, enabled=False) if device != "meta" else contextlib.nullcontext():
+            delta = self.delta_weight()                               # s B A: [d, k]
+            v = self.base_weight(delta.dtype) + delta                 # V: [d, k]
+            return torch.linalg.vector_norm(v, dim=1).to(self.lora_A.weight.dtype)  # [d]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Compute `W' x + b` with `W' = m (W0 + s B A) / ||W0 + s B A||_c` (Eq. 5), as a sum of matmuls with x.
@@ -66,19 +71,25 @@ class DoRALinear(LoRALinear):
         """
         if self.merged:                                    # weight holds W'
             return F.linear(x, self.weight, self._bias())  # [..., d]
-        bias = self._bias()
-        base = self.base_layer(x) if self.quantized else F.linear(x, self.weight, bias)  # W0 x + b: [..., d]
-        if bias is not None:
-            base = base - bias                             # W0 x: [..., d]
+        base = self._w0x(x)                                # W0 x: [..., d]
         x_lora = self.lora_dropout(x.to(self.lora_A.weight.dtype))   # x~: [..., k]
         no_dropout = isinstance(self.lora_dropout, nn.Identity) or not self.training
-        base_lora = base if no_dropout else F.linear(x_lora, self.base_weight(x_lora.dtype))  # W0 x~: [..., d]
+        base_lora = base if no_dropout else self._w0x(x_lora.to(x.dtype))  # W0 x~: [..., d]
         lora = self.lora_B(self.lora_A(x_lora)) * self.scaling      # s B A x~: [..., d]
         scale = self.lora_magnitude_vector / self.weight_norm()     # m / ||V||_c: [d], the norm detached (Sec. 4.3)
         y = base + (scale - 1) * base_lora + scale * lora           # [..., d]  # Eq. 5, Liu et al. 2024
+        bias = self._bias()
         if bias is not None:
             y = y + bias
         return y.to(base.dtype)                            # [..., d]
+
+    def _w0x(self, x: torch.Tensor) -> torch.Tensor:
+        """`W0 x` without the bias, by the base layer itself (a 4-bit base dequantises inside its matmul; no copy
+        of W0 is kept for backward). x: [..., k] -> [..., d]."""
+        if not self.quantized:
+            return F.linear(x, self.weight)
+        y = self.base_layer(x)                             # W0 x + b
+        return y if self.base_layer.bias is None else y - self.base_layer.bias
 
     @torch.no_grad()
     def merge(self) -> None:

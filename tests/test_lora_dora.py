@@ -297,3 +297,13 @@ def test_use_dora_with_a_target_it_cannot_wrap_is_one_line_and_writes_nothing(ti
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --lora-target-modules (with --use-dora): target module 'embed_tokens'")
     assert not out.exists()
+
+
+def test_reproduce_takes_use_dora_among_its_training_arguments(tmp_path):
+    from pipeline import preset
+    from pipeline.stages import make_plan
+
+    cfg = preset("demo")
+    cfg.train_args = [*cfg.train_args, "--use-dora"]
+    assert make_plan(cfg, tmp_path / "run").train.use_dora is True
+    assert make_plan(preset("demo"), tmp_path / "run").train.use_dora is False
