@@ -94,6 +94,9 @@ class TrainConfig:
                              "decoder layer): for models that do not fit one GPU")
     activation_checkpointing: bool = knob(False, "recompute each decoder layer in backward: less memory, "
                                                  "~30% slower", runtime=True)
+    report_to: str = knob("none", "also log the metrics.jsonl values and the config to an experiment tracker (the HF "
+                                  "Trainer's report_to): TensorBoard in OUT/tensorboard, W&B in OUT/wandb (offline "
+                                  "unless WANDB_MODE is set)", choices=("none", "tensorboard", "wandb"), runtime=True)
     compile: bool = knob(False, "torch.compile the model (GPU; slow first steps)", runtime=True)
     num_threads: int = knob(0, "CPU threads for torch; 0 = the project's policy (one per free core, at most "
                                "the physical cores; see docs/training.md)", runtime=True)

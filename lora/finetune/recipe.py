@@ -33,8 +33,8 @@ from plumbing.errors import CommandError
 from plumbing.signals import Interrupted, StopFlag
 
 import lora
-from lora.finetune import checkpoint, data, distributed, run_folder
-from lora.finetune.config import TrainConfig, TrainError
+from lora.finetune import checkpoint, data, distributed, run_folder, trackers
+from lora.finetune.config import TrainConfig, TrainError, config_to_dict
 from lora.finetune.loss import SummedNLL, loss_denominator, validation_loss
 from lora.finetune.schedule import lr_at
 from lora.finetune.setup import finish, load_model, preflight, save_adapter, write_run_config
@@ -149,7 +149,8 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     step_module = loss_module if cfg.fsdp else distributed.wrap_ddp(loss_module, info)
     if cfg.compile:
         step_module = torch.compile(step_module)
-    log = run_folder.MetricsLog(out / "metrics.jsonl", state["step"], info.is_main)
+    tracker = trackers.open_tracker(cfg.report_to, out, config_to_dict(cfg), state["step"]) if info.is_main else None
+    log = run_folder.MetricsLog(out / "metrics.jsonl", state["step"], info.is_main, tracker)
     if state["step"] == 0 and val_ex:
         log({"type": "val", "step": 0, "loss": validation_loss(loss_module, val_ex, cfg, info, autocast)})
 
@@ -157,7 +158,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not info.is_main)
     run = Run(cfg, out, info, model, loss_module, step_module, optimizer, params, autocast, train_ex, val_ex,
               total_steps, state, log, bar, stop, on_step)
-    with bar, stop.deferred():
+    with bar, log, stop.deferred():
         for step in range(state["step"], total_steps):
             t0 = time.perf_counter()
             lr = lr_at(step, cfg.learning_rate, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)

@@ -13,7 +13,7 @@ from minillama.hub import check_access, is_hub_id
 from plumbing.durable import write_json_atomic
 
 import lora
-from lora.finetune import checkpoint, demo_data, demo_model, distributed, run_folder
+from lora.finetune import checkpoint, demo_data, demo_model, distributed, run_folder, trackers
 from lora.finetune.config import RunFailed, TrainConfig, TrainError, check_resumable, config_to_dict
 from lora.finetune.plots import plot_loss
 from lora.finetune.records import resolve_dataset, usable_records
@@ -34,6 +34,7 @@ def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size
         if ckpt is None and not (out / "DONE").is_file():
             print(f"{out}: no intact checkpoint yet; training starts again from step 0", file=sys.stderr)
     run_folder.check_out(out, resume, force)
+    trackers.check_installed(cfg.report_to)
     if resume and (out / "DONE").is_file():
         return None
     if cfg.fsdp and world_size < 2:
