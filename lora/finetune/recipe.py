@@ -33,8 +33,8 @@ from plumbing.errors import CommandError
 from plumbing.signals import Interrupted, StopFlag
 
 import lora
-from lora.finetune import checkpoint, data, distributed, run_folder, trackers
-from lora.finetune.config import TrainConfig, TrainError, config_to_dict
+from lora.finetune import checkpoint, data, distributed, run_folder
+from lora.finetune.config import TrainConfig, TrainError
 from lora.finetune.loss import SummedNLL, loss_denominator, validation_loss
 from lora.finetune.schedule import lr_at
 from lora.finetune.setup import finish, load_model, preflight, save_adapter, write_run_config
@@ -149,8 +149,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     step_module = loss_module if cfg.fsdp else distributed.wrap_ddp(loss_module, info)
     if cfg.compile:
         step_module = torch.compile(step_module)
-    tracker = trackers.open_tracker(cfg.report_to, out, config_to_dict(cfg), state["step"]) if info.is_main else None
-    log = run_folder.MetricsLog(out / "metrics.jsonl", state["step"], info.is_main, tracker)
+    log = run_folder.open_log(cfg, out, state["step"], info.is_main)  # metrics.jsonl (+ the --report-to tracker)
     if state["step"] == 0 and val_ex:
         log({"type": "val", "step": 0, "loss": validation_loss(loss_module, val_ex, cfg, info, autocast)})
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from plumbing.durable import write_text_atomic
 from plumbing.locks import FileLock, folder_lock
 
-from lora.finetune.config import TrainError
+from lora.finetune import trackers
+from lora.finetune.config import TrainConfig, TrainError, config_to_dict
 
 # Everything a run writes into its folder; any of these present means the folder holds results.
 RESULT_NAMES = ("config.json", "split.json", "data_report.json", "metrics.jsonl", "loss.png", "DONE",
@@ -121,3 +122,10 @@ class MetricsLog:
     def __exit__(self, *exc) -> None:
         if self.tracker is not None:
             self.tracker.close()
+
+
+def open_log(cfg: TrainConfig, out: Path, start_step: int, write: bool) -> MetricsLog:
+    """The run's metrics.jsonl from `start_step` on, feeding the `--report-to` tracker (opened on the writing rank,
+    with the config as its hyper-parameters); use it as a context manager to close the tracker."""
+    tracker = trackers.open_tracker(cfg.report_to, out, config_to_dict(cfg), start_step) if write else None
+    return MetricsLog(out / "metrics.jsonl", start_step, write, tracker)
