@@ -68,3 +68,18 @@ def test_checkpointed_gradients_equal_the_plain_ones_at_init_and_after_a_step(us
     for name in trainable:
         assert ckpt[name].abs().sum() > 0, name
         torch.testing.assert_close(ckpt[name], plain[name], rtol=0, atol=1e-14, msg=name)
+
+
+@pytest.mark.slow
+def test_the_bench_measures_less_peak_memory_with_checkpointing():
+    """bench/bench_activation_checkpointing.py on small shapes: the step's peak falls (ratio printed < 1)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_activation_checkpointing.py"
+    proc = subprocess.run([sys.executable, str(bench), "--device", "cpu", "--layers", "4", "--hidden", "128",
+                           "--seq", "256"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ratio = float(proc.stdout.strip().splitlines()[-1].split()[-1])
+    assert 0 < ratio < 0.7, proc.stdout
