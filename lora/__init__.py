@@ -17,6 +17,7 @@ from lora.layer import LoRALinear
 from lora.merge import merge_lora
 
 __all__ = [
-    "DoRALinear", "LoraConfig", "LoRALinear", "LoraError", "TrainableSummary", "adapter_state", "apply_lora", "load_adapter",
+    "DoRALinear", "LoraConfig", "LoRALinear", "LoraError", "TrainableSummary", "adapter_state", "apply_lora",
+    "load_adapter",
     "lora_layers", "merge_lora", "read_adapter_config", "save_adapter", "trainable_summary",
 ]

@@ -4,7 +4,8 @@
 
     python -m lora merge --base meta-llama/Llama-2-7b-chat-hf --adapter runs/x/adapter --out merged/ \
         [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4 [--no-double-quant]]
-    python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj] [--use-dora]
+    python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
+        [--use-dora]
     python -m lora memory --model llama-2-7b|llama-3.1-8b|...|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4]
         [--use-dora] [--json]
 

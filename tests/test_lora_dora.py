@@ -89,8 +89,8 @@ def test_peft_dora_adapter_loads_in_ours_with_the_same_logits(tmp_path, which, t
 @pytest.mark.parametrize("which, targets", CASES)
 def test_our_dora_adapter_loads_in_peft_with_the_same_logits(tmp_path, which, targets, stack):
     BASES[which](tmp_path / "base")
-    ours = apply_lora(_ours(tmp_path / "base", None, stack), LoraConfig(r=4, alpha=8, dropout=0.05, target_modules=targets,
-                                                           use_dora=True))
+    ours = apply_lora(_ours(tmp_path / "base", None, stack),
+                      LoraConfig(r=4, alpha=8, dropout=0.05, target_modules=targets, use_dora=True))
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name, p in ours.named_parameters():
@@ -220,7 +220,8 @@ def test_dropout_runs_the_base_on_the_whole_input():
     y = layer(x)
     torch.manual_seed(5)
     x_drop = torch.nn.functional.dropout(x, 0.5)
-    torch.testing.assert_close(y, x @ w0.T + b + (scale - 1) * (x_drop @ w0.T) + scale * (x_drop @ (layer.scaling * bb @ a).T))
+    delta = layer.scaling * bb @ a                                     # s B A
+    torch.testing.assert_close(y, x @ w0.T + b + (scale - 1) * (x_drop @ w0.T) + scale * (x_drop @ delta.T))
 
 
 def test_count_includes_the_magnitudes():

@@ -58,7 +58,8 @@ def test_tensorboard_event_files_equal_metrics_jsonl_and_hold_the_config(tiny_tr
     config = {k: v for k, v in json.loads((run / "config.json").read_text()).items() if k != "resolved"}
     text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert json.loads(text.removeprefix("```json\n").removesuffix("\n```")) == config
-    data = plugin_data_pb2.HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
     hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in data.session_start_info.hparams.items()}
     assert hparams == {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v  # numbers: double
                        for k, v in trackers.hyperparameters(config).items()}
