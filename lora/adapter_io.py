@@ -5,6 +5,7 @@ An adapter directory holds `adapter_config.json` (PEFT's `LoraConfig` fields) an
 
     base_model.model.<name>.lora_A.weight   [r, in_features]
     base_model.model.<name>.lora_B.weight   [out_features, r]
+    base_model.model.<name>.lora_magnitude_vector   [out_features]   (DoRA only, `"use_dora": true`)
 
 PEFT wraps the model twice (`PeftModelForCausalLM.base_model` -> `LoraModel.model` -> the Llama), hence the
 `base_model.model.` prefix; it drops the adapter name (`.default`) when saving. Our `LoRALinear` is built
@@ -32,12 +33,21 @@ ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 LEGACY_WEIGHTS_NAME = "adapter_model.bin"  # older PEFT; read with torch.load(weights_only=True)
 PEFT_PREFIX = "base_model.model."
+MAGNITUDE = "lora_magnitude_vector"  # DoRA's m: PEFT saves `<name>.lora_magnitude_vector` (no `.weight`)
 
 
 def peft_key(module_name: str, which: str) -> str:
     """The PEFT file key: `("model.layers.0.self_attn.q_proj", "lora_A")` ->
     `"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"`."""
-    return f"{PEFT_PREFIX}{module_name}.{which}.weight"
+    return f"{PEFT_PREFIX}{module_name}.{which}" + ("" if which == MAGNITUDE else ".weight")
+
+
+def _weights(layer) -> dict[str, torch.Tensor]:
+    """A layer's adapter tensors by PEFT name: lora_A and lora_B, and DoRA's magnitude."""
+    tensors = {"lora_A": layer.lora_A.weight, "lora_B": layer.lora_B.weight}
+    if hasattr(layer, MAGNITUDE):
+        tensors[MAGNITUDE] = getattr(layer, MAGNITUDE)
+    return tensors
 
 
 def config_from_model(model: nn.Module) -> LoraConfig:
@@ -46,28 +56,30 @@ def config_from_model(model: nn.Module) -> LoraConfig:
     if not layers:
         raise LoraError("model has no LoRA layers; call lora.apply_lora(model, config) first")
     first = layers[0][1]
+    kind = (first.r, first.lora_alpha, first.use_rslora, hasattr(first, MAGNITUDE))
     for name, layer in layers:
-        if (layer.r, layer.lora_alpha, layer.use_rslora) != (first.r, first.lora_alpha, first.use_rslora):
-            raise LoraError(f"LoRA layers {layers[0][0]} and {name} differ in r/alpha; one adapter holds one config")
+        if (layer.r, layer.lora_alpha, layer.use_rslora, hasattr(layer, MAGNITUDE)) != kind:
+            raise LoraError(f"LoRA layers {layers[0][0]} and {name} differ in r/alpha/DoRA; one adapter holds "
+                            "one config")
     dropout = first.lora_dropout.p if isinstance(first.lora_dropout, nn.Dropout) else 0.0
     wrapped = [name for name, _ in layers]
     config = LoraConfig(r=first.r, alpha=first.lora_alpha, dropout=dropout, use_rslora=first.use_rslora,
-                        target_modules=tuple(sorted({n.rsplit(".", 1)[-1] for n in wrapped})))
+                        use_dora=kind[3], target_modules=tuple(sorted({n.rsplit(".", 1)[-1] for n in wrapped})))
     if find_targets(model, config) != wrapped:  # only some layers adapted: name them exactly (PEFT regex)
         config = LoraConfig(r=config.r, alpha=config.alpha, dropout=config.dropout, use_rslora=config.use_rslora,
+                            use_dora=config.use_dora,
                             target_modules="(" + "|".join(re.escape(n) for n in wrapped) + ")")
     return config
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's LoRA weights under PEFT's file keys, whole and on the CPU.
+    """The model's LoRA weights (and DoRA magnitudes) under PEFT's file keys, whole and on the CPU.
 
     A weight sharded by FSDP2 (a DTensor) is gathered first: under FSDP every rank must call this.
     """
     tensors: dict[str, torch.Tensor] = {}
     for name, layer in lora_layers(model):
-        for which in ("lora_A", "lora_B"):
-            weight = getattr(layer, which).weight
+        for which, weight in _weights(layer).items():
             if weight.is_meta:
                 raise LoraError(f"cannot save {name}.{which}: its weight is on the meta device")
             if hasattr(weight, "full_tensor"):  # a DTensor (FSDP2): gather the shards
@@ -162,12 +174,16 @@ def read_adapter_tensors(adapter_dir: str | os.PathLike) -> tuple[Path, dict[str
 
 
 def _check_tensors(path: Path, config_path: Path, tensors: dict[str, torch.Tensor],
-                   expected: dict[str, tuple[int, int]], config: LoraConfig, model: nn.Module) -> None:
+                   expected: dict[str, tuple[int, ...]], config: LoraConfig, model: nn.Module) -> None:
     """Every key expected, none extra, every shape and rank right, all values finite; else LoraError."""
     module_names = {n for n, _ in model.named_modules()}
     for key in sorted(set(tensors) - set(expected)):
-        module = key[len(PEFT_PREFIX):].rsplit(".", 2)[0] if key.startswith(PEFT_PREFIX) else ""
-        if module in module_names and key.endswith((".lora_A.weight", ".lora_B.weight")):
+        magnitude = key.endswith("." + MAGNITUDE)   # <module>.lora_magnitude_vector, else <module>.lora_X.weight
+        module = key[len(PEFT_PREFIX):].rsplit(".", 1 if magnitude else 2)[0] if key.startswith(PEFT_PREFIX) else ""
+        if magnitude and not config.use_dora:
+            raise LoraError(f"{path}: tensor {key} is a DoRA magnitude but {config_path.name} does not set "
+                            "use_dora: true")
+        if module in module_names and key.endswith((".lora_A.weight", ".lora_B.weight", "." + MAGNITUDE)):
             raise LoraError(f"{path}: tensor {key} adapts {module}, which target_modules in "
                             f"{config_path.name} does not select")
         raise LoraError(f"{path}: tensor {key} names no LoRA weight of this {type(model).__name__} "
@@ -175,7 +191,8 @@ def _check_tensors(path: Path, config_path: Path, tensors: dict[str, torch.Tenso
     for key in sorted(set(expected) & set(tensors)):
         shape, want = tuple(tensors[key].shape), expected[key]
         rank_dim = 0 if key.endswith(".lora_A.weight") else 1
-        if len(shape) == 2 and shape[rank_dim] != config.r and shape[1 - rank_dim] == want[1 - rank_dim]:
+        if len(shape) == 2 == len(want) and shape[rank_dim] != config.r \
+                and shape[1 - rank_dim] == want[1 - rank_dim]:
             raise LoraError(f"{path}: {key} has rank {shape[rank_dim]} but {config_path.name} says r={config.r}")
         if shape != want:
             raise LoraError(f"{path}: {key} has shape {list(shape)}, this model needs {list(want)} "
@@ -209,15 +226,18 @@ def load_adapter(model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
         layer = next(iter(existing.values()))
         if any(m.merged for m in existing.values()):
             raise LoraError(f"{config_path}: the model's LoRA layers are merged; unmerge() them before loading")
-        if (layer.r, layer.scaling) != (config.r, config.scaling) or set(targets) != set(existing):
+        if (layer.r, layer.scaling, hasattr(layer, MAGNITUDE)) != (config.r, config.scaling, config.use_dora) \
+                or set(targets) != set(existing):
             raise LoraError(f"{config_path}: adapter (r={config.r}, alpha={config.alpha}, {len(targets)} modules) "
                             f"does not fit the model's LoRA layers (r={layer.r}, alpha={layer.lora_alpha}, "
                             f"{len(existing)} modules)")
     modules = dict(model.named_modules())
-    expected: dict[str, tuple[int, int]] = {}
+    expected: dict[str, tuple[int, ...]] = {}
     for name in targets:
         expected[peft_key(name, "lora_A")] = (config.r, modules[name].in_features)   # A: [r, in]
         expected[peft_key(name, "lora_B")] = (modules[name].out_features, config.r)  # B: [out, r]
+        if config.use_dora:
+            expected[peft_key(name, MAGNITUDE)] = (modules[name].out_features,)     # m: [out]
     _check_tensors(path, config_path, tensors, expected, config, model)
 
     if not existing:
@@ -225,6 +245,6 @@ def load_adapter(model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
     layers = dict(lora_layers(model))
     with torch.no_grad():
         for name in targets:
-            layers[name].lora_A.weight.copy_(tensors[peft_key(name, "lora_A")])
-            layers[name].lora_B.weight.copy_(tensors[peft_key(name, "lora_B")])
+            for which, weight in _weights(layers[name]).items():
+                weight.copy_(tensors[peft_key(name, which)])
     return model

@@ -5,7 +5,9 @@
     python -m lora merge --base meta-llama/Llama-2-7b-chat-hf --adapter runs/x/adapter --out merged/ \
         [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4 [--no-double-quant]]
     python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
-    python -m lora memory --model llama-2-7b|llama-3.1-8b|...|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4] [--json]
+        [--use-dora]
+    python -m lora memory --model llama-2-7b|llama-3.1-8b|...|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4]
+        [--use-dora] [--json]
 
 The output folder (config.json, generation_config.json, model.safetensors or shards + index, and the
 base's tokenizer files) loads in transformers (`LlamaForCausalLM.from_pretrained`) and minillama (and is the plain HF
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--r", type=int, default=8, help="LoRA rank (default 8)")
     count.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")
+    count.add_argument("--use-dora", action="store_true", help="DoRA: add each adapted layer's magnitude vector")
     mem = sub.add_parser("memory", help="per-GPU memory of LoRA / QLoRA fine-tuning, from the config alone")
     mem.add_argument("--model", required=True,
                      help="llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, "
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--seq-len", type=int, default=None,
                      help="tokens per sequence (default 256, the paper's cutoff_len, or the model's context if shorter)")
     mem.add_argument("--no-dropout", action="store_true", help="LoRA dropout 0 (no dropout masks are kept)")
+    mem.add_argument("--use-dora", action="store_true",
+                     help="DoRA (Liu et al. 2024): the magnitude vectors and what their gradient keeps")
     mem.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return parser
 
@@ -99,7 +104,7 @@ def memory(args: argparse.Namespace) -> None:
                         f"positions (max_position_embeddings of {args.model})")
     est = estimate(config, gpus=args.gpus, fsdp=args.fsdp, quantize=args.quantize, r=args.r, targets=targets,
                    batch=args.batch, seq_len=args.seq_len, dropout=not args.no_dropout,
-                   double_quant=not args.no_double_quant)
+                   double_quant=not args.no_double_quant, dora=args.use_dora)
     if args.json:
         print(json.dumps({"model": args.model, **est.to_json()}, indent=2))
     else:
@@ -114,7 +119,8 @@ def count(args: argparse.Namespace) -> None:
     from lora.config import LoraConfig
     from lora.inject import apply_lora, trainable_summary
 
-    lora_config = LoraConfig(r=args.r, target_modules=tuple(t.strip() for t in args.target_modules.split(",")))
+    lora_config = LoraConfig(r=args.r, target_modules=tuple(t.strip() for t in args.target_modules.split(",")),
+                             use_dora=args.use_dora)
     if args.config is None:
         config = LlamaConfig()  # its defaults are Llama-2-7B's
     else:

@@ -13,7 +13,7 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # adapter_config.json fields whose non-default values change what PEFT computes and that this package
 # does not implement. Loading an adapter that sets one of them is refused rather than silently wrong.
 _UNSUPPORTED_IF_SET = {
-    "bias": "none", "fan_in_fan_out": False, "use_dora": False, "lora_bias": False,
+    "bias": "none", "fan_in_fan_out": False, "lora_bias": False,
     "modules_to_save": None, "layers_to_transform": None, "layers_pattern": None,
     "rank_pattern": {}, "alpha_pattern": {}, "layer_replication": None, "exclude_modules": None,
     "target_parameters": None, "trainable_token_indices": None, "use_qalora": False,
@@ -43,6 +43,8 @@ class LoraConfig:
             name (PEFT's rule for a string).
         use_rslora: scale by `alpha / sqrt(r)` instead (rank-stabilised LoRA, Kalajdzievski 2023),
             as PEFT's `use_rslora=True`.
+        use_dora: decompose the adapted weight into a magnitude and a direction, `m (W0 + s B A) /
+            ||W0 + s B A||_c` (DoRA, Liu et al. 2024, `lora.dora.DoRALinear`), as PEFT's `use_dora=True`.
     """
 
     r: int = 8
@@ -50,6 +52,7 @@ class LoraConfig:
     dropout: float = 0.05
     target_modules: tuple[str, ...] | str = DEFAULT_TARGETS
     use_rslora: bool = False
+    use_dora: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -62,6 +65,8 @@ class LoraConfig:
             raise LoraError(f"LoraConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
         if not isinstance(self.use_rslora, bool):
             raise LoraError(f"LoraConfig.use_rslora must be true or false, got {self.use_rslora!r}")
+        if not isinstance(self.use_dora, bool):
+            raise LoraError(f"LoraConfig.use_dora must be true or false, got {self.use_dora!r}")
         targets = self.target_modules
         if isinstance(targets, str):
             try:
@@ -98,7 +103,7 @@ class LoraConfig:
             "target_modules": targets, "bias": "none", "fan_in_fan_out": False,
             "inference_mode": True, "init_lora_weights": True, "modules_to_save": None,
             "layers_to_transform": None, "layers_pattern": None, "rank_pattern": {},
-            "alpha_pattern": {}, "use_rslora": self.use_rslora, "use_dora": False,
+            "alpha_pattern": {}, "use_rslora": self.use_rslora, "use_dora": self.use_dora,
         }
 
     @classmethod
@@ -119,4 +124,4 @@ class LoraConfig:
         targets = d["target_modules"]
         return cls(r=d["r"], alpha=d["lora_alpha"], dropout=d.get("lora_dropout") or 0.0,
                    target_modules=tuple(targets) if isinstance(targets, list) else targets,
-                   use_rslora=d.get("use_rslora", False))
+                   use_rslora=d.get("use_rslora", False), use_dora=d.get("use_dora", False))

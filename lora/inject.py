@@ -9,6 +9,7 @@ from minillama.nf4.linear import NF4Linear
 
 from lora.config import LoraConfig, name_matches
 from lora.errors import LoraError
+from lora.dora import DoRALinear
 from lora.layer import LoRALinear
 
 LINEARS = (nn.Linear, NF4Linear)  # what LoRA can wrap: a float or a 4-bit (QLoRA) frozen linear layer
@@ -57,8 +58,12 @@ def apply_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module:
         model: the model to adapt (modified in place).
         config: the LoRA hyper-parameters; `LoraConfig()` if None.
 
+    With `config.use_dora` the layers are `DoRALinear`s (Liu et al. 2024), whose magnitude
+    `lora_magnitude_vector` trains too.
+
     Returns:
-        The same `model`, whose only trainable parameters are now the `lora_A` / `lora_B` weights.
+        The same `model`, whose only trainable parameters are now the `lora_A` / `lora_B` weights (and the
+        DoRA magnitudes).
 
     Raises:
         LoraError: the model already has LoRA layers, or a target matches nothing (nothing is changed).
@@ -72,11 +77,12 @@ def apply_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         base = getattr(parent, child)
-        layer = LoRALinear(base, r=config.r, alpha=config.alpha, dropout=config.dropout,
-                           use_rslora=config.use_rslora)
+        kind = DoRALinear if config.use_dora else LoRALinear
+        layer = kind(base, r=config.r, alpha=config.alpha, dropout=config.dropout, use_rslora=config.use_rslora)
         setattr(parent, child, layer.train(base.training))  # an eval-mode model gets eval-mode dropout
     for pname, p in model.named_parameters():
-        p.requires_grad_(".lora_A." in f".{pname}" or ".lora_B." in f".{pname}")
+        p.requires_grad_(".lora_A." in f".{pname}" or ".lora_B." in f".{pname}"
+                         or f".{pname}".endswith(".lora_magnitude_vector"))
     return model
 
 

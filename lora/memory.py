@@ -6,7 +6,7 @@ Five parts, in bytes per GPU (`estimate`):
   decoder linear layer in NF4 (`minillama.nf4.quantize.nf4_nbytes`: 4 bits a value plus the block constants),
   embeddings, norms and lm_head still 16-bit; plus the RoPE cos/sin tables (float32 buffers).
 * LoRA parameters, their gradients, and AdamW's two moments (m, v): 4 + 4 + 8 bytes per trainable value
-  (float32 A and B; the per-parameter `step` counters live on the host).
+  (float32 A and B, and with DoRA the magnitude m; the per-parameter `step` counters live on the host).
 * activations: the bytes autograd keeps for backward at the end of the forward pass (the definition of
   Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", Sec. 4), for
   this repository's GPU recipe: bf16 base, float32 LoRA, bf16 autocast, SDPA flash/efficient attention
@@ -44,10 +44,11 @@ def projection_shapes(config: LlamaConfig) -> dict[str, tuple[int, int]]:
     return dict(zip(PROJECTIONS, [(d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d)]))
 
 
-def lora_values(config: LlamaConfig, r: int, targets: tuple[str, ...]) -> int:
-    """Trainable values of LoRA: r * (in + out) per adapted projection, per layer (Hu et al. 2021, Sec. 4.1)."""
+def lora_values(config: LlamaConfig, r: int, targets: tuple[str, ...], dora: bool = False) -> int:
+    """Trainable values of LoRA: r * (in + out) per adapted projection, per layer (Hu et al. 2021, Sec. 4.1),
+    plus with DoRA the magnitude's out values (Liu et al. 2024, Eq. 5)."""
     shapes = projection_shapes(config)
-    return config.num_hidden_layers * sum(r * (shapes[t][0] + shapes[t][1]) for t in targets)
+    return config.num_hidden_layers * sum(r * (shapes[t][0] + shapes[t][1]) + dora * shapes[t][1] for t in targets)
 
 
 def layer_weight_bytes(config: LlamaConfig, quantize: str | None, double_quant: bool = True) -> int:
@@ -70,7 +71,7 @@ def rope_bytes(config: LlamaConfig) -> int:
 
 
 def layer_activation_bytes(config: LlamaConfig, tokens: int, r: int, targets: tuple[str, ...],
-                           dropout: bool = True, mask_bytes: int = 1) -> int:
+                           dropout: bool = True, mask_bytes: int = 1, dora: bool = False) -> int:
     """Bytes one decoder block saves for backward (bf16 autocast, float32 LoRA), N = batch x sequence tokens.
 
     RMSNorm (x2): its float32 input N d 4 and 1/rms N 4.      Attention: q, k, v (k and v repeated to all H
@@ -78,7 +79,9 @@ def layer_activation_bytes(config: LlamaConfig, tokens: int, r: int, targets: tu
     SwiGLU MLP: gate output, silu(gate) and up output, N f 2 each (the frozen projections' inputs are not
     kept: their weights need no gradient).   Each LoRA projection (in k, out n): its input cast to bf16 by
     autocast N k 2, A x N r 2, the bf16 copies of A and B (r k + n r) 2, and with dropout the mask N k
-    `mask_bytes` (1 on CUDA; the CPU kernel keeps a float mask of the LoRA dtype, 4).
+    `mask_bytes` (1 on CUDA; the CPU kernel keeps a float mask of the LoRA dtype, 4). DoRA adds, per projection,
+    the bf16 `W0 x~` and `s B A x~` that m's gradient needs, N n 2 each, and the float32 `m / ||V||`,
+    `m / ||V|| - 1` and `||V||`, n 4 each (`lora.dora.DoRALinear.forward`).
     """
     d, f, h, hd = config.hidden_size, config.intermediate_size, config.num_attention_heads, config.head_dim
     n = tokens
@@ -90,6 +93,8 @@ def layer_activation_bytes(config: LlamaConfig, tokens: int, r: int, targets: tu
     for t in targets:
         k, out = shapes[t]
         lora += n * k * BF16 + n * r * BF16 + (r * k + out * r) * BF16 + (n * k * mask_bytes if dropout else 0)
+        if dora:
+            lora += 2 * n * out * BF16 + 3 * out * FP32
     return norms + attention + mlp + lora
 
 
@@ -141,8 +146,9 @@ class MemoryEstimate:
 
 def estimate(config: LlamaConfig, gpus: int = 1, fsdp: bool = False, quantize: str | None = None,
              r: int = 8, targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
-             batch: int = 1, seq_len: int = 256, dropout: bool = True, double_quant: bool = True) -> MemoryEstimate:
-    """Per-GPU memory of LoRA (or QLoRA with `quantize="nf4"`) on `gpus` GPUs, DDP or `fsdp`."""
+             batch: int = 1, seq_len: int = 256, dropout: bool = True, double_quant: bool = True,
+             dora: bool = False) -> MemoryEstimate:
+    """Per-GPU memory of LoRA (or QLoRA with `quantize="nf4"`, DoRA with `dora`) on `gpus` GPUs, DDP or `fsdp`."""
     if quantize not in (None, "nf4"):
         raise ValueError(f"quantize={quantize!r} is not supported (None or 'nf4')")
     if fsdp and quantize:
@@ -151,22 +157,24 @@ def estimate(config: LlamaConfig, gpus: int = 1, fsdp: bool = False, quantize: s
     L, n, shapes = config.num_hidden_layers, batch * seq_len, projection_shapes(config)
     layer_w = layer_weight_bytes(config, quantize, double_quant)
     weights = L * layer_w + root_weight_bytes(config) + rope_bytes(config)
-    lora_params = lora_values(config, r, targets) * FP32
+    lora_params = lora_values(config, r, targets, dora) * FP32
     transient = 0
     if quantize:  # one dense bf16 copy of the largest quantised weight exists inside its matmul
         transient = max(i * o for i, o in shapes.values()) * BF16
     if fsdp:  # every parameter sharded; the rope tables are buffers (replicated)
         lora_shapes = [((r, shapes[t][0]), FP32) for t in targets] + [((shapes[t][1], r), FP32) for t in targets]
+        lora_shapes += [((shapes[t][1],), FP32) for t in targets] if dora else []
         base_shapes = [((o, i), BF16) for i, o in shapes.values()] + [((config.hidden_size,), BF16)] * 2
         root_shapes = [((config.vocab_size, config.hidden_size), BF16)] * (1 if config.tie_word_embeddings else 2)
         root_shapes += [((config.hidden_size,), BF16)]
         weights = fsdp_shard_bytes(base_shapes * L + root_shapes, gpus) + rope_bytes(config)
         lora_params = fsdp_shard_bytes(lora_shapes * L, gpus)
-        transient = root_weight_bytes(config) + 2 * (layer_w + lora_values(config, r, targets) // L * FP32)
-    layer_act = layer_activation_bytes(config, n, r, targets, dropout)
+        transient = root_weight_bytes(config) + 2 * (layer_w + lora_values(config, r, targets, dora) // L * FP32)
+    layer_act = layer_activation_bytes(config, n, r, targets, dropout, dora=dora)
     head_act = head_activation_bytes(config, batch, seq_len)
     settings = {"gpus": gpus, "fsdp": fsdp, "quantize": quantize, "double_quant": bool(quantize and double_quant),
-                "r": r, "target_modules": list(targets), "batch": batch, "seq_len": seq_len, "dropout": dropout}
+                "r": r, "target_modules": list(targets), "batch": batch, "seq_len": seq_len, "dropout": dropout,
+                "dora": dora}
     return MemoryEstimate(
         weights=weights, lora_params=lora_params, lora_grads=lora_params, optimizer=2 * lora_params,
         activations=L * layer_act + head_act,

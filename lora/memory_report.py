@@ -107,14 +107,14 @@ def format_table(est: MemoryEstimate, model: str) -> str:
     transient = "FSDP all-gather (root + 2 layers)" if s["fsdp"] else \
         ("one dequantised bf16 weight" if s["quantize"] else "")
     rows = [(f"weights (frozen base, {base})", est.weights),
-            (f"LoRA parameters (fp32, r={s['r']})", est.lora_params),
+            (f"LoRA parameters (fp32, r={s['r']}{', + DoRA m' if s.get('dora') else ''})", est.lora_params),
             ("LoRA gradients (fp32)", est.lora_grads),
             ("AdamW moments (fp32 m, v)", est.optimizer)]
     if transient:
         rows.append((f"transient: {transient}", est.transient))
     rows += [(f"activations, batch {s['batch']} x {s['seq_len']}", est.activations),
              ("activations with checkpointing", est.activations_checkpointed)]
-    lines = [f"{model}: LoRA on {','.join(s['target_modules'])}, {mode}, per GPU"]
+    lines = [f"{model}: {'DoRA' if s.get('dora') else 'LoRA'} on {','.join(s['target_modules'])}, {mode}, per GPU"]
     lines += [f"  {label:<45}{gib(value)}" for label, value in rows]
     lines += [f"  {'total':<45}{gib(est.total)}", f"  {'total with activation checkpointing':<45}"
               f"{gib(est.total_checkpointed)}",

@@ -153,7 +153,7 @@ def test_declared_runtime_dependencies_cover_the_imports():
     text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     deps = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
     declared = {re.split(r"[<>=\[ ]", d.strip().strip('",'))[0].replace("-", "_") for d in deps.split("\n") if d.strip().startswith('"')}
-    optional = {"matplotlib"}  # the [plot] extra; every use is guarded
+    optional = {"matplotlib", "wandb"}  # the [plot] and [wandb] extras; every use is guarded
     third_party = set()
     for path in python_files():
         if path.parts[len(REPO.parts)] not in PACKAGES:

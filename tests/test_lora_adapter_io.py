@@ -79,10 +79,10 @@ def _corrupt(path, how):
         cfg["target_modules"] = ["q_proj", "qkv_proj"]
         (path / CONFIG).write_text(json.dumps(cfg))
         return path, "'qkv_proj' matches no module of LlamaForCausalLM"
-    elif how == "dora":
+    elif how == "dora":  # a DoRA config without its magnitude vectors
         cfg["use_dora"] = True
         (path / CONFIG).write_text(json.dumps(cfg))
-        return path, "use_dora=True is not supported"
+        return path, "implies, e.g. base_model.model.model.layers.0.self_attn.k_proj.lora_magnitude_vector"
     elif how == "another model":
         tensors = {k.replace("model.layers.", "transformer.h."): v for k, v in tensors.items()}
     elif how == "missing tensor":

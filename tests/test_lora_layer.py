@@ -160,8 +160,11 @@ def test_config_peft_dict_round_trip_and_refusals():
     d = config.to_peft_dict("meta-llama/Llama-2-7b-chat-hf")
     assert d["peft_type"] == "LORA" and d["task_type"] == "CAUSAL_LM" and d["lora_alpha"] == 32
     assert d["bias"] == "none" and d["fan_in_fan_out"] is False and d["target_modules"] == ["q_proj", "v_proj"]
-    assert LoraConfig.from_peft_dict(d) == config
-    for bad, words in [({"use_dora": True}, "use_dora=True is not supported"),
+    assert LoraConfig.from_peft_dict(d) == config and d["use_dora"] is False
+    dora = LoraConfig(r=4, use_dora=True)
+    assert dora.to_peft_dict()["use_dora"] is True and LoraConfig.from_peft_dict(dora.to_peft_dict()) == dora
+    for bad, words in [({"use_dora": "yes"}, "use_dora must be true or false"),
+                       ({"lora_bias": True}, "lora_bias=True is not supported"),
                        ({"bias": "all"}, "bias='all' is not supported"),
                        ({"peft_type": "IA3"}, "only 'LORA'"),
                        ({"r": "8"}, "r must be a positive integer")]:

@@ -192,3 +192,38 @@ def test_merge_refuses_no_double_quant_without_nf4(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --no-double-quant: only with --quantize nf4") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("targets, dropout, quantize", [(ATTN, 0.05, None), (PROJECTIONS, 0.0, "nf4")])
+def test_dora_parameters_and_activations_equal_the_real_tensors(targets, dropout, quantize):
+    """DoRA: the magnitudes count in the trainable bytes; each adapted projection keeps its two bf16 [N, out] terms
+    and three float32 [out] vectors more than LoRA (measured with saved-tensor hooks)."""
+    torch.manual_seed(0)
+    model = Llama(TINY).to(torch.bfloat16)
+    model.model.rotary_emb.reset_cache(device="cpu")
+    if quantize:
+        quantize_model(model)
+    apply_lora(model, LoraConfig(r=8, dropout=dropout, target_modules=targets, use_dora=True))
+    est = estimate(TINY, quantize=quantize, targets=targets, dora=True)
+    lora = [p for p in model.parameters() if p.requires_grad]
+    assert est.lora_params == _nbytes(lora) and len(lora) == 3 * TINY.num_hidden_layers * len(targets)
+    batch, seq = 2, 24
+    saved = _saved_bytes(model, torch.randint(0, 96, (batch, seq)))
+    layer = layer_activation_bytes(TINY, batch * seq, 8, targets, dropout > 0, mask_bytes=4, dora=True)
+    assert saved["layer1"] == saved["layer2"] == layer
+    assert saved["head"] == head_activation_bytes(TINY, batch, seq)
+
+
+def test_cli_use_dora_counts_the_magnitudes(capsys):
+    assert lora_main(["memory", "--model", "llama-2-7b", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert lora_main(["memory", "--model", "llama-2-7b", "--json", "--use-dora"]) == 0
+    dora = json.loads(capsys.readouterr().out)
+    assert dora["dora"] is True and plain["dora"] is False
+    assert dora["bytes"]["lora_params"] - plain["bytes"]["lora_params"] == 32 * 4 * 4096 * 4  # m: 4096 per layer
+    assert lora_main(["count", "--use-dora"]) == 0
+    with_m = capsys.readouterr().out
+    assert lora_main(["count"]) == 0
+    without = capsys.readouterr().out
+    trainable = [int(line.split("||")[0].split(":")[1].replace(",", "")) for line in (with_m, without)]
+    assert trainable[0] - trainable[1] == 32 * 4 * 4096

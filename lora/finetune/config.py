@@ -72,6 +72,8 @@ class TrainConfig:
     lora_target_modules: tuple[str, ...] = knob(("q_proj", "k_proj", "v_proj", "o_proj"),
                                                 "comma-separated projections to adapt: all attention "
                                                 "(ChatDoctor: PEFT's q,v)")
+    use_dora: bool = knob(False, "DoRA (Liu et al. 2024): train a magnitude per output row besides A and B, "
+                                 "W' = m (W0 + s B A) / ||W0 + s B A|| (PEFT's use_dora)")
     quantize: str = knob("none", "base weights: none (the dtype below) or nf4 (QLoRA's 4-bit NormalFloat, "
                                  "Dettmers et al. 2023)", choices=("none", "nf4"))
     # --- optimisation ---
@@ -104,6 +106,9 @@ class TrainConfig:
                              "decoder layer): for models that do not fit one GPU")
     activation_checkpointing: bool = knob(False, "recompute each decoder layer in backward: less memory, "
                                                  "~30% slower", runtime=True)
+    report_to: str = knob("none", "also log the metrics.jsonl values and the config to an experiment tracker (the HF "
+                                  "Trainer's report_to): TensorBoard in OUT/tensorboard, W&B in OUT/wandb (offline "
+                                  "unless WANDB_MODE is set)", choices=("none", "tensorboard", "wandb"), runtime=True)
     compile: bool = knob(False, "torch.compile the model (GPU; slow first steps)", runtime=True)
     num_threads: int = knob(0, "CPU threads for torch; 0 = the project's policy (one per free core, at most "
                                "the physical cores; see docs/training.md)", runtime=True)

@@ -149,7 +149,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     step_module = loss_module if cfg.fsdp else distributed.wrap_ddp(loss_module, info)
     if cfg.compile:
         step_module = torch.compile(step_module)
-    log = run_folder.MetricsLog(out / "metrics.jsonl", state["step"], info.is_main)
+    log = run_folder.open_log(cfg, out, state["step"], info.is_main)  # metrics.jsonl (+ the --report-to tracker)
     if state["step"] == 0 and val_ex:
         log({"type": "val", "step": 0, "loss": validation_loss(loss_module, val_ex, cfg, info, autocast)})
 
@@ -157,7 +157,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not info.is_main)
     run = Run(cfg, out, info, model, loss_module, step_module, optimizer, params, autocast, train_ex, val_ex,
               total_steps, state, log, bar, stop, on_step)
-    with bar, stop.deferred():
+    with bar, log, stop.deferred():
         for step in range(state["step"], total_steps):
             t0 = time.perf_counter()
             lr = lr_at(step, cfg.learning_rate, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)

@@ -13,11 +13,13 @@ from pathlib import Path
 from plumbing.durable import write_text_atomic
 from plumbing.locks import FileLock, folder_lock
 
-from lora.finetune.config import TrainError
+from lora.finetune import trackers
+from lora.finetune.config import TrainConfig, TrainError, config_to_dict
 
 # Everything a run writes into its folder; any of these present means the folder holds results.
 RESULT_NAMES = ("config.json", "split.json", "data_report.json", "metrics.jsonl", "loss.png", "DONE",
-                "adapter", "adapter_last", "checkpoints", "base", "demo_data.json", "demo_eval.json")
+                "adapter", "adapter_last", "checkpoints", "base", "demo_data.json", "demo_eval.json", "tensorboard",
+                "wandb")
 # What only training produces: a run folder created by a start that failed before any of these is removed.
 TRAINED_NAMES = ("checkpoints", "adapter", "adapter_last", "DONE")
 LOCK_NAME = ".lock"
@@ -91,14 +93,15 @@ def read_rows(path: Path) -> list[dict]:
 
 
 class MetricsLog:
-    """Appends one JSON row per call to metrics.jsonl (when `write`: rank 0).
+    """Appends one JSON row per call to metrics.jsonl (when `write`: rank 0), and hands it to `tracker` (the
+    `--report-to` experiment tracker, `trackers.py`), which is closed when the log is used as a context manager.
 
     On a resumed run the rows after the checkpoint's step (and any torn line) are dropped first, so
     the file ends equal to that of an uninterrupted run; a run started again from step 0 drops them all.
     """
 
-    def __init__(self, path: Path, start_step: int, write: bool):
-        self.path, self.write = path, write
+    def __init__(self, path: Path, start_step: int, write: bool, tracker=None):
+        self.path, self.write, self.tracker = path, write, tracker
         if write and path.exists():
             kept = [r for r in read_rows(path) if r["step"] <= start_step] if start_step > 0 else []
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
@@ -110,3 +113,19 @@ class MetricsLog:
                     f.write(json.dumps(row) + "\n")
             except OSError as e:
                 raise OSError(e.errno, e.strerror, str(self.path)) from None
+            if self.tracker is not None:
+                self.tracker.log(row)
+
+    def __enter__(self) -> "MetricsLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
+
+
+def open_log(cfg: TrainConfig, out: Path, start_step: int, write: bool) -> MetricsLog:
+    """The run's metrics.jsonl from `start_step` on, feeding the `--report-to` tracker (opened on the writing rank,
+    with the config as its hyper-parameters); use it as a context manager to close the tracker."""
+    tracker = trackers.open_tracker(cfg.report_to, out, config_to_dict(cfg), start_step) if write else None
+    return MetricsLog(out / "metrics.jsonl", start_step, write, tracker)

@@ -14,7 +14,7 @@ from minillama.hub import check_access, is_hub_id
 from plumbing.durable import write_json_atomic
 
 import lora
-from lora.finetune import checkpoint, demo_data, demo_model, distributed, run_folder
+from lora.finetune import checkpoint, demo_data, demo_model, distributed, run_folder, trackers
 from lora.finetune.config import RunFailed, TrainConfig, TrainError, check_resumable, config_to_dict
 from lora.finetune.plots import plot_loss
 from lora.finetune.records import resolve_dataset, usable_records
@@ -35,6 +35,7 @@ def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size
         if ckpt is None and not (out / "DONE").is_file():
             print(f"{out}: no intact checkpoint yet; training starts again from step 0", file=sys.stderr)
     run_folder.check_out(out, resume, force)
+    trackers.check_installed(cfg.report_to)
     if resume and (out / "DONE").is_file():
         return None
     if cfg.fsdp and world_size < 2:
@@ -72,8 +73,11 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
     model = Llama.from_pretrained(base, dtype=dtype, device=info.device,  # a 4-bit NF4 base for QLoRA
                                   quantize=None if cfg.quantize == "none" else cfg.quantize)
     torch.manual_seed(cfg.seed)
-    lora.apply_lora(model, lora.LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                                           target_modules=tuple(cfg.lora_target_modules)))
+    try:
+        lora.apply_lora(model, lora.LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                                               target_modules=tuple(cfg.lora_target_modules), use_dora=cfg.use_dora))
+    except lora.LoraError as e:  # a target LoRA (and DoRA) cannot wrap: one line naming the flag
+        raise TrainError(f"--lora-target-modules{' (with --use-dora)' if cfg.use_dora else ''}: {e}") from None
     if ckpt is not None:
         lora.load_adapter(model, ckpt / "adapter")
     if cfg.activation_checkpointing:
