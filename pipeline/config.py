@@ -139,6 +139,8 @@ def preset(name: str, full: bool = False) -> ReproduceConfig:
         return ReproduceConfig(preset="smollm2", run_dir="runs/reproduce-smollm2" + ("-full" if full else ""),
                                db="chatdoctor", base_model=smollm2_base(),
                                train_args=["--preset", "smollm2", *(["--full"] if full else [])],
+                               # A chat model's answer may run past the cap: score it as the paper scores all 120.
+                               evalkit_args=["--keep-truncated"],
                                generation=GenerationSettings(**SMOLLM2_GENERATION))
     if name == "demo":
         return ReproduceConfig(preset="demo", run_dir="runs/reproduce-demo", db="demo",
