@@ -92,6 +92,9 @@ class TrainConfig:
                              "decoder layer): for models that do not fit one GPU")
     activation_checkpointing: bool = knob(False, "recompute each decoder layer in backward: less memory, "
                                                  "~30% slower", runtime=True)
+    packing: bool = knob(False, "pack each micro-batch's examples into as few rows as their lengths allow (no "
+                                "padding; attention stays inside each example, positions restart): the same "
+                                "loss and update, fewer tokens computed", runtime=True)
     compile: bool = knob(False, "torch.compile the model (GPU; slow first steps)", runtime=True)
     num_threads: int = knob(0, "CPU threads for torch; 0 = the project's policy (one per free core, at most "
                                "the physical cores; see docs/training.md)", runtime=True)
