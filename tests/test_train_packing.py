@@ -71,12 +71,16 @@ def test_packed_rows_hold_each_example_whole_with_positions_from_zero():
     ["--quantize", "nf4"],                                    # the 4-bit base
     ["--loss-norm", "sequence"],
 ])
-def test_packed_run_equals_padded_run(tiny_train, tmp_path, extra):
+def test_packed_run_equals_padded_run(tiny_train, tmp_path, monkeypatch, extra):
     """Per-step losses, validation losses and both adapters of a float64 run are those of the padded run
     (LoRA dropout off: its masks are drawn per tensor, so they would differ between the two layouts)."""
-    common = ["--dtype", "float64", "--lora-dropout", "0", "--max-steps", "4", *extra]
+    common = ["--dtype", "float64", "--lora-dropout", "0", "--max-steps", "4", "--cutoff-len", "400", *extra]
     padded = train.run(train_args(tiny_train, tmp_path / "padded", *common))
+    shapes, collate_packed = [], data.collate_packed
+    monkeypatch.setattr(data, "collate_packed", lambda ex, cap: shapes.append(
+        (len(ex), (t := collate_packed(ex, cap))[0].shape[0])) or t)
     packed = train.run(train_args(tiny_train, tmp_path / "packed", *common, "--packing"))
+    assert any(rows < n for n, rows in shapes), shapes  # some examples did share a row
     rows_a, rows_b = metrics(padded), metrics(packed)
     assert [r["type"] for r in rows_a] == [r["type"] for r in rows_b] and len(rows_a) >= 6
     for a, b in zip(rows_a, rows_b):
