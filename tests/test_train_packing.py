@@ -67,6 +67,7 @@ def test_packed_rows_hold_each_example_whole_with_positions_from_zero():
 
 @pytest.mark.parametrize("extra", [
     [],                                                       # 2 micro-batches per step (gradient accumulation)
+    ["--micro-batch-size", "4", "--pack-row-tokens", "500"],   # rows of at most 500 tokens
     ["--micro-batch-size", "4", "--activation-checkpointing"],  # a whole step in one micro-batch
     ["--quantize", "nf4"],                                    # the 4-bit base
     ["--loss-norm", "sequence"],

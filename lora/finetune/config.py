@@ -95,6 +95,9 @@ class TrainConfig:
     packing: bool = knob(False, "pack each micro-batch's examples into as few rows as their lengths allow (no "
                                 "padding; attention stays inside each example, positions restart): the same "
                                 "loss and update, fewer tokens computed", runtime=True)
+    pack_row_tokens: int = knob(0, "with --packing, tokens per row at most (a longer example gets a row of its "
+                                   "own); 0 = the whole micro-batch in one row (fastest while the row's masked attention, quadratic "
+                                   "in its length, stays small next to the matmuls)", runtime=True)
     compile: bool = knob(False, "torch.compile the model (GPU; slow first steps)", runtime=True)
     num_threads: int = knob(0, "CPU threads for torch; 0 = the project's policy (one per free core, at most "
                                "the physical cores; see docs/training.md)", runtime=True)
@@ -143,8 +146,8 @@ def _min(low):
 RULES = [(name, *_min(low)) for name, low in (
     ("cutoff_len", 2), ("micro_batch_size", 1), ("batch_size", 1), ("lora_r", 1), ("eval_steps", 1),
     ("save_steps", 1), ("keep_checkpoints", 1), ("val_size", 0), ("max_steps", 0), ("warmup_steps", 0),
-    ("stop_after_steps", 0), ("num_threads", 0), ("demo_records", 4), ("demo_pretrain_steps", 0),
-    ("weight_decay", 0))] + [
+    ("stop_after_steps", 0), ("num_threads", 0), ("pack_row_tokens", 0), ("demo_records", 4),
+    ("demo_pretrain_steps", 0), ("weight_decay", 0))] + [
     ("learning_rate", lambda v: v > 0, "> 0"), ("lora_alpha", lambda v: v > 0, "> 0"),
     ("adam_eps", lambda v: v > 0, "> 0"), ("max_grad_norm", lambda v: v > 0, "> 0"),
     ("lora_dropout", lambda v: 0 <= v < 1, "in [0, 1)"), ("adam_beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
