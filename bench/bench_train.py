@@ -72,16 +72,17 @@ class AutoTok:
         return [self.bos_id] * bos + self.tok.encode(text, add_special_tokens=False) + [self.eos_id] * eos
 
 
-def examples(cutoff: int, n: int, seed: int = 0, model: str | None = None) -> tuple[list[dict], str]:
+def examples(cutoff: int, n: int, seed: int = 0, model: str | None = None,
+             data_file: Path = SHARED / "genmedgpt-5k.json") -> tuple[list[dict], str]:
     """Tokenised training examples with real lengths, and where they came from (`model`: tokenised by that
     folder's tokenizer)."""
     from lora.finetune import data, demo_data
     from lora.finetune.records import load_records
 
-    tok_file, data_file = SHARED / "llama2-tokenizer.model", SHARED / "genmedgpt-5k.json"
+    tok_file = SHARED / "llama2-tokenizer.model"
     if model and data_file.is_file():
         tok, (records, _) = AutoTok(model), load_records(data_file)
-        source, recs = f"GenMedGPT-5k + {Path(model).name} tokenizer", list(records.values())
+        source, recs = f"{data_file.name} + {Path(model).name} tokenizer", list(records.values())
     elif tok_file.is_file() and data_file.is_file():
         from minillama import Tokenizer
 
@@ -210,7 +211,7 @@ def worker(args) -> dict:
              "bfloat16": torch.bfloat16}[args.dtype]
     autocast = device.type == "cuda" and dtype == torch.bfloat16 or args.autocast
     b, t = (int(x) for x in args.batch.split("x"))
-    exs, source = examples(t, b * (args.warmup + args.steps), seed=1, model=args.model)
+    exs, source = examples(t, b * (args.warmup + args.steps), seed=1, model=args.model, data_file=Path(args.data))
     if args.group_by_length:  # HF's group_by_length: batches of similar lengths, taken in a random order
         by_length = sorted(exs, key=lambda e: len(e["input_ids"]))
         batches = [by_length[i:i + b] for i in range(0, len(by_length), b)]
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--shape", choices=sorted(SHAPES), default="small", help="random weights of this shape")
     p.add_argument("--model", help="a HF Llama folder (e.g. /work/ref/smollm2-hf): its weights and tokenizer "
                                    "instead of --shape")
+    p.add_argument("--data", default=str(SHARED / "genmedgpt-5k.json"), help="the records to train on (JSON)")
     p.add_argument("--setting", choices=sorted(SETTINGS), default="paper",
                    help="LoRA config (and default --batches): paper = r 8 on q,k,v,o at 1x256; preset = r 16 on "
                         "all seven projections at 4x256")
@@ -304,7 +306,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     name = Path(args.model).name if args.model else args.shape
     flags = ["--compile"] * args.compile + ["--autocast"] * args.autocast + ["--packing"] * args.packing \
         + ["--checkpointing"] * args.checkpointing + ["--group-by-length"] * args.group_by_length \
-        + ["--mfu"] * args.mfu + ["--model", args.model] * bool(args.model)
+        + ["--mfu"] * args.mfu + ["--data", args.data] + ["--model", args.model] * bool(args.model)
     base = [sys.executable, __file__, "--shape", args.shape, "--device", args.device, "--steps", str(args.steps),
             "--warmup", str(args.warmup), "--threads", str(args.threads), "--quantize", args.quantize,
             "--setting", args.setting, "--dtype", args.dtype] + flags
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     res[side] = got
                 peak = max(peak or 0, got["matmul_peak_flops_per_s"] or 0) or None
         row = {"model": name, "shape": args.shape, "setting": args.setting, "device": args.device, "batch": batch,
-               "quantize": args.quantize, "flags": flags[:len(flags) - 2 * bool(args.model)],
+               "quantize": args.quantize, "flags": flags[:len(flags) - 2 - 2 * bool(args.model)],
                "data": res["ours"]["data"],
                "ours_tokens_per_s": res["ours"]["tokens_per_s"], "hf_tokens_per_s": res["hf"]["tokens_per_s"],
                "speed_ratio": res["ours"]["tokens_per_s"] / res["hf"]["tokens_per_s"],
