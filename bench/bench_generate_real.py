@@ -22,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import SHARED, AutoTok  # noqa: E402
+from bench_train import SHARED, AutoTok  # bench/ is the script's folder, first on its path
 
 
 def prompts(model: str, n: int, data_file: Path) -> list[list[int]]:

@@ -31,7 +31,7 @@ def tiny_folder(tmp_path_factory):
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
                           timeout=600, env=env)
 
