@@ -11,8 +11,8 @@ the LoRA weights. On GPU both run bf16 weights + float32 LoRA under bf16 autocas
 
 Each side runs in its own subprocess, so peak memory is its own: `torch.cuda.max_memory_allocated`
 on GPU, peak RSS on CPU. Tokens/s counts real (non-pad) tokens per second of timed steps; the sides
-alternate over `--repeats` fresh processes and the best of each is reported (a shared machine's
-background load only ever slows a run down).
+alternate over `--repeats` fresh processes (each running the timed batches `--passes` times) and each
+batch's fastest step is kept (a shared machine's background load only ever slows a step down).
 
 Model FLOPs/s (`--mfu`, CPU): the step's useful work divided by its time, as a share of the peak of one
 large matmul timed in the same dtype on the same threads. The work of one sequence of T real tokens is
@@ -229,8 +229,13 @@ def worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     rss_built = rss_now()
     peak_flops = matmul_peak(torch.bfloat16 if autocast else dtype) if args.mfu and device.type == "cpu" else None
-    tokens, seconds, flops = 0, 0.0, 0.0
-    for i in range(args.warmup + args.steps):
+    step_seconds = [float("inf")] * args.steps  # the best time of each timed batch over --passes
+    step_tokens = [sum(len(e["input_ids"]) for e in exs[(args.warmup + j) * b:(args.warmup + j + 1) * b])
+                   for j in range(args.steps)]
+    step_flops_ = [step_flops([len(e["input_ids"]) for e in exs[(args.warmup + j) * b:(args.warmup + j + 1) * b]],
+                              config, sum(p.numel() for p in params)) for j in range(args.steps)]
+    order = list(range(args.warmup)) + list(range(args.warmup, args.warmup + args.steps)) * args.passes
+    for i in order:
         mb = exs[i * b:(i + 1) * b]
         tensors = list(data.micro_batch(mb, args.packing and args.worker == "ours"))  # packed: one row
         tensors[0] = tensors[0].remainder(vocab)
@@ -245,15 +250,22 @@ def worker(args) -> dict:
         opt.zero_grad(set_to_none=True)
         sync(device)
         if i >= args.warmup:
-            seconds += time.perf_counter() - t0
-            tokens += sum(len(e["input_ids"]) for e in mb)
-            flops += step_flops([len(e["input_ids"]) for e in mb], config, sum(p.numel() for p in params))
+            step_seconds[i - args.warmup] = min(step_seconds[i - args.warmup], time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"side": args.worker, "batch": args.batch, "tokens_per_s": tokens / seconds, "peak_bytes": peak,
-            "seconds_per_step": seconds / args.steps, "model_flops_per_s": flops / seconds,
-            "matmul_peak_flops_per_s": peak_flops,
+    return {"side": args.worker, "batch": args.batch, "step_seconds": step_seconds, "step_tokens": step_tokens,
+            "step_flops": step_flops_, "peak_bytes": peak, "matmul_peak_flops_per_s": peak_flops,
             "rss_after_build": rss_built, "data": source, "loss": float(loss)}
+
+
+def best_of(runs: list[dict]) -> dict:
+    """One side's runs combined: each timed batch at its fastest over the runs (a shared machine's load only
+    ever slows a step down), the lowest peak memory."""
+    seconds = [min(s) for s in zip(*(r["step_seconds"] for r in runs))]
+    tokens, flops = runs[0]["step_tokens"], runs[0]["step_flops"]
+    return {"tokens_per_s": sum(tokens) / sum(seconds), "seconds_per_step": sum(seconds) / len(seconds),
+            "model_flops_per_s": sum(flops) / sum(seconds), "peak_bytes": min(r["peak_bytes"] for r in runs),
+            "data": runs[0]["data"]}
 
 
 def rss_now() -> int:
@@ -285,6 +297,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batches", help="comma-separated BxT (T = cutoff_len; default: the --setting's)")
     p.add_argument("--steps", type=int, default=4, help="timed steps per side")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--passes", type=int, default=1, help="times each worker runs the timed steps (best of each)")
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per side; the best is reported")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--quantize", choices=["none", "nf4"], default="none",
@@ -308,21 +321,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         + ["--checkpointing"] * args.checkpointing + ["--group-by-length"] * args.group_by_length \
         + ["--mfu"] * args.mfu + ["--data", args.data] + ["--model", args.model] * bool(args.model)
     base = [sys.executable, __file__, "--shape", args.shape, "--device", args.device, "--steps", str(args.steps),
-            "--warmup", str(args.warmup), "--threads", str(args.threads), "--quantize", args.quantize,
+            "--warmup", str(args.warmup), "--passes", str(args.passes), "--threads", str(args.threads), "--quantize", args.quantize,
             "--setting", args.setting, "--dtype", args.dtype] + flags
     rows = []
     for batch in (args.batches or SETTINGS[args.setting]["batches"]).split(","):
-        res: dict[str, dict] = {}
-        peak = None  # the best matmul any worker timed (--mfu): the machine's, not one moment's
+        runs: dict[str, list] = {"ours": [], "hf": []}
         for _ in range(args.repeats):  # sides alternate, best of the repeats: robust to a busy machine
             for side in ("ours", "hf"):
                 proc = subprocess.run(base + ["--worker", side, "--batch", batch], capture_output=True, text=True)
                 if proc.returncode:
                     sys.exit(f"error: {side} worker failed for batch {batch}: {proc.stderr.strip().splitlines()[-1:]}")
-                got = json.loads(proc.stdout.strip().splitlines()[-1])
-                if side not in res or got["tokens_per_s"] > res[side]["tokens_per_s"]:
-                    res[side] = got
-                peak = max(peak or 0, got["matmul_peak_flops_per_s"] or 0) or None
+                runs[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        res = {side: best_of(r) for side, r in runs.items()}
+        # the best matmul any worker timed (--mfu): the machine's, not one moment's
+        peak = max(r["matmul_peak_flops_per_s"] or 0 for r in runs["ours"] + runs["hf"]) or None
         row = {"model": name, "shape": args.shape, "setting": args.setting, "device": args.device, "batch": batch,
                "quantize": args.quantize, "flags": flags[:len(flags) - 2 - 2 * bool(args.model)],
                "data": res["ours"]["data"],
