@@ -237,7 +237,7 @@ def worker(args) -> dict:
     order = list(range(args.warmup)) + list(range(args.warmup, args.warmup + args.steps)) * args.passes
     for i in order:
         mb = exs[i * b:(i + 1) * b]
-        tensors = list(data.micro_batch(mb, args.packing and args.worker == "ours"))  # packed: one row
+        tensors = list(data.micro_batch(mb, args.packing and args.worker == "ours", t))  # rows of <= T tokens
         tensors[0] = tensors[0].remainder(vocab)
         tensors[1] = tensors[1].where(tensors[1] < 0, tensors[1].remainder(vocab))
         tensors = [x.to(device) for x in tensors]

@@ -96,8 +96,8 @@ class TrainConfig:
                                 "padding; attention stays inside each example, positions restart): the same "
                                 "loss and update, fewer tokens computed", runtime=True)
     pack_row_tokens: int = knob(0, "with --packing, tokens per row at most (a longer example gets a row of its "
-                                   "own); 0 = the whole micro-batch in one row (fastest while the row's masked attention, quadratic "
-                                   "in its length, stays small next to the matmuls)", runtime=True)
+                                   "own); 0 = cutoff_len. Longer rows mean fewer rows but a masked attention "
+                                   "quadratic in the row's length", runtime=True)
     compile: bool = knob(False, "torch.compile the model (GPU; slow first steps)", runtime=True)
     num_threads: int = knob(0, "CPU threads for torch; 0 = the project's policy (one per free core, at most "
                                "the physical cores; see docs/training.md)", runtime=True)

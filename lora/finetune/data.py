@@ -135,10 +135,8 @@ def collate_packed(examples: list[dict], capacity: int, pad_id: int = 0) -> tupl
 
 def micro_batch(examples: list[dict], packing: bool = False, capacity: int = 0) -> tuple[torch.Tensor, ...]:
     """What `SummedNLL` takes for a micro-batch: `collate_packed`'s four tensors (rows of at most `capacity`
-    tokens, 0 = one row) with packing, else `collate`'s two."""
-    if not packing:
-        return collate(examples)
-    return collate_packed(examples, capacity or sum(len(e["input_ids"]) for e in examples))
+    tokens) with packing, else `collate`'s two."""
+    return collate_packed(examples, capacity) if packing else collate(examples)
 
 
 def tokenize_ids(records: dict[str, dict], ids: list[str], tokenizer, template: str, cutoff_len: int,

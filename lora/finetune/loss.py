@@ -68,7 +68,7 @@ def validation_loss(loss_module: SummedNLL, examples: list[dict], cfg, info, aut
     total = 0.0
     for i in range(n_batches):
         part = mine[i * cfg.micro_batch_size:(i + 1) * cfg.micro_batch_size] or [DUMMY_EXAMPLE]
-        tensors = micro_batch(part, cfg.packing, cfg.pack_row_tokens)  # ids, labels [B, T] (+ packing's two)
+        tensors = micro_batch(part, cfg.packing, cfg.pack_row_tokens or cfg.cutoff_len)  # ids, labels, ...
         with autocast():
             total += loss_module(*(t.to(info.device) for t in tensors)).item()
     total, denom = all_reduce_sum([total, loss_denominator(mine, cfg.loss_norm)], info)
