@@ -61,6 +61,19 @@ def build_attention_mask(attention_mask: torch.Tensor | None, start_pos: int, t:
     return mask
 
 
+def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Boolean `[B, 1, T, T]` mask of packed rows: causal, and a token sees only tokens of its own segment
+    (padding-free packing: several examples share a row, attention never crosses from one to another).
+
+    Shapes:
+        segment_ids: [B, T] (equal ids = one example; padding may be a segment of its own) -> [B, 1, T, T]
+    """
+    t = segment_ids.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=segment_ids.device).tril()  # [T, T]
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]  # [B, T, T]
+    return (same & causal)[:, None]  # [B, 1, T, T]
+
+
 def _compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
     if compiler is not None and hasattr(compiler, "is_compiling"):

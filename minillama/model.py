@@ -14,7 +14,7 @@ from .block import LlamaDecoderLayer
 from .config import LlamaConfig
 from .errors import MiniLlamaError
 from .kv_cache import KVCache
-from .masks import build_attention_mask, check_input_ids, positions_from_mask
+from .masks import block_causal_mask, build_attention_mask, check_input_ids, positions_from_mask
 from .rmsnorm import RMSNorm
 from .rope import RotaryEmbedding, table_rows
 
@@ -38,11 +38,14 @@ class LlamaModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, cache: list[KVCache] | None = None,
-                start_pos: int = 0) -> torch.Tensor:
+                start_pos: int = 0, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states of the new tokens (see `Llama.forward` for the arguments).
 
+        `segment_ids` (training on packed rows, no cache): tokens attend only to earlier tokens with the same
+        id (`masks.block_causal_mask`); give each example's `position_ids` too, restarting at 0.
+
         Shapes:
-            input_ids: [B, T]; attention_mask: [B, start_pos + T]; position_ids: [B, T]
+            input_ids: [B, T]; attention_mask: [B, start_pos + T]; position_ids: [B, T]; segment_ids: [B, T]
             returns: [B, T, d]
         """
         b, t = input_ids.shape
@@ -61,6 +64,9 @@ class LlamaModel(nn.Module):
                                    length=t)  # [B or 1, 1, T, hd]
         mask = build_attention_mask(attention_mask, start_pos, t, input_ids.device,
                                     sliding_window=self.sliding_window)  # [B or 1, 1, T, S] or None
+        if segment_ids is not None:
+            block = block_causal_mask(segment_ids)  # [B, 1, T, T]
+            mask = block if mask is None else mask & block
         for i, layer in enumerate(self.layers):
             layer_cache = cache[i] if cache is not None else None
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

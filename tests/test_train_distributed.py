@@ -46,6 +46,14 @@ def test_ddp_two_gloo_processes_equal_one_process(tiny_train, one_process, tmp_p
     assert_same_run(one_process, tmp_path / "two")
 
 
+def test_ddp_with_packing_equals_one_padded_process(tiny_train, one_process, tmp_path):
+    """--packing under DDP: each rank packs its micro-batches (no_sync on all but the last): the padded run."""
+    proc = torchrun("train.py", train_args(tiny_train, tmp_path / "packed", "--lora-dropout", "0", "--packing",
+                                          "--pack-row-tokens", "1000"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_run(one_process, tmp_path / "packed")
+
+
 def test_fsdp_two_gloo_processes_equal_one_process(tiny_train, one_process, tmp_path):
     proc = torchrun("train.py", train_args(tiny_train, tmp_path / "fsdp", "--lora-dropout", "0", "--fsdp"))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -109,6 +109,12 @@ class TrainConfig:
     report_to: str = knob("none", "also log the metrics.jsonl values and the config to an experiment tracker (the HF "
                                   "Trainer's report_to): TensorBoard in OUT/tensorboard, W&B in OUT/wandb (offline "
                                   "unless WANDB_MODE is set)", choices=("none", "tensorboard", "wandb"), runtime=True)
+    packing: bool = knob(False, "pack each micro-batch's examples into as few rows as their lengths allow (no "
+                                "padding; attention stays inside each example, positions restart): the same "
+                                "loss and update, fewer tokens computed", runtime=True)
+    pack_row_tokens: int = knob(0, "with --packing, tokens per row at most (a longer example gets a row of its "
+                                   "own); 0 = cutoff_len. Longer rows mean fewer rows but a masked attention "
+                                   "quadratic in the row's length", runtime=True)
     compile: bool = knob(False, "torch.compile the model (GPU; slow first steps)", runtime=True)
     num_threads: int = knob(0, "CPU threads for torch; 0 = the project's policy (one per free core, at most "
                                "the physical cores; see docs/training.md)", runtime=True)
@@ -157,8 +163,8 @@ def _min(low):
 RULES = [(name, *_min(low)) for name, low in (
     ("cutoff_len", 2), ("micro_batch_size", 1), ("batch_size", 1), ("lora_r", 1), ("eval_steps", 1),
     ("save_steps", 1), ("keep_checkpoints", 1), ("val_size", 0), ("max_steps", 0), ("warmup_steps", 0),
-    ("stop_after_steps", 0), ("num_threads", 0), ("demo_records", 4), ("demo_pretrain_steps", 0),
-    ("weight_decay", 0))] + [
+    ("stop_after_steps", 0), ("num_threads", 0), ("pack_row_tokens", 0), ("demo_records", 4),
+    ("demo_pretrain_steps", 0), ("weight_decay", 0))] + [
     ("learning_rate", lambda v: v > 0, "> 0"), ("lora_alpha", lambda v: v > 0, "> 0"),
     ("adam_eps", lambda v: v > 0, "> 0"), ("max_grad_norm", lambda v: v > 0, "> 0"),
     ("lora_dropout", lambda v: 0 <= v < 1, "in [0, 1)"), ("adam_beta1", lambda v: 0 <= v < 1, "in [0, 1)"),

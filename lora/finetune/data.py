@@ -81,6 +81,64 @@ def collate(examples: list[dict], pad_id: int = 0) -> tuple[torch.Tensor, torch.
     return ids, labels
 
 
+def pack_rows(examples: list[dict], capacity: int) -> list[list[int]]:
+    """Padding-free packing: the examples' indices placed into as few rows as their lengths allow, each row
+    holding at most `capacity` tokens, or the longest example if longer (first-fit decreasing).
+
+    Returns:
+        rows of example indices, each row in the order the examples were placed.
+    """
+    width = max([capacity] + [len(e["input_ids"]) for e in examples])
+    rows: list[list[int]] = []
+    room: list[int] = []  # free tokens of each row
+    for i in sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"])):
+        n = len(examples[i]["input_ids"])
+        row = next((r for r, free in enumerate(room) if free >= n), None)
+        if row is None:
+            rows.append([]), room.append(width)
+            row = len(rows) - 1
+        rows[row].append(i)
+        room[row] -= n
+    return rows
+
+
+def collate_packed(examples: list[dict], capacity: int, pad_id: int = 0) -> tuple[torch.Tensor, ...]:
+    """A micro-batch packed into rows of at most `capacity` tokens (`pack_rows`; the training run's
+    cutoff_len), right-padded to the fullest row: what `collate` gives, plus per-token
+    positions that restart at 0 with each example and segment ids that keep attention inside an example.
+
+    The first token of each example gets label IGNORE_INDEX: the token before it in the row belongs to
+    another example, and predicting across that border is not a target (unpacked, the first token is
+    never a target either). So the loss, its gradients and the update equal the padded batch's.
+
+    Returns:
+        (input_ids, labels, position_ids, segment_ids), each [R, W] with R <= B rows and W the fullest
+        row's tokens; segment_ids are the examples' indices in `examples`, -1 on padding.
+    """
+    rows = pack_rows(examples, capacity)
+    width = max(sum(len(examples[i]["input_ids"]) for i in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    segments = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        start = 0
+        for i in row:
+            e, n = examples[i], len(examples[i]["input_ids"])
+            ids[r, start:start + n] = torch.tensor(e["input_ids"])
+            labels[r, start + 1:start + n] = torch.tensor(e["labels"][1:])
+            positions[r, start:start + n] = torch.arange(n)
+            segments[r, start:start + n] = i
+            start += n
+    return ids, labels, positions, segments
+
+
+def micro_batch(examples: list[dict], packing: bool = False, capacity: int = 0) -> tuple[torch.Tensor, ...]:
+    """What `SummedNLL` takes for a micro-batch: `collate_packed`'s four tensors (rows of at most `capacity`
+    tokens) with packing, else `collate`'s two."""
+    return collate_packed(examples, capacity) if packing else collate(examples)
+
+
 def tokenize_ids(records: dict[str, dict], ids: list[str], tokenizer, template: str, cutoff_len: int,
                  train_on_inputs: bool) -> tuple[list[dict], dict]:
     """Tokenise the records `ids`; drop those with no target token left after truncation.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lora.finetune.data import DUMMY_EXAMPLE, IGNORE_INDEX, collate
+from lora.finetune.data import DUMMY_EXAMPLE, IGNORE_INDEX, micro_batch
 from lora.finetune.distributed import all_reduce_sum
 
 
@@ -29,19 +29,29 @@ class SummedNLL(torch.nn.Module):
         super().__init__()
         self.lm, self.loss_norm = lm, loss_norm
 
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Shapes: ids, labels [B, T] -> scalar."""
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """`position_ids` and `segment_ids` come with packed rows (`data.collate_packed`): each segment is one
+        example, and "sequence" averages over examples, not rows.
+
+        Shapes: ids, labels, position_ids, segment_ids [B, T] -> scalar."""
         targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # [B, T]: position t predicts t+1
         keep = targets != IGNORE_INDEX  # [B, T]
-        hidden = self.lm.model(ids)  # [B, T, d]
+        if segment_ids is None:
+            hidden = self.lm.model(ids)  # [B, T, d]
+        else:
+            hidden = self.lm.model(ids, position_ids=position_ids, segment_ids=segment_ids)  # [B, T, d]
         logits = self.lm.lm_head(hidden[keep])  # [N, V], N = target tokens of the micro-batch
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 for the softmax
         nll = F.cross_entropy(logits, targets[keep], reduction="none")  # [N]: -log P(x_t | x_<t), Eq. 3
         if self.loss_norm == "token":
             return nll.sum()
-        rows = keep.nonzero()[:, 0]  # [N]: the sequence of each target
-        per_seq = torch.zeros(ids.shape[0], dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)  # [B]
-        return (per_seq / keep.sum(1).clamp(min=1)).sum()  # Eq. 3 per sequence, summed over the batch
+        # the example of each target: its row, or its segment in a packed row
+        seq = keep.nonzero()[:, 0] if segment_ids is None else segment_ids[keep]  # [N]
+        size = ids.shape[0] if segment_ids is None else ids.numel()  # more than the examples of the micro-batch
+        per_seq = torch.zeros(size, dtype=nll.dtype, device=nll.device).index_add_(0, seq, nll)
+        count = torch.zeros(size, dtype=nll.dtype, device=nll.device).index_add_(0, seq, torch.ones_like(nll))
+        return (per_seq / count.clamp(min=1)).sum()  # Eq. 3 per sequence, summed over the batch
 
 
 def loss_denominator(batch: list[dict], loss_norm: str) -> int:
@@ -58,8 +68,8 @@ def validation_loss(loss_module: SummedNLL, examples: list[dict], cfg, info, aut
     total = 0.0
     for i in range(n_batches):
         part = mine[i * cfg.micro_batch_size:(i + 1) * cfg.micro_batch_size] or [DUMMY_EXAMPLE]
-        ids, labels = collate(part)  # [B, T] each
+        tensors = micro_batch(part, cfg.packing, cfg.pack_row_tokens or cfg.cutoff_len)  # ids, labels, ...
         with autocast():
-            total += loss_module(ids.to(info.device), labels.to(info.device)).item()
+            total += loss_module(*(t.to(info.device) for t in tensors)).item()
     total, denom = all_reduce_sum([total, loss_denominator(mine, cfg.loss_norm)], info)
     return total / max(denom, 1)

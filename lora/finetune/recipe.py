@@ -191,10 +191,11 @@ def train_step(run: Run, batch: list[dict], lr: float) -> tuple[float, float]:
     run.step_module.train()
     loss_sum = 0.0
     for j, mb in enumerate(micro):
-        ids, labels = (t.to(info.device) for t in data.collate(mb))  # [B, T] each
+        rows = data.micro_batch(mb, cfg.packing, cfg.pack_row_tokens or cfg.cutoff_len)  # ids, labels [B, T], ...
+        tensors = [t.to(info.device) for t in rows]
         with distributed.no_sync(run.step_module, skip=j < len(micro) - 1):  # gradients reduced once, at the last
             with run.autocast():
-                nll = run.step_module(ids, labels)  # Eq. 3's numerator on this micro-batch
+                nll = run.step_module(*tensors)  # Eq. 3's numerator on this micro-batch
             (nll * scale).backward()
         loss_sum += nll.item()
     grad_norm = torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm).item()

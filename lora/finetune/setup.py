@@ -2,6 +2,7 @@
 the adapters and the record of the run it writes, and the finish (loss curve, demo comparison, DONE)."""
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -72,6 +73,9 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
     distributed.barrier(info)
     model = Llama.from_pretrained(base, dtype=dtype, device=info.device,  # a 4-bit NF4 base for QLoRA
                                   quantize=None if cfg.quantize == "none" else cfg.quantize)
+    if cfg.packing and "segment_ids" not in inspect.signature(model.model.forward).parameters:
+        raise TrainError(f"--packing: the base {base} ({type(model).__name__}) cannot take a block-diagonal "
+                         "attention mask; train without --packing")
     torch.manual_seed(cfg.seed)
     try:
         lora.apply_lora(model, lora.LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,

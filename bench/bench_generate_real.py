@@ -1,0 +1,144 @@
+"""Batched greedy generation on a real checkpoint: minillama's `generate` (KV cache, stop at EOS) vs
+transformers' `generate`, same weights (a HF folder, e.g. SmolLM2-135M-Instruct), same prompts.
+
+The prompts are held-out GenMedGPT-5k questions in the alpaca template (tokenised by the folder's own
+tokenizer through transformers' AutoTokenizer), left-padded in batches of `--batch`; each side decodes
+greedily up to `--new-tokens` tokens and stops a row at EOS. Each side runs in its own subprocess, the
+sides alternate over `--repeats` and the best of each is kept. Tokens/s counts generated tokens (up to
+and including each row's EOS) per second of `generate`; the outputs of both sides are compared token
+for token (greedy on the same weights: they should be the same).
+
+    python bench/bench_generate_real.py --model /work/ref/smollm2-hf --threads 1
+    python bench/bench_generate_real.py --model /work/ref/smollm2-hf --profile   # where ours spends its time
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench_train import SHARED, AutoTok  # bench/ is the script's folder, first on its path
+
+
+def prompts(model: str, n: int, data_file: Path) -> list[list[int]]:
+    """The alpaca prompts of the last `n` GenMedGPT-5k records (far from the ones training benches use)."""
+    from lora.finetune.records import load_records
+    from minillama.templates import prompt_ids
+
+    tok, (records, _) = AutoTok(model), load_records(data_file)
+    recs = list(records.values())[-n:]
+    return [prompt_ids(r, tok, "alpaca") for r in recs]
+
+
+def worker(args) -> dict:
+    """One side: generate every batch; prints a JSON line with the outputs and the time."""
+    from minillama.generate import left_pad
+
+    torch.manual_seed(0)
+    ps = prompts(args.model, args.batch * args.batches, Path(args.data))
+    tok = AutoTok(args.model)
+    if args.worker == "ours":
+        from minillama import Llama
+        model = Llama.from_pretrained(args.model, dtype=torch.float32).eval()
+
+        def run(ids, mask):
+            return model.generate(ids, args.new_tokens, eos_id=tok.eos_id, attention_mask=mask, pad_id=tok.eos_id)
+    else:
+        import transformers
+        model = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+
+        def run(ids, mask):
+            with torch.no_grad():
+                return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens,
+                                      do_sample=False, eos_token_id=tok.eos_id, pad_token_id=tok.eos_id,
+                                      temperature=None, top_p=None, top_k=None)
+    outputs, seconds, tokens = [], 0.0, 0
+    for i in range(-1, args.batches):  # batch -1: warm-up, untimed
+        batch = ps[max(i, 0) * args.batch:(max(i, 0) + 1) * args.batch]
+        ids, mask = left_pad(batch, pad_id=tok.eos_id)
+        t0 = time.perf_counter()
+        out = run(ids, mask)
+        dt = time.perf_counter() - t0
+        if i < 0:
+            continue
+        seconds += dt
+        for row in out[:, ids.shape[1]:].tolist():
+            new = row[:row.index(tok.eos_id) + 1] if tok.eos_id in row else row
+            outputs.append(new)
+            tokens += len(new)
+    return {"side": args.worker, "tokens_per_s": tokens / seconds, "tokens": tokens, "seconds": seconds,
+            "outputs": outputs}
+
+
+def profile(args) -> None:
+    """Where ours spends its time: torch.profiler's table over one batch."""
+    from torch.profiler import profile as torch_profile
+    from minillama import Llama
+    from minillama.generate import left_pad
+
+    tok = AutoTok(args.model)
+    model = Llama.from_pretrained(args.model, dtype=torch.float32).eval()
+    ids, mask = left_pad(prompts(args.model, args.batch, Path(args.data)), pad_id=tok.eos_id)
+    model.generate(ids, 4, eos_id=tok.eos_id, attention_mask=mask, pad_id=tok.eos_id)
+    with torch_profile() as prof:
+        model.generate(ids, args.new_tokens, eos_id=tok.eos_id, attention_mask=mask, pad_id=tok.eos_id)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="a HF Llama folder (e.g. /work/ref/smollm2-hf)")
+    p.add_argument("--data", default=str(SHARED / "genmedgpt-5k.json"), help="GenMedGPT-5k JSON")
+    p.add_argument("--batch", type=int, default=4, help="prompts per generate call")
+    p.add_argument("--batches", type=int, default=2, help="timed generate calls per side")
+    p.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens")
+    p.add_argument("--repeats", type=int, default=2, help="fresh processes per side; the best is reported")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--profile", action="store_true", help="profile ours instead of comparing")
+    p.add_argument("--out", help="also write the result as JSON here")
+    p.add_argument("--worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for flag, path in (("--model", Path(args.model) / "config.json"), ("--data", Path(args.data))):
+        if not path.is_file():
+            sys.exit(f"error: {flag}: {path} not found")
+    if args.profile:
+        profile(args)
+        return {}
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return {}
+    cmd = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--batch", str(args.batch),
+           "--batches", str(args.batches), "--new-tokens", str(args.new_tokens), "--threads", str(args.threads)]
+    res: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for side in ("ours", "hf"):
+            proc = subprocess.run(cmd + ["--worker", side], capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"error: {side} worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            if side not in res or got["tokens_per_s"] > res[side]["tokens_per_s"]:
+                res[side] = got
+    same = sum(a == b for a, b in zip(res["ours"]["outputs"], res["hf"]["outputs"])) / len(res["ours"]["outputs"])
+    row = {"model": Path(args.model).name, "batch": args.batch, "new_tokens": args.new_tokens,
+           "threads": torch.get_num_threads(), "ours_tokens_per_s": res["ours"]["tokens_per_s"],
+           "hf_tokens_per_s": res["hf"]["tokens_per_s"],
+           "speed_ratio": res["ours"]["tokens_per_s"] / res["hf"]["tokens_per_s"],
+           "tokens": res["ours"]["tokens"], "same_outputs_fraction": same}
+    print(f"{row['model']} greedy generation, batch {args.batch}, up to {args.new_tokens} new tokens: ours "
+          f"{row['ours_tokens_per_s']:.1f} tok/s, transformers {row['hf_tokens_per_s']:.1f} tok/s, ratio "
+          f"{row['speed_ratio']:.2f}x; identical outputs for {same:.0%} of the {len(res['ours']['outputs'])} prompts",
+          flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(row, indent=1) + "\n")
+    return row
+
+
+if __name__ == "__main__":
+    main()
