@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from minillama.errors import MiniLlamaError
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 from plumbing.durable import write_folder_atomic
 
 from lora.adapter_io import read_adapter_config, read_adapter_tensors
@@ -31,7 +31,7 @@ TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lora", description="LoRA adapter tools.")
+    parser = ArgumentParser(prog="python -m lora", description="LoRA adapter tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     merge = sub.add_parser("merge", help="merge an adapter into its base model and save a full checkpoint")
     merge.add_argument("--base", required=True, help="base model folder or Hugging Face Hub id")

@@ -18,7 +18,7 @@ from typing import Sequence, TextIO
 
 import torch
 
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 from plumbing.errors import CommandError
 from plumbing.threads import configure_threads
 
@@ -66,7 +66,7 @@ class TextStreamer:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minillama", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m minillama", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate a continuation (or a chat answer), streaming it")
     g.add_argument("--model", required=True,
