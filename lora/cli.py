@@ -4,7 +4,7 @@
 
     python -m lora merge --base meta-llama/Llama-2-7b-chat-hf --adapter runs/x/adapter --out merged/ \
         [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4 [--no-double-quant]]
-    python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
+    python -m lora count [--model llama-2-7b|...|CONFIG_JSON|DIR|HUB_ID] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
     python -m lora memory --model llama-2-7b|llama-3.1-8b|...|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4] [--json]
 
 The output folder (config.json, generation_config.json, model.safetensors or shards + index, and the
@@ -48,15 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--no-double-quant", action="store_true",
                        help="with --quantize nf4: the base was trained without double quantisation")
     count = sub.add_parser("count", help="trainable / total parameters of LoRA on a model (no weights loaded)")
-    count.add_argument("--config", default=None,
-                       help="a model's config.json, or a folder holding one (default: Llama-2-7B's shapes)")
+    models = ("llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, mistral-7b, a "
+              "config.json, a model folder, or a Hub id (only its config.json is downloaded)")
+    which = count.add_mutually_exclusive_group()
+    which.add_argument("--model", default=None, help=models + " (default: llama-2-7b)")
+    which.add_argument("--config", default=None, help="a model's config.json, or a folder holding one (as --model)")
     count.add_argument("--r", type=int, default=8, help="LoRA rank (default 8)")
     count.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")
     mem = sub.add_parser("memory", help="per-GPU memory of LoRA / QLoRA fine-tuning, from the config alone")
-    mem.add_argument("--model", required=True,
-                     help="llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, "
-                          "mistral-7b, a config.json, a model folder, or a Hub id (only its config.json is downloaded)")
+    mem.add_argument("--model", required=True, help=models)
     mem.add_argument("--gpus", type=int, default=1, help="GPUs (default 1); without --fsdp each holds a replica")
     mem.add_argument("--fsdp", action="store_true", help="shard base, LoRA and optimizer state over the GPUs (FSDP2)")
     mem.add_argument("--quantize", choices=["nf4"], default=None, help="4-bit NormalFloat base (QLoRA)")
@@ -100,29 +101,34 @@ def memory(args: argparse.Namespace) -> None:
     est = estimate(config, gpus=args.gpus, fsdp=args.fsdp, quantize=args.quantize, r=args.r, targets=targets,
                    batch=args.batch, seq_len=args.seq_len, dropout=not args.no_dropout,
                    double_quant=not args.no_double_quant)
+    summary = lora_summary(config, args.r, targets)
     if args.json:
-        print(json.dumps({"model": args.model, **est.to_json()}, indent=2))
+        print(json.dumps({"model": args.model, **est.to_json(), "trainable_params": summary.trainable,
+                          "all_params": summary.total}, indent=2))
     else:
-        print(format_table(est, args.model))
+        head, *rows = format_table(est, args.model).split("\n")
+        print("\n".join([head, f"  LoRA {summary}", *rows]))
 
 
-def count(args: argparse.Namespace) -> None:
-    """Print `trainable params: ... || all params: ... || trainable%: ...` for LoRA on the model's shapes."""
+def lora_summary(config, r: int, targets: tuple[str, ...]):
+    """`trainable params: ... || all params: ... || trainable%: ...` of LoRA on the model's shapes (meta device)."""
     import torch
-    from minillama import Llama, LlamaConfig
+    from minillama import Llama
 
     from lora.config import LoraConfig
     from lora.inject import apply_lora, trainable_summary
 
-    lora_config = LoraConfig(r=args.r, target_modules=tuple(t.strip() for t in args.target_modules.split(",")))
-    if args.config is None:
-        config = LlamaConfig()  # its defaults are Llama-2-7B's
-    else:
-        path = Path(args.config)
-        config = LlamaConfig.from_file(path / "config.json" if path.is_dir() else path)
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = Llama(config)
-    print(trainable_summary(apply_lora(model, lora_config)))
+    return trainable_summary(apply_lora(model, LoraConfig(r=r, target_modules=targets)))
+
+
+def count(args: argparse.Namespace) -> None:
+    """Print `trainable params: ... || all params: ... || trainable%: ...` for LoRA on the model's shapes."""
+    from lora.memory_report import resolve_config
+
+    spec = args.model or args.config or "llama-2-7b"
+    print(lora_summary(resolve_config(spec), args.r, tuple(t.strip() for t in args.target_modules.split(","))))
 
 
 def _check_double_quant(args: argparse.Namespace) -> None:
