@@ -15,6 +15,7 @@ It is written under a temporary name and renamed when complete; an existing non-
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -26,8 +27,9 @@ from plumbing.durable import write_folder_atomic
 from lora.adapter_io import read_adapter_config, read_adapter_tensors
 from lora.errors import LoraError
 
+# The base's tokenizer and generation files, copied into the merged folder as they are (after the check below).
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json")
+                   "added_tokens.json", "chat_template.jinja", "generation_config.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "means bfloat16)")
     merge.add_argument("--no-double-quant", action="store_true",
                        help="with --quantize nf4: the base was trained without double quantisation")
+    merge.add_argument("--strict", action="store_true",
+                       help="refuse (exit 2, nothing written) an adapter trained on another base than --base "
+                            "(default: one warning line)")
     count = sub.add_parser("count", help="trainable / total parameters of LoRA on a model (no weights loaded)")
     models = ("llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, mistral-7b, a "
               "config.json, a model folder, or a Hub id (only its config.json is downloaded)")
@@ -143,22 +148,49 @@ def _check_out(out: Path) -> None:
         raise LoraError(f"{out}: already exists and is not empty; refusing to overwrite it")
 
 
-def _copy_tokenizer(base: str, dest: Path) -> list[str]:
-    """Copy the base model's tokenizer files into `dest`; returns the names copied."""
-    from minillama.load import resolve_model_dir  # the folder from_pretrained read (Hub cache for ids)
+def _tokenizer_files(base_dir: Path, vocab_size: int) -> list[str]:
+    """The tokenizer files of the base folder, checked: the tokenizer minillama reads from it
+    (`load_tokenizer`: tokenizer.model, else tokenizer.json) loads and fits the model's `vocab_size`, every
+    other JSON file is a JSON object, the chat template is UTF-8 text. A broken one is refused (LoraError
+    naming it) before anything is loaded or written."""
+    from minillama import load_tokenizer
 
-    base_dir = resolve_model_dir(base)
-    copied = []
-    for name in TOKENIZER_FILES:
-        if (base_dir / name).is_file():
-            shutil.copyfile(base_dir / name, dest / name)
-            copied.append(name)
-    return copied
+    present = [name for name in TOKENIZER_FILES if (base_dir / name).is_file()]
+    if {"tokenizer.model", "tokenizer.json"} & set(present):
+        try:
+            tokenizer = load_tokenizer(base_dir)  # tokenizer.json also reads tokenizer_config.json beside it
+        except MiniLlamaError as exc:
+            raise LoraError(f"{str(exc).splitlines()[0]} (the base's tokenizer; nothing was written)") from None
+        if tokenizer.vocab_size > vocab_size:
+            raise LoraError(f"{tokenizer.path}: the tokenizer has {tokenizer.vocab_size} tokens, the base model only "
+                            f"{vocab_size}; nothing was written")
+    for name in present:
+        path = base_dir / name
+        try:
+            text = path.read_text(encoding="utf-8") if name != "tokenizer.model" else "{}"
+            if name.endswith(".json") and not isinstance(json.loads(text), dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise LoraError(f"{path}: not a readable tokenizer file ({str(exc).splitlines()[0]}); nothing was "
+                            "written") from None
+    return present
+
+
+def _check_base(args: argparse.Namespace, base_dir: Path) -> None:
+    """Warn in one line (refuse with --strict) when the adapter was trained on another base (`lora.base_check`)."""
+    from lora.base_check import base_problem
+
+    problem = base_problem(Path(args.adapter), args.base, base_dir)
+    if problem and args.strict:
+        raise LoraError(f"--adapter {args.adapter}: {problem} (refused by --strict; nothing was written)")
+    if problem:
+        print(f"warning: --adapter {args.adapter}: {problem} (--strict refuses it)", file=sys.stderr)
 
 
 def merge(args: argparse.Namespace) -> None:
     """Load base + adapter, merge, and write the merged checkpoint atomically to `args.out`."""
-    from minillama import Llama
+    from minillama import Llama, LlamaConfig, load_tokenizer
+    from minillama.load import resolve_model_dir
 
     from lora.adapter_io import load_adapter
     from lora.inject import lora_layers
@@ -172,6 +204,9 @@ def merge(args: argparse.Namespace) -> None:
     parse_size(args.max_shard_size)  # a bad --max-shard-size fails here, not after the merge
     config = read_adapter_config(args.adapter)  # fail fast, before loading gigabytes
     read_adapter_tensors(args.adapter)
+    base_dir = resolve_model_dir(args.base)  # the folder from_pretrained reads (the Hub cache for an id)
+    tokenizer_files = _tokenizer_files(base_dir, LlamaConfig.from_file(base_dir / "config.json").vocab_size)
+    _check_base(args, base_dir)
     dtype = None if args.dtype == "auto" else args.dtype
     if args.quantize and dtype is None:
         dtype = "bfloat16"
@@ -184,11 +219,12 @@ def merge(args: argparse.Namespace) -> None:
         from minillama.nf4.convert import dequantize_model
         dequantize_model(model)
 
-    copied: list[str] = []
-
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, max_shard_size=args.max_shard_size)
-        copied.extend(_copy_tokenizer(args.base, tmp))
+        for name in tokenizer_files:  # the base's generation_config.json replaces the one written from config.json
+            shutil.copyfile(base_dir / name, tmp / name)
+        if tokenizer_files:
+            load_tokenizer(tmp)  # the merged folder's tokenizer loads as the base's did
 
     try:  # built under a temporary name and renamed when complete (plumbing.durable)
         write_folder_atomic(out, write)
@@ -200,8 +236,9 @@ def merge(args: argparse.Namespace) -> None:
     base = f"{args.base} (loaded in NF4, written dequantised)" if args.quantize else args.base
     print(f"merged {n_layers} LoRA layers (r={config.r}, alpha={config.alpha:g}) from {args.adapter} into "
           f"{base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
-    if "tokenizer.model" not in copied:
-        print(f"note: the base {args.base} has no tokenizer.model; {out} has no tokenizer", file=sys.stderr)
+    if not {"tokenizer.model", "tokenizer.json"} & set(tokenizer_files):
+        print(f"note: the base {args.base} has no tokenizer.model or tokenizer.json; {out} has no tokenizer (copy "
+              "one in, or pass --tokenizer to python -m minillama generate)", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
