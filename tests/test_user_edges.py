@@ -25,7 +25,7 @@ from minillama import Llama, load_tokenizer
 from test_train_new_bases import dataset, llama3_base, mistral_base, train_args  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the test run's own environment (the checkout on its path)
 
 
 def cli(*args, timeout: int = 300) -> subprocess.CompletedProcess:
