@@ -127,12 +127,12 @@ def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) 
 
 
 def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Namespace, out: TextIO,
-           err: TextIO, said: set | None = None, prefix: str = "", interruptible: bool = False) -> str | None:
+           err: TextIO, said: set | None = None, prefix: str = "") -> str:
     """Generate and stream one answer; returns its text. The new tokens are capped at what the model's
     context leaves after the prompt (said once per conversation: `said` holds the notes already printed).
 
     `prefix` ("model> ") is written to `out` after the notes, so that a note is not printed inside the answer's
-    line. With `interruptible`, Ctrl-C stops this answer only and returns None (the conversation goes on)."""
+    line."""
     limit = model.config.max_position_embeddings
     room = limit - len(ids)
     if room < 1:
@@ -147,19 +147,10 @@ def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Na
     out.flush()
     streamer = TextStreamer(tokenizer, out, tokenizer.eos_ids)  # Llama-3 ends a turn with <|eot_id|>
     start = time.perf_counter()
-    try:
-        result = model.generate(torch.tensor([ids], device=model.device),
-                                max_new_tokens=min(args.max_new_tokens, room), temperature=args.temperature,
-                                top_p=args.top_p, top_k=args.top_k, eos_id=list(tokenizer.eos_ids), seed=args.seed,
-                                pad_id=tokenizer.pad_id, on_token=streamer)
-    except KeyboardInterrupt:
-        if not interruptible:
-            raise
-        out.write("\n")
-        out.flush()
-        err.write("[minillama] answer stopped (Ctrl-C); it is left out of the conversation. Ctrl-C again at "
-                  "you> or Ctrl-D ends the conversation\n")
-        return None
+    result = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=min(args.max_new_tokens, room),
+                            temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                            eos_id=list(tokenizer.eos_ids), seed=args.seed, pad_id=tokenizer.pad_id,
+                            on_token=streamer)
     seconds = time.perf_counter() - start
     streamer.finish()
     out.write("\n")
@@ -220,19 +211,33 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
         line = read()
         if line is None or line.strip() in ("", "exit", "quit"):
             return 0
-        limit = model.config.max_position_embeddings
-        ids, dropped = fit_turns(session, tokenizer, history, line.strip(), args.system, args.max_new_tokens, limit)
-        if len(ids) >= limit:  # this message alone fills the context: refuse the turn, keep the conversation
-            err.write(f"error: this message takes {len(ids)} tokens with its prompt format; the model's context "
-                      f"holds {limit} (max_position_embeddings): send a shorter one\n")
+        try:  # Ctrl-C from here to the end of the answer stops this answer only
+            text = turn(session, model, tokenizer, history, line.strip(), args, out, err, said)
+        except KeyboardInterrupt:
+            out.write("\n")
+            out.flush()
+            err.write("[minillama] answer stopped (Ctrl-C); it is left out of the conversation. Ctrl-C again at "
+                      "you> or Ctrl-D ends the conversation\n")
             continue
-        if dropped and "dropped" not in said:
-            said.add("dropped")
-            err.write(f"note: the oldest turns are left out from now on ({dropped} this time): the conversation no "
-                      f"longer fits the model's context of {limit} positions with room for an answer\n")
-        text = answer(model, tokenizer, ids, args, out, err, said, prefix="model> ", interruptible=True)
-        if text is not None:  # an answer stopped by Ctrl-C is not part of the conversation
+        if text is not None:
             history.append((line.strip(), text))
+
+
+def turn(session: Session, model: Llama, tokenizer: Tokenizer, history: list[tuple[str, str]], message: str,
+         args: argparse.Namespace, out: TextIO, err: TextIO, said: set) -> str | None:
+    """One turn of the conversation: the prompt with as many earlier turns as fit, then the streamed answer;
+    None (after one error line) when the message alone fills the context."""
+    limit = model.config.max_position_embeddings
+    ids, dropped = fit_turns(session, tokenizer, history, message, args.system, args.max_new_tokens, limit)
+    if len(ids) >= limit:  # this message alone fills the context: refuse the turn, keep the conversation
+        err.write(f"error: this message takes {len(ids)} tokens with its prompt format; the model's context "
+                  f"holds {limit} (max_position_embeddings): send a shorter one\n")
+        return None
+    if dropped and "dropped" not in said:
+        said.add("dropped")
+        err.write(f"note: the oldest turns are left out from now on ({dropped} this time): the conversation no "
+                  f"longer fits the model's context of {limit} positions with room for an answer\n")
+    return answer(model, tokenizer, ids, args, out, err, said, prefix="model> ")
 
 
 def prompt_reader(stdin: TextIO, out: TextIO, err: TextIO) -> Callable[[], str | None]:
