@@ -20,7 +20,8 @@ import torch
 
 import lora
 from lora.base_check import FINGERPRINT_NAME
-from medlora_scripts import train
+from lora.finetune import train
+from lora.finetune.flags import config_from_args
 from minillama import Llama, load_tokenizer
 from test_train_new_bases import dataset, llama3_base, mistral_base, train_args  # noqa: F401  (fixtures)
 
@@ -50,8 +51,8 @@ def one_error_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
 def runs(tmp_path_factory, llama3_base, mistral_base, dataset):  # noqa: F811
     """One finished three-step run on each base: (llama3 run, mistral run)."""
     root = tmp_path_factory.mktemp("runs")
-    return (train.run(train_args(llama3_base, dataset, root / "l3", "llama3")),
-            train.run(train_args(mistral_base, dataset, root / "mistral", "mistral")))
+    return (train(config_from_args(train_args(llama3_base, dataset, root / "l3", "llama3"))[0]),
+            train(config_from_args(train_args(mistral_base, dataset, root / "mistral", "mistral"))[0]))
 
 
 # --- 1. their own base without --data -------------------------------------------------------------------------
