@@ -223,7 +223,7 @@ def merge(args: argparse.Namespace) -> None:
         model.save_pretrained(tmp, max_shard_size=args.max_shard_size)
         for name in tokenizer_files:  # the base's generation_config.json replaces the one written from config.json
             shutil.copyfile(base_dir / name, tmp / name)
-        if tokenizer_files:
+        if {"tokenizer.model", "tokenizer.json"} & set(tokenizer_files):
             load_tokenizer(tmp)  # the merged folder's tokenizer loads as the base's did
 
     try:  # built under a temporary name and renamed when complete (plumbing.durable)

@@ -177,10 +177,11 @@ def test_merge_without_a_tokenizer_says_so_in_one_note(runs, llama3_base, tmp_pa
     l3, _ = runs
     base = tmp_path / "base"
     base.mkdir()
-    for name in ("config.json", "model.safetensors"):
+    for name in ("config.json", "model.safetensors", "generation_config.json"):  # no tokenizer
         shutil.copyfile(llama3_base / name, base / name)
     proc = cli("-m", "lora", "merge", "--base", base, "--adapter", l3 / "adapter", "--out", tmp_path / "out")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "out" / "generation_config.json").read_bytes() == (base / "generation_config.json").read_bytes()
     assert lines(proc.stderr, "note:") == [f"note: the base {base} has no tokenizer.model or tokenizer.json; "
                                            f"{tmp_path / 'out'} has no tokenizer (copy one in, or pass --tokenizer "
                                            "to python -m minillama generate)"]
