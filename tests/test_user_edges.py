@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import lora
 from lora.base_check import FINGERPRINT_NAME
