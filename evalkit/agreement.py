@@ -268,10 +268,27 @@ def _verdict(per: dict) -> str:
                 f"checked against it; {'; '.join(parts)}.")
     if len(ranked) == 1:
         return f"On the {n} items where exactly one model names the reference diagnosis, {parts[0]}."
-    best = ranked[-1][1] if ranked[-1][0] != ranked[-2][0] else None
-    tail = f"{best} agrees with the grounded scores more." if best else "the tracks agree with it equally."
     return (f"On the {n} items where exactly one model names the reference diagnosis, "
-            f"{'; '.join(parts)}, each a mean over the track's scores: {tail} {RATE_VS_RHO}")
+            f"{'; '.join(parts)}, each a mean over the track's scores: {_tail(per, ranked)}. {RATE_VS_RHO}")
+
+
+def _tail(per: dict, ranked: list[tuple[float, str]]) -> str:
+    """Which track follows the grounded scores more, by the rate and by the paired Spearman rho together: a
+    tie in the rate is not called equal agreement when the rhos differ."""
+    best = ranked[-1][1] if ranked[-1][0] != ranked[-2][0] else None
+    rhos = sorted((t["mean_paired_rho_diagnosis"], label) for label, t in per.items()
+                  if t["mean_paired_rho_diagnosis"] is not None)
+    closer = rhos[-1][1] if len(rhos) > 1 and round(rhos[-1][0], 2) != round(rhos[-2][0], 2) else None
+    versus = f"Spearman {rhos[-1][0]:+.2f} against {rhos[-2][0]:+.2f}" if closer else ""
+    if best and closer in (None, best):
+        return f"{best} agrees with the grounded scores more"
+    if best:
+        return (f"{best} prefers the right-diagnosis model more often, while {closer} follows the grounded "
+                f"differences more closely ({versus})")
+    if closer:
+        return (f"the tracks prefer the right-diagnosis model equally often ({ranked[-1][0]:.0%}), but {closer} "
+                f"follows the grounded differences more closely ({versus})")
+    return "the tracks agree with it equally"
 
 
 # Why a high rate can stand beside a small or negative rho: they are computed on different items.

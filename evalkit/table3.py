@@ -3,8 +3,9 @@
 ``build_table3`` computes everything into one JSON-able dict (``table3.json``); ``render_table3``
 formats that dict only. Only grounded items enter (the reference names a database condition); a null
 ratio (zero denominator) leaves its item out of that column for that model. Per column, the model
-rows, Difference and the paper's Mann-Whitney p use each model's defined values; the paired tests
-use the items defined for both models. Diagnosis fields are 0/1: their means are accuracies, shown
+rows, Difference and the paper's Mann-Whitney p use each model's defined values (so over different items
+where a ratio is undefined for one model only); the row "Difference on the common items" and the paired
+tests use the items defined for both models. Diagnosis fields are 0/1: their means are accuracies, shown
 with 95% Wilson intervals, and McNemar's exact test gives the paired change.
 """
 from __future__ import annotations
@@ -123,6 +124,8 @@ def render_table3(t: dict, names: dict | None = None) -> str:
     for cmp in t["comparisons"]:
         tag, cc = (f" ({cmp['model']})" if several else ""), cmp["columns"]
         lines.append(_row(f"Difference{tag}", [_f(_get(cc[c], "difference"), "+.4f") for c in cols]))
+        lines.append(_row(f"Difference on the common items{tag}",
+                          [_f(_get(cc[c], "paired_mean_difference"), "+.4f") for c in cols]))
         lines.append(_row(f"Improvement (%){tag}", [_pct(_get(cc[c], "improvement_pct")) for c in cols]))
         lines.append(_row(f"p-value (Mann-Whitney){tag}",
                           [_pv(_get(cc[c], "mann_whitney", "p")) for c in cols]))
@@ -184,7 +187,9 @@ def _notes(t: dict) -> list[str]:
             "",
             "A ratio with a zero denominator is undefined (null) and left out of its column: recall when the "
             "reference names no test or medication, precision when the response names none. Undefined: "
-            f"{undefined or 'none'}.",
+            f"{undefined or 'none'}. So a column's means, its Difference and Mann-Whitney p are over each "
+            "model's own defined items (N defined), which differ where the Ns differ; the Difference on the "
+            "common items is the mean paired difference over the items defined for both (Table 3b's N pairs).",
             "",
             f"Database: {db.get('path')} (sha256 {str(db.get('sha256'))[:12]}...), {db.get('conditions')} "
             f"conditions, {db.get('tests')} tests, {db.get('medications')} medications; "

@@ -89,7 +89,7 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_or_path: str | None = None,
-                 state: dict[str, torch.Tensor] | None = None) -> Path:
+                 state: dict[str, torch.Tensor] | None = None, base_fingerprint: dict | None = None) -> Path:
     """Write the model's LoRA weights and config as a PEFT adapter in `out_dir` (created if needed).
 
     Each file is written to a temporary name, re-opened and checked (non-empty, every expected key
@@ -98,6 +98,8 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_o
 
     Args:
         state: `adapter_state(model)` already gathered (under FSDP: by every rank; only one writes).
+        base_fingerprint: `lora.base_check.base_fingerprint` of the base, written as `base_fingerprint.json`
+            so that applying the adapter to another base is noticed (PEFT ignores the file).
 
     Returns:
         `out_dir` as a Path.
@@ -128,6 +130,10 @@ def save_adapter(model: nn.Module, out_dir: str | os.PathLike, base_model_name_o
 
     replace_atomic(out / ADAPTER_WEIGHTS_NAME, weights)  # each file whole or not at all
     replace_atomic(out / ADAPTER_CONFIG_NAME, config_file)
+    if base_fingerprint is not None:
+        from lora.base_check import write_fingerprint
+
+        write_fingerprint(out, base_fingerprint)
     return out
 
 

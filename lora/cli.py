@@ -4,10 +4,10 @@
 
     python -m lora merge --base meta-llama/Llama-2-7b-chat-hf --adapter runs/x/adapter --out merged/ \
         [--dtype auto|float32|bfloat16|float16] [--max-shard-size 2GB] [--quantize nf4 [--no-double-quant]]
-    python -m lora count [--config CONFIG_JSON_OR_DIR] [--r 8] [--target-modules q_proj,k_proj,v_proj,o_proj]
-        [--use-dora]
-    python -m lora memory --model llama-2-7b|llama-3.1-8b|...|CONFIG_JSON|DIR|HUB_ID [--gpus N] [--fsdp] [--quantize nf4]
-        [--use-dora] [--json]
+    python -m lora count [--model llama-2-7b|...|CONFIG_JSON|DIR|FILE.gguf|HUB_ID] [--r 8]
+        [--target-modules q_proj,k_proj,v_proj,o_proj] [--use-dora]
+    python -m lora memory --model llama-2-7b|llama-3.1-8b|...|CONFIG_JSON|DIR|FILE.gguf|HUB_ID [--gpus N] [--fsdp]
+        [--quantize nf4] [--use-dora] [--json]
 
 The output folder (config.json, generation_config.json, model.safetensors or shards + index, and the
 base's tokenizer files) loads in transformers (`LlamaForCausalLM.from_pretrained`) and minillama (and is the plain HF
@@ -17,23 +17,25 @@ It is written under a temporary name and renamed when complete; an existing non-
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
 
 from minillama.errors import MiniLlamaError
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 from plumbing.durable import write_folder_atomic
 
 from lora.adapter_io import read_adapter_config, read_adapter_tensors
 from lora.errors import LoraError
 
+# The base's tokenizer and generation files, copied into the merged folder as they are (after the check below).
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json")
+                   "added_tokens.json", "chat_template.jinja", "generation_config.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lora", description="LoRA adapter tools.")
+    parser = ArgumentParser(prog="python -m lora", description="LoRA adapter tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     merge = sub.add_parser("merge", help="merge an adapter into its base model and save a full checkpoint")
     merge.add_argument("--base", required=True, help="base model folder, .gguf file or Hugging Face Hub id")
@@ -49,17 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "means bfloat16)")
     merge.add_argument("--no-double-quant", action="store_true",
                        help="with --quantize nf4: the base was trained without double quantisation")
+    merge.add_argument("--strict", action="store_true",
+                       help="refuse (exit 2, nothing written) an adapter trained on another base than --base "
+                            "(default: one warning line)")
     count = sub.add_parser("count", help="trainable / total parameters of LoRA on a model (no weights loaded)")
-    count.add_argument("--config", default=None,
-                       help="a model's config.json, or a folder holding one (default: Llama-2-7B's shapes)")
+    models = ("llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, mistral-7b, a "
+              "config.json, a model folder, or a Hub id (only its config.json is downloaded)")
+    which = count.add_mutually_exclusive_group()
+    which.add_argument("--model", default=None, help=models + " (default: llama-2-7b)")
+    which.add_argument("--config", default=None, help="a model's config.json, or a folder holding one (as --model)")
     count.add_argument("--r", type=int, default=8, help="LoRA rank (default 8)")
     count.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")
     count.add_argument("--use-dora", action="store_true", help="DoRA: add each adapted layer's magnitude vector")
     mem = sub.add_parser("memory", help="per-GPU memory of LoRA / QLoRA fine-tuning, from the config alone")
-    mem.add_argument("--model", required=True,
-                     help="llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, "
-                          "mistral-7b, a config.json, a model folder, or a Hub id (only its config.json is downloaded)")
+    mem.add_argument("--model", required=True, help=models)
     mem.add_argument("--gpus", type=int, default=1, help="GPUs (default 1); without --fsdp each holds a replica")
     mem.add_argument("--fsdp", action="store_true", help="shard base, LoRA and optimizer state over the GPUs (FSDP2)")
     mem.add_argument("--quantize", choices=["nf4"], default=None, help="4-bit NormalFloat base (QLoRA)")
@@ -105,34 +111,35 @@ def memory(args: argparse.Namespace) -> None:
     est = estimate(config, gpus=args.gpus, fsdp=args.fsdp, quantize=args.quantize, r=args.r, targets=targets,
                    batch=args.batch, seq_len=args.seq_len, dropout=not args.no_dropout,
                    double_quant=not args.no_double_quant, dora=args.use_dora)
+    summary = lora_summary(config, args.r, targets, args.use_dora)
     if args.json:
-        print(json.dumps({"model": args.model, **est.to_json()}, indent=2))
+        print(json.dumps({"model": args.model, **est.to_json(), "trainable_params": summary.trainable,
+                          "all_params": summary.total}, indent=2))
     else:
-        print(format_table(est, args.model))
+        head, *rows = format_table(est, args.model).split("\n")
+        print("\n".join([head, f"  LoRA {summary}", *rows]))
 
 
-def count(args: argparse.Namespace) -> None:
-    """Print `trainable params: ... || all params: ... || trainable%: ...` for LoRA on the model's shapes."""
+def lora_summary(config, r: int, targets: tuple[str, ...], use_dora: bool = False):
+    """`trainable params: ... || all params: ... || trainable%: ...` of LoRA on the model's shapes (meta device)."""
     import torch
-    from minillama import Llama, LlamaConfig
+    from minillama import Llama
 
     from lora.config import LoraConfig
     from lora.inject import apply_lora, trainable_summary
 
-    lora_config = LoraConfig(r=args.r, target_modules=tuple(t.strip() for t in args.target_modules.split(",")),
-                             use_dora=args.use_dora)
-    if args.config is None:
-        config = LlamaConfig()  # its defaults are Llama-2-7B's
-    else:
-        path = Path(args.config)
-        if path.suffix.lower() == ".gguf" and path.is_file():
-            from minillama.gguf import llama_config, read_gguf
-            config = llama_config(read_gguf(path))
-        else:
-            config = LlamaConfig.from_file(path / "config.json" if path.is_dir() else path)
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = Llama(config)
-    print(trainable_summary(apply_lora(model, lora_config)))
+    return trainable_summary(apply_lora(model, LoraConfig(r=r, target_modules=targets, use_dora=use_dora)))
+
+
+def count(args: argparse.Namespace) -> None:
+    """Print `trainable params: ... || all params: ... || trainable%: ...` for LoRA on the model's shapes."""
+    from lora.memory_report import resolve_config
+
+    spec = args.model or args.config or "llama-2-7b"
+    print(lora_summary(resolve_config(spec), args.r, tuple(t.strip() for t in args.target_modules.split(",")),
+                       args.use_dora))
 
 
 def _check_double_quant(args: argparse.Namespace) -> None:
@@ -147,30 +154,62 @@ def _check_out(out: Path) -> None:
         raise LoraError(f"{out}: already exists and is not empty; refusing to overwrite it")
 
 
-def _copy_tokenizer(base: str, dest: Path) -> list[str]:
-    """Copy the base model's tokenizer files into `dest`; returns the names copied."""
-    from minillama.load import resolve_model_dir  # the folder from_pretrained read (Hub cache for ids)
+def _tokenizer_files(base_dir: Path, vocab_size: int) -> list[str]:
+    """The tokenizer files of the base folder, checked: the tokenizer minillama reads from it
+    (`load_tokenizer`: tokenizer.model, else tokenizer.json) loads and fits the model's `vocab_size`, every
+    other JSON file is a JSON object, the chat template is UTF-8 text. A broken one is refused (LoraError
+    naming it) before anything is loaded or written."""
+    from minillama import load_tokenizer
 
-    base_dir = resolve_model_dir(base)
-    if base_dir.is_file():  # a .gguf file: write the tokenizer its metadata describes, in HF's layout
-        from minillama.gguf import tokenizer_parts
-        from plumbing.durable import write_json_atomic
+    if base_dir.is_file():  # a .gguf file: its tokenizer is written from its metadata (`_gguf_tokenizer`)
+        return []
+    present = [name for name in TOKENIZER_FILES if (base_dir / name).is_file()]
+    if {"tokenizer.model", "tokenizer.json"} & set(present):
+        try:
+            tokenizer = load_tokenizer(base_dir)  # tokenizer.json also reads tokenizer_config.json beside it
+        except MiniLlamaError as exc:
+            raise LoraError(f"{str(exc).splitlines()[0]} (the base's tokenizer; nothing was written)") from None
+        if tokenizer.vocab_size > vocab_size:
+            raise LoraError(f"{tokenizer.path}: the tokenizer has {tokenizer.vocab_size} tokens, the base model only "
+                            f"{vocab_size}; nothing was written")
+    for name in present:
+        path = base_dir / name
+        try:
+            text = path.read_text(encoding="utf-8") if name != "tokenizer.model" else "{}"
+            if name.endswith(".json") and not isinstance(json.loads(text), dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise LoraError(f"{path}: not a readable tokenizer file ({str(exc).splitlines()[0]}); nothing was "
+                            "written") from None
+    return present
 
-        spec, config = tokenizer_parts(base_dir)
-        write_json_atomic(dest / "tokenizer.json", spec)
-        write_json_atomic(dest / "tokenizer_config.json", {k: v for k, v in config.items() if v is not None})
-        return ["tokenizer.json", "tokenizer_config.json"]
-    copied = []
-    for name in TOKENIZER_FILES:
-        if (base_dir / name).is_file():
-            shutil.copyfile(base_dir / name, dest / name)
-            copied.append(name)
-    return copied
+
+def _gguf_tokenizer(path: Path, dest: Path) -> list[str]:
+    """Write the tokenizer a .gguf file's metadata describes into `dest`, in Hugging Face's layout."""
+    from minillama.gguf import tokenizer_parts
+    from plumbing.durable import write_json_atomic
+
+    spec, config = tokenizer_parts(path)
+    write_json_atomic(dest / "tokenizer.json", spec)
+    write_json_atomic(dest / "tokenizer_config.json", {k: v for k, v in config.items() if v is not None})
+    return ["tokenizer.json", "tokenizer_config.json"]
+
+
+def _check_base(args: argparse.Namespace, base_dir: Path) -> None:
+    """Warn in one line (refuse with --strict) when the adapter was trained on another base (`lora.base_check`)."""
+    from lora.base_check import base_problem
+
+    problem = base_problem(Path(args.adapter), args.base, base_dir)
+    if problem and args.strict:
+        raise LoraError(f"--adapter {args.adapter}: {problem} (refused by --strict; nothing was written)")
+    if problem:
+        print(f"warning: --adapter {args.adapter}: {problem} (--strict refuses it)", file=sys.stderr)
 
 
 def merge(args: argparse.Namespace) -> None:
     """Load base + adapter, merge, and write the merged checkpoint atomically to `args.out`."""
-    from minillama import Llama
+    from minillama import Llama, LlamaConfig, load_tokenizer
+    from minillama.load import resolve_model_dir
 
     from lora.adapter_io import load_adapter
     from lora.inject import lora_layers
@@ -184,6 +223,10 @@ def merge(args: argparse.Namespace) -> None:
     parse_size(args.max_shard_size)  # a bad --max-shard-size fails here, not after the merge
     config = read_adapter_config(args.adapter)  # fail fast, before loading gigabytes
     read_adapter_tensors(args.adapter)
+    base_dir = resolve_model_dir(args.base)  # the folder from_pretrained reads (the Hub cache for an id)
+    gguf = base_dir.is_file()  # a llama.cpp .gguf file: config and tokenizer are in its header
+    tokenizer_files = [] if gguf else _tokenizer_files(base_dir, LlamaConfig.from_file(base_dir / "config.json").vocab_size)
+    _check_base(args, base_dir)
     dtype = None if args.dtype == "auto" else args.dtype
     if args.quantize and dtype is None:
         dtype = "bfloat16"
@@ -196,11 +239,14 @@ def merge(args: argparse.Namespace) -> None:
         from minillama.nf4.convert import dequantize_model
         dequantize_model(model)
 
-    copied: list[str] = []
-
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, max_shard_size=args.max_shard_size)
-        copied.extend(_copy_tokenizer(args.base, tmp))
+        if gguf:
+            tokenizer_files.extend(_gguf_tokenizer(base_dir, tmp))
+        for name in ([] if gguf else tokenizer_files):  # the base's generation_config.json replaces the written one
+            shutil.copyfile(base_dir / name, tmp / name)
+        if {"tokenizer.model", "tokenizer.json"} & set(tokenizer_files):
+            load_tokenizer(tmp)  # the merged folder's tokenizer loads as the base's did
 
     try:  # built under a temporary name and renamed when complete (plumbing.durable)
         write_folder_atomic(out, write)
@@ -212,9 +258,9 @@ def merge(args: argparse.Namespace) -> None:
     base = f"{args.base} (loaded in NF4, written dequantised)" if args.quantize else args.base
     print(f"merged {n_layers} LoRA layers (r={config.r}, alpha={config.alpha:g}) from {args.adapter} into "
           f"{base}; wrote {out} ({str(model.dtype).removeprefix('torch.')})")
-    if not {"tokenizer.model", "tokenizer.json"} & set(copied):
-        print(f"note: the base {args.base} has no tokenizer.model or tokenizer.json; {out} has no tokenizer",
-              file=sys.stderr)
+    if not {"tokenizer.model", "tokenizer.json"} & set(tokenizer_files):
+        print(f"note: the base {args.base} has no tokenizer.model or tokenizer.json; {out} has no tokenizer (copy "
+              "one in, or pass --tokenizer to python -m minillama generate)", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

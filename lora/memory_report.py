@@ -95,7 +95,8 @@ def _download_config(repo_id: str) -> Path:
 
 
 def gib(n: int) -> str:
-    return f"{n / 2**30:8.2f} GiB"
+    """Bytes in GiB, or in MiB below one GiB (a tiny model's lines are not all 0.00 GiB)."""
+    return f"{n / 2**30:8.2f} GiB" if n >= 2**30 else f"{n / 2**20:8.2f} MiB"
 
 
 def format_table(est: MemoryEstimate, model: str) -> str:

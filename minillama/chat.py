@@ -33,6 +33,8 @@ class Session:
         quantize: "nf4" to load the base in 4 bits (a run trained with QLoRA is answered on that base).
         adapter: the adapter folder, or None.
         apply_adapter: loads the adapter into the base model (given by the resolver that found it).
+        check_base: given the base's local folder, one line when the adapter was trained on another base
+            (None when it was not, or that cannot be told); given by the resolver that found the adapter.
     """
 
     base: str
@@ -42,6 +44,7 @@ class Session:
     quantize: str | None = None
     adapter: Path | None = None
     apply_adapter: Callable[[object], object] | None = None
+    check_base: Callable[[Path], str | None] | None = None
 
 
 def session_resolvers() -> list[Callable]:

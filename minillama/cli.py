@@ -15,11 +15,11 @@ import dataclasses
 import math
 import sys
 import time
-from typing import Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 import torch
 
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 from plumbing.errors import CommandError
 from plumbing.threads import configure_threads
 
@@ -69,7 +69,7 @@ class TextStreamer:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minillama", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m minillama", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate a continuation (or a chat answer), streaming it")
     g.add_argument("--model", required=True,
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     g.add_argument("--tokenizer", default=None,
                    help="tokenizer.model or tokenizer.json (default: the one in the model folder)")
+    g.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) an adapter trained on another base than the model (default: a warning)")
     return parser
 
 
@@ -134,9 +136,12 @@ def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) 
 
 
 def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Namespace, out: TextIO,
-           err: TextIO, said: set | None = None) -> str:
+           err: TextIO, said: set | None = None, prefix: str = "") -> str:
     """Generate and stream one answer; returns its text. The new tokens are capped at what the model's
-    context leaves after the prompt (said once per conversation: `said` holds the notes already printed)."""
+    context leaves after the prompt (said once per conversation: `said` holds the notes already printed).
+
+    `prefix` ("model> ") is written to `out` after the notes, so that a note is not printed inside the answer's
+    line."""
     limit = model.config.max_position_embeddings
     room = limit - len(ids)
     if room < 1:
@@ -147,6 +152,8 @@ def answer(model: Llama, tokenizer: Tokenizer, ids: list[int], args: argparse.Na
         said.add("cap")
         err.write(f"note: the model's context is {limit} positions; after the {len(ids)}-token prompt at most "
                   f"{room} new tokens fit (--max-new-tokens {args.max_new_tokens})\n")
+    out.write(prefix)
+    out.flush()
     streamer = TextStreamer(tokenizer, out, tokenizer.eos_ids)  # Llama-3 ends a turn with <|eot_id|>
     start = time.perf_counter()
     result = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=min(args.max_new_tokens, room),
@@ -204,6 +211,11 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
     if args.prompt is not None and not args.prompt.strip():
         raise MiniLlamaError("--prompt: is empty; give the text to answer")
     session = resolve_session(args.model, args.adapter, args.template, args.chat, args.quantize)
+    problem = session.check_base(resolve_model_dir(session.base)) if session.check_base is not None else None
+    if problem and args.strict:
+        raise MiniLlamaError(f"{session.adapter}: {problem} (refused by --strict)")
+    if problem:
+        err.write(f"warning: {session.adapter}: {problem} (--strict refuses it)\n")
     configure_threads(0)
     model, tokenizer = load(session, args.dtype, args.device, args.tokenizer)
     session = own_template(session, tokenizer, args)
@@ -216,26 +228,78 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
         history.append((args.prompt, text))
     if not args.interactive:
         return 0
-    stdin = stdin or sys.stdin
-    err.write("[minillama] conversation: type a message and press Enter; an empty line, 'exit' or Ctrl-D ends it\n")
+    read = prompt_reader(stdin or sys.stdin, out, err)
+    err.write("[minillama] conversation: type a message and press Enter; an empty line, 'exit' or Ctrl-D ends it; "
+              "Ctrl-C stops an answer\n")
     while True:
+        line = read()
+        if line is None or line.strip() in ("", "exit", "quit"):
+            return 0
+        try:  # Ctrl-C from here to the end of the answer stops this answer only
+            text = turn(session, model, tokenizer, history, line.strip(), args, out, err, said)
+        except KeyboardInterrupt:
+            out.write("\n")
+            out.flush()
+            err.write("[minillama] answer stopped (Ctrl-C); it is left out of the conversation. Ctrl-C again at "
+                      "you> or Ctrl-D ends the conversation\n")
+            continue
+        if text is not None:
+            history.append((line.strip(), text))
+
+
+def turn(session: Session, model: Llama, tokenizer: Tokenizer, history: list[tuple[str, str]], message: str,
+         args: argparse.Namespace, out: TextIO, err: TextIO, said: set) -> str | None:
+    """One turn of the conversation: the prompt with as many earlier turns as fit, then the streamed answer;
+    None (after one error line) when the message alone fills the context."""
+    limit = model.config.max_position_embeddings
+    ids, dropped = fit_turns(session, tokenizer, history, message, args.system, args.max_new_tokens, limit)
+    if len(ids) >= limit:  # this message alone fills the context: refuse the turn, keep the conversation
+        err.write(f"error: this message takes {len(ids)} tokens with its prompt format; the model's context "
+                  f"holds {limit} (max_position_embeddings): send a shorter one\n")
+        return None
+    if dropped and "dropped" not in said:
+        said.add("dropped")
+        err.write(f"note: the oldest turns are left out from now on ({dropped} this time): the conversation no "
+                  f"longer fits the model's context of {limit} positions with room for an answer\n")
+    return answer(model, tokenizer, ids, args, out, err, said, prefix="model> ")
+
+
+def prompt_reader(stdin: TextIO, out: TextIO, err: TextIO) -> Callable[[], str | None]:
+    """A function that shows `you> ` and returns the next message, or None at the end of the input.
+
+    On a terminal (stdin and stdout the process's own, both ttys) it reads with `input()`, with GNU readline
+    where the platform has it (line editing, history; Ctrl-D on a half-typed line deletes, it does not
+    send); Ctrl-C at the prompt ends the conversation (exit 130). Otherwise `you> ` goes to stderr and lines
+    are read from `stdin`. Ctrl-D prints a newline, so the shell's prompt starts on a line of its own; a line
+    cut short by the end of the input (no newline: Ctrl-D after typing, without readline) is not sent.
+    """
+    tty = stdin is sys.stdin and out is sys.stdout and stdin.isatty() and out.isatty()
+    if tty:
+        try:
+            import readline  # noqa: F401  (line editing for input(); absent on some platforms)
+        except ImportError:
+            pass
+
+    def read() -> str | None:
+        if tty:
+            err.flush()
+            try:
+                return input("you> ") + "\n"  # the prompt is drawn on the terminal by readline
+            except EOFError:
+                err.write("\n")
+                return None
+            except KeyboardInterrupt:
+                err.write("\n")
+                raise
         err.write("you> ")
         err.flush()
         line = stdin.readline()
-        if not line or line.strip() in ("", "exit", "quit"):
-            return 0
-        limit = model.config.max_position_embeddings
-        ids, dropped = fit_turns(session, tokenizer, history, line.strip(), args.system, args.max_new_tokens, limit)
-        if len(ids) >= limit:  # this message alone fills the context: refuse the turn, keep the conversation
-            err.write(f"error: this message takes {len(ids)} tokens with its prompt format; the model's context "
-                      f"holds {limit} (max_position_embeddings): send a shorter one\n")
-            continue
-        if dropped and "dropped" not in said:
-            said.add("dropped")
-            err.write(f"note: the oldest turns are left out from now on ({dropped} this time): the conversation no "
-                      f"longer fits the model's context of {limit} positions with room for an answer\n")
-        out.write("model> ")
-        history.append((line.strip(), answer(model, tokenizer, ids, args, out, err, said)))
+        if not line.endswith("\n"):  # the end of the input, or a half-typed line ended by Ctrl-D: not sent
+            err.write("\n")
+            return None
+        return line
+
+    return read
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -193,9 +193,10 @@ class LlamaConfig:
         if rope_type not in _ROPE_TYPES + (None,):
             raise MiniLlamaError(f"{source}: rope scaling {rope_type!r} is not supported (only the plain rotary "
                                  "embedding and Llama-3's 'llama3')")
-        if rope.get("partial_rotary_factor", 1.0) != 1.0:
-            raise MiniLlamaError(f"{source}: rope partial_rotary_factor={rope['partial_rotary_factor']!r} is not "
-                                 "supported (the whole head is rotated)")
+        for where, key in ((rope, "rope partial_rotary_factor"), (d, "partial_rotary_factor")):  # in rope or at the top
+            if where.get("partial_rotary_factor", 1.0) != 1.0:
+                raise MiniLlamaError(f"{source}: {key}={where['partial_rotary_factor']!r} is not supported (minillama "
+                                     "rotates the whole head; 1.0 or no key)")
         if d.get("attention_bias") or d.get("mlp_bias"):
             raise MiniLlamaError(f"{source}: attention_bias/mlp_bias are set; Llama-2 has no biases")
         if d.get("hidden_act", "silu") != "silu":

@@ -50,8 +50,10 @@ def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], 
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors raise `raises(message)` when it is given (one `error:` line through
-    `run_cli`, with that exception's exit code); without it, argparse's usage text and exit status 2.
+    """argparse whose usage errors are one line (docs/cli.md): `raises(message)` when `raises` is given (printed
+    as one `error:` line by `run_cli`, with that exception's exit code), else `error: <flag>: <problem>; see
+    <prog> --help` on stderr and exit status 2 (argparse's code for usage errors), never the usage block.
+    Subcommands (`add_subparsers().add_parser`) are parsers of the same class (argparse's default).
 
         parser = ArgumentParser(prog="judge.args", raises=JudgeError)   # flags from a pipeline config
     """
@@ -63,4 +65,4 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         if self.raises is not None:
             raise self.raises(message)
-        super().error(message)
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")

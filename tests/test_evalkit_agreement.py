@@ -172,3 +172,20 @@ def test_grounded_agreement_without_separating_items_says_so():
     result = ag.grounded_agreement({"Track A": (a, ag.METRICS)}, _ground_rows(right))
     assert result["tracks"]["Track A"]["n_separating"] == 0
     assert result["summary"].startswith("On no grounded item does exactly one model name the reference diagnosis")
+
+
+@pytest.mark.parametrize("rates, rhos, tail", [
+    ((1.0, 1.0), (0.75, 0.19), "the tracks prefer the right-diagnosis model equally often (100%), but Track A follows "
+                               "the grounded differences more closely (Spearman +0.75 against +0.19)"),
+    ((1.0, 1.0), (0.50, 0.50), "the tracks agree with it equally"),
+    ((0.6, 0.9), (0.10, 0.40), "Track B agrees with the grounded scores more"),
+    ((0.6, 0.9), (0.40, 0.10), "Track B prefers the right-diagnosis model more often, while Track A follows the "
+                               "grounded differences more closely (Spearman +0.40 against +0.10)"),
+])
+def test_the_verdict_follows_both_numbers(rates, rhos, tail):
+    """A tie in the decisive-comparison rate beside different Spearman rhos is not called equal agreement."""
+    per = {label: {"n_separating": 27, "mean_right_diagnosis_rate": rate, "mean_paired_rho_diagnosis": rho}
+           for label, rate, rho in zip(("Track A", "Track B"), rates, rhos)}
+    verdict = ag._verdict(per)
+    assert f"each a mean over the track's scores: {tail}. (The rate counts" in verdict
+    assert f"paired-difference Spearman with diagnosis_correct {rhos[0]:+.2f})" in verdict

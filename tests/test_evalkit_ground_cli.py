@@ -210,3 +210,35 @@ def test_inputs_that_would_never_end_or_fill_the_memory_are_one_line(tmp_path, c
     assert err.count("\n") == 1 and err.startswith(f"error: {expect[0] if case != 'deep' else pairs}") \
         and expect[1] in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_table3_says_when_the_difference_compares_different_items(files, tmp_path):
+    """A ratio undefined for different items per model: the Difference row (means over each model's own items) and
+    the Difference on the common items (the items defined for both) differ, and the note says why."""
+    db, base, tuned = files
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "evalkit", "ground", "--pairs", str(base), "--pairs", str(tuned),
+                           "--db", str(db), "--out", str(out), *FAST], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (out / "grounding.jsonl").read_text().splitlines()]
+    md = (out / "table3.md").read_text()
+    header = md.splitlines()[2].split(" | ")
+    difference = next(line for line in md.splitlines() if line.startswith("| Difference |")).split(" | ")
+    on_common = next(line for line in md.splitlines() if line.startswith("| Difference on the common items |"))
+    checked = 0
+    for field, label in (("tests_precision", "Tests precision"), ("medications_precision", "Medications precision")):
+        value = {(r["id"], r["model"]): r[field] for r in rows if r["reference_condition"] is not None}
+        ids = sorted({i for i, _ in value})
+        defined = {m: [value[i, m] for i in ids if value[i, m] is not None] for m in ("base", "tuned")}
+        common = [i for i in ids if value[i, "base"] is not None and value[i, "tuned"] is not None]
+        if not (defined["base"] and defined["tuned"] and common) or len(defined["base"]) == len(defined["tuned"]):
+            continue
+        own = np.mean(defined["tuned"]) - np.mean(defined["base"])
+        paired = np.mean([value[i, "tuned"] - value[i, "base"] for i in common])
+        column = header.index(label)
+        assert difference[column] == f"{own:+.4f}" and on_common.split(" | ")[column] == f"{paired:+.4f}"
+        checked += 1
+    assert checked  # the files hold the case in question
+    assert "its Difference and Mann-Whitney p are over each model's own defined items (N defined), which differ " \
+           "where the Ns differ" in " ".join(md.split())

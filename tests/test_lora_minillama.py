@@ -23,9 +23,19 @@ MLP = ["gate_proj", "up_proj", "down_proj"]
 
 @pytest.fixture
 def base_dir(tmp_path):
-    """A tiny random Llama saved by transformers, with a stand-in tokenizer.model file."""
+    """A tiny random Llama saved by transformers, with a small SentencePiece tokenizer.model (96 pieces: it fits the
+    model's 128 ids; `lora merge` checks that the base's tokenizer loads before it copies it)."""
+    import io
+
+    spm = pytest.importorskip("sentencepiece")
     make_tiny_hf_llama(tmp_path / "base")
-    (tmp_path / "base" / "tokenizer.model").write_bytes(b"stand-in sentencepiece bytes")
+    words = "the patient has a cough fever rash headache pain since two days take rest and fluids".split()
+    texts = [" ".join(words[(i * k) % len(words)] for k in range(1, 9)) for i in range(200)]
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buffer, vocab_size=96,
+                                   model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1,
+                                   minloglevel=2)
+    (tmp_path / "base" / "tokenizer.model").write_bytes(buffer.getvalue())
     return tmp_path / "base"
 
 

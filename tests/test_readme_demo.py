@@ -49,7 +49,7 @@ def expected_prose(r: dict) -> list[str]:
     stops, answers = sum(m["stop"] for m in gen.values()), sum(m["n"] for m in gen.values())
     t3 = {s["model"]: s["means"] for s in r["table3"]["systems"]}
     tracks = r["grounding"]["agreement"]["tracks"]
-    tail = re.search(r"each a mean over the track's scores: (.*?)\.", r["grounding"]["agreement"]["summary"]).group(1)
+    tail = re.search(r"each a mean over the track's scores: (.*?)\. \(The rate", r["grounding"]["agreement"]["summary"]).group(1)
     return [
         f"N = {t1['n']} pairs scored, out of {r['held_out']['n']} held-out ids; {t1['exclusions']['n_excluded']} excluded.",
         f"Validation loss {tr['first_val_loss']:.4f} before training -> {tr['best_val_loss']:.4f} after {tr['steps']} "

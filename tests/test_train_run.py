@@ -103,7 +103,7 @@ def test_failed_start_writes_nothing(tiny, tmp_path, capsys):
     """Bad --base / --data fail before the run folder is touched, so the corrected rerun is not refused."""
     base, data_file = tiny
     out = tmp_path / "run"
-    assert train.main(["--out", str(out), "--base", str(tmp_path / "missing")]) == 2
+    assert train.main(["--out", str(out), "--base", str(tmp_path / "missing"), "--data", str(data_file)]) == 2
     assert capsys.readouterr().err.strip() == f"error: --base {tmp_path / 'missing'}: base model folder not found"
     assert not out.exists()  # not even an empty folder
     bad = tmp_path / "other.jsonl"

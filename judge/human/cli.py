@@ -14,7 +14,7 @@ import sqlite3
 import sys
 from datetime import datetime
 
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 from plumbing.errors import EXIT_FAILURE, CommandError
 
 from judge.errors import JudgeError
@@ -23,7 +23,7 @@ MAX_BOOTSTRAP = 10_000  # resamples of `export --bootstrap`: memory grows with r
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m judge.human", description="Track C: blinded rating by clinicians.")
+    parser = ArgumentParser(prog="python -m judge.human", description="Track C: blinded rating by clinicians.")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve the rating page; prints one link per rater")
     s.add_argument("--pairs", action="append", metavar="FILE",

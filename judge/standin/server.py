@@ -37,7 +37,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from plumbing.command import run_cli
+from plumbing.command import ArgumentParser, run_cli
 from plumbing.errors import os_problem
 
 from judge.standin.answers import LABEL, SERVED_MODEL, _answer
@@ -222,7 +222,7 @@ def parse_fail_plan(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m judge.standin`: serve until Ctrl-C (exit 130) or SIGTERM (exit 143); docs/cli.md."""
-    parser = argparse.ArgumentParser(prog="python -m judge.standin", description=f"{LABEL}: " + __doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m judge.standin", description=f"{LABEL}: " + __doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=8089, help="TCP port (0: any free one; default 8089)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
     parser.add_argument("--latency-ms", type=float, default=0)

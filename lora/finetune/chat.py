@@ -19,6 +19,7 @@ from minillama.gguf import is_gguf
 from minillama.hub import is_hub_id
 
 from lora.adapter_io import load_adapter
+from lora.base_check import base_problem
 from lora.finetune.trained_run import resolve_base
 
 
@@ -105,4 +106,5 @@ def chat_session(model: str, adapter: str | None, template: str | None, chat: bo
     q = None if q == "none" else q
     return Session(base=base, template=chosen, instruction=split.get("instruction", ""),
                    note=note + (f"; base in {q}" if q else ""), quantize=q, adapter=adapter_dir,
-                   apply_adapter=lambda m: load_adapter(m, adapter_dir))
+                   apply_adapter=lambda m: load_adapter(m, adapter_dir),
+                   check_base=lambda base_dir: base_problem(adapter_dir, base, base_dir))

@@ -147,6 +147,9 @@ class TrainConfig:
             raise TrainError("--lora-target-modules: give at least one module name")
         if not (self.base and self.data):
             raise TrainError("--base and --data: give both (or a --preset)")
+        if self.data == "demo" and self.base != "demo":
+            raise TrainError(f"--data: the demo data is made for the demo base only; with --base {self.base} give "
+                             "--data FILE (JSON list or JSONL) or --data genmedgpt-5k")
         if self.base == "demo" and self.data != "demo":
             raise TrainError(f"--data {self.data}: the default base (--base demo) is built for the demo data "
                              "only; give --base FOLDER_OR_ID with --data")

@@ -36,7 +36,7 @@ import lora
 from lora.finetune import checkpoint, data, distributed, run_folder
 from lora.finetune.config import TrainConfig, TrainError
 from lora.finetune.loss import SummedNLL, loss_denominator, validation_loss
-from lora.finetune.schedule import lr_at
+from lora.finetune.schedule import lr_at, warmup_warning
 from lora.finetune.setup import finish, load_model, preflight, save_adapter, write_run_config
 
 
@@ -138,6 +138,9 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     # ---- (4) data ----
     train_ex, val_ex, report = data.prepare(cfg, out, tok, write=info.is_main)
     total_steps = data.total_steps(len(train_ex), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
+    warning = warmup_warning(cfg.learning_rate, cfg.warmup_steps, total_steps, cfg.max_steps, cfg.num_epochs)
+    if warning and info.is_main:
+        print(warning, file=sys.stderr)
     state = {"step": 0, "tokens_seen": 0, "best_val_loss": None, "best_step": 0, "base": base}
     if ckpt is not None:
         state = checkpoint.load_checkpoint(ckpt, model, optimizer, info.rank)

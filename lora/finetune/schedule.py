@@ -21,3 +21,14 @@ def lr_at(step: int, peak: float, warmup_steps: int, total_steps: int, min_lr_ra
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return peak * (min_lr_ratio + (1.0 - min_lr_ratio) * cosine)
+
+
+def warmup_warning(peak: float, warmup_steps: int, total_steps: int, max_steps: int,
+                   num_epochs: float) -> str | None:
+    """One line when the warm-up is longer than the run (the rate never reaches `peak`), else None."""
+    if warmup_steps <= total_steps:
+        return None
+    top = lr_at(total_steps - 1, peak, warmup_steps, total_steps)
+    run = f"--max-steps {max_steps}" if max_steps > 0 else f"from --num-epochs {num_epochs:g}; no --max-steps"
+    return (f"warning: --warmup-steps {warmup_steps} is longer than the run's {total_steps} steps ({run}): the "
+            f"learning rate peaks at {top:.1e} of {peak:.1e}; give a --warmup-steps below the run's steps")

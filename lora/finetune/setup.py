@@ -2,6 +2,7 @@
 the adapters and the record of the run it writes, and the finish (loss curve, demo comparison, DONE)."""
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import sys
@@ -12,9 +13,11 @@ import torch
 from minillama import Llama, LlamaConfig, load_tokenizer
 from minillama.gguf import gguf_tokenizer, is_gguf, llama_config, read_gguf
 from minillama.hub import check_access, is_hub_id
+from minillama.load import resolve_model_dir
 from plumbing.durable import write_json_atomic
 
 import lora
+from lora.base_check import base_fingerprint
 from lora.finetune import checkpoint, demo_data, demo_model, distributed, run_folder, trackers
 from lora.finetune.config import RunFailed, TrainConfig, TrainError, check_resumable, config_to_dict
 from lora.finetune.plots import plot_loss
@@ -93,19 +96,28 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
 def write_run_config(cfg: TrainConfig, out: Path, info, base: str, report: dict, dtype: torch.dtype,
                      n_train: int, n_val: int, total_steps: int, model) -> None:
     """`config.json`: the config, and what it resolved to on this machine (rank 0, fresh runs)."""
-    resolved = {"base_path": base, "data_path": report["file"], "data_sha256": report["sha256"],
+    resolved = {"base_path": base, "base_fingerprint": _base_fingerprint(base),
+                "data_path": report["file"], "data_sha256": report["sha256"],
                 "world_size": info.world_size, "device": str(info.device), "dtype": str(dtype),
                 "train_records": n_train, "val_records": n_val, "total_steps": total_steps,
                 "lora": str(lora.trainable_summary(model)), "torch": torch.__version__}
     write_json_atomic(out / "config.json", {**config_to_dict(cfg), "resolved": resolved})
 
 
+@functools.lru_cache(maxsize=4)
+def _base_fingerprint(base: str) -> dict:
+    """The fingerprint of the base (`lora.base_check`), read once per run from its headers."""
+    return base_fingerprint(resolve_model_dir(base))
+
+
 def save_adapter(model, folder: Path, base: str, info) -> None:
-    """Gather the LoRA weights (every rank, for FSDP) and write them as a PEFT adapter (rank 0)."""
+    """Gather the LoRA weights (every rank, for FSDP) and write them as a PEFT adapter (rank 0), with the
+    fingerprint of the base it was trained on."""
     state = lora.adapter_state(model)
     if info.is_main:
         try:
-            lora.save_adapter(model, folder, base_model_name_or_path=base, state=state)
+            lora.save_adapter(model, folder, base_model_name_or_path=base, state=state,
+                              base_fingerprint=_base_fingerprint(base))
         except OSError as e:
             raise RunFailed(f"{folder}: cannot write the adapter ({e.strerror or e}); free space and rerun with "
                             "--resume") from None
