@@ -25,7 +25,7 @@ PAPER_BASE_MODEL = "meta-llama/Llama-2-7b-chat-hf"  # Section 4.3: llama-2-7b-ch
 # The smollm2 preset's decoding (its training numbers: lora/finetune/config.py, SMOLLM2 and SMOLLM2_FULL).
 # Greedy like every preset; 128 new tokens hold most of GenMedGPT's answers (a cap the report counts);
 # batches of 8 prompts keep a CPU busy without padding waste.
-SMOLLM2_GENERATION = dict(max_new_tokens=128, batch_size=8, dtype="float32", device="auto")
+SMOLLM2_GENERATION = dict(max_new_tokens=128, batch_size=40, dtype="float32", device="auto")  # 120 = 3 x 40
 
 
 class PipelineError(CommandError):
