@@ -131,7 +131,7 @@ def test_reproduce_preset(tmp_path, monkeypatch):
                                                                  SMOLLM2_HUB_ID)
     assert cfg.train_args == ["--preset", "smollm2"]
     g = cfg.generation
-    assert (g.max_new_tokens, g.dtype, g.temperature) == (128, "float32", 0.0) and 1 <= g.batch_size <= 16
+    assert (g.max_new_tokens, g.dtype, g.temperature) == (128, "float32", 0.0) and 1 <= g.batch_size <= 120
     full = preset("smollm2", full=True)
     assert (full.run_dir, full.train_args) == ("runs/reproduce-smollm2-full", ["--preset", "smollm2", "--full"])
     assert full.generation == cfg.generation and full.db == cfg.db
@@ -207,6 +207,6 @@ def test_the_pipeline_announces_its_work(model_template, tmp_path):
     short = work_plan(stages.make_plan(cfg, tmp_path).train, cfg)
     assert short.startswith(f"training 150 optimiser steps (batches of 4 pairs) on {cfg.base_model} "
                             "(genmedgpt-5k, 120 held out); then base and fine-tuned answers")
-    assert "at most 128 new tokens, batches of 8" in short and short.endswith("progress bars show an ETA")
+    assert f"at most 128 new tokens, batches of {preset('smollm2').generation.batch_size}" in short and short.endswith("progress bars show an ETA")
     full = preset("smollm2", full=True)
     assert work_plan(stages.make_plan(full, tmp_path).train, full).startswith("training 1 epoch (batches of 4")
