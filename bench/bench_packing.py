@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script from a checkout: the project's packages
 
 MODELS = ("demo", "smollm2")
 
@@ -73,7 +72,7 @@ def timed_run(flags: list[str], out: Path, args, packing: bool) -> tuple[list[in
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *flags, "--out", str(out), "--val-size", "0",
            "--max-steps", str(steps), "--save-steps", str(steps), "--num-threads", str(args.threads),
            *(["--packing", "--pack-row-tokens", str(args.pack_row_tokens)] if packing else [])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"error: {'packed' if packing else 'padded'} run failed: {proc.stderr.strip().splitlines()[-1:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
