@@ -1,6 +1,6 @@
-"""Several processes (2 x gloo on CPU): DDP and FSDP2 equal one process, no hang when a rank has nothing to
-validate, dropout masks differ across ranks, FSDP resume equals an uninterrupted FSDP run, and sharded
-generation is byte-identical to one process."""
+"""Several processes (2 x gloo on CPU): DDP and FSDP2 equal one process (also with --packing), no hang when a
+rank has nothing to validate, dropout masks differ across ranks, FSDP resume equals an uninterrupted FSDP run,
+and sharded generation is byte-identical to one process."""
 from __future__ import annotations
 
 import json
@@ -59,6 +59,16 @@ def test_fsdp_two_gloo_processes_equal_one_process(tiny_train, one_process, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "fsdp" / "config.json").read_text())["fsdp"] is True
     assert_same_run(one_process, tmp_path / "fsdp")
+
+
+def test_fsdp_with_packing_equals_one_padded_process(tiny_train, one_process, tmp_path):
+    """--packing under FSDP2: the sharded loss module takes the packed rows' positions and segments too."""
+    proc = torchrun("train.py", train_args(tiny_train, tmp_path / "packed", "--lora-dropout", "0", "--fsdp",
+                                          "--packing", "--pack-row-tokens", "1000"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((tmp_path / "packed" / "config.json").read_text())
+    assert config["fsdp"] is True and config["packing"] is True
+    assert_same_run(one_process, tmp_path / "packed")
 
 
 def test_fsdp_interrupted_and_resumed_equals_uninterrupted(tiny_train, tmp_path):
