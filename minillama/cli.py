@@ -27,7 +27,7 @@ from .chat import Session, conversation_ids, resolve_session
 from .chat_template import require_template
 from .config import LlamaConfig
 from .errors import MiniLlamaError
-from .gguf import gguf_tokenizer, llama_config, read_gguf
+from .gguf import llama_config, read_gguf
 from .load import resolve_model_dir
 from .model import Llama
 from .templates import TEMPLATES
@@ -121,7 +121,7 @@ def load(session: Session, dtype: str, device: str, tokenizer_path: str | None) 
     model_dir = resolve_model_dir(session.base)
     if model_dir.is_file():  # a .gguf file: its metadata holds the config and the tokenizer
         llama_config(read_gguf(model_dir))  # a bad header fails before the tokenizer is read
-        tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path else gguf_tokenizer(model_dir)
+        tokenizer = load_tokenizer(tokenizer_path or model_dir)
     else:
         LlamaConfig.from_file(model_dir / "config.json")  # a bad config.json fails before the tokenizer is read
         tokenizer = load_tokenizer(tokenizer_path or model_dir)

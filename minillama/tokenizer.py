@@ -263,6 +263,10 @@ def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer | BPETokenizer:
     check_path(path_or_id, "load_tokenizer path_or_id")
     path = Path(path_or_id).expanduser()
     if path.is_file():
+        if path.suffix.lower() == ".gguf":  # llama.cpp's file: the tokenizer its metadata describes
+            from .gguf import gguf_tokenizer
+
+            return gguf_tokenizer(path)
         return BPETokenizer(path) if path.suffix == ".json" else Tokenizer(path)
     if path.is_dir():
         if (path / "tokenizer.model").is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from minillama import Llama, LlamaConfig, load_tokenizer
-from minillama.gguf import gguf_tokenizer, is_gguf, llama_config, read_gguf
+from minillama.gguf import is_gguf, llama_config, read_gguf
 from minillama.hub import check_access, is_hub_id
 from minillama.load import resolve_model_dir
 from plumbing.durable import write_json_atomic
@@ -53,7 +53,7 @@ def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size
             LlamaConfig.from_file(Path(cfg.base).expanduser() / "config.json")
         elif is_gguf(Path(cfg.base).expanduser()):  # a llama.cpp file: its header and tokenizer, read now
             llama_config(read_gguf(Path(cfg.base).expanduser()))
-            gguf_tokenizer(Path(cfg.base).expanduser())
+            load_tokenizer(Path(cfg.base).expanduser())
         elif not is_hub_id(cfg.base):
             raise TrainError(f"--base {cfg.base}: base model folder not found")
         else:
@@ -89,7 +89,7 @@ def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path
         lora.load_adapter(model, ckpt / "adapter")
     if cfg.activation_checkpointing:
         model.gradient_checkpointing_enable()
-    tokenizer = gguf_tokenizer(base) if is_gguf(Path(base).expanduser()) else load_tokenizer(base)
+    tokenizer = load_tokenizer(base)  # a folder, a Hub id or a .gguf file
     return model, tokenizer, base
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from minillama import Llama, load_tokenizer
-from minillama.gguf import gguf_tokenizer, is_gguf
+from minillama.gguf import is_gguf
 from minillama.templates import prompt_ids
 from plumbing.files import sha256_file
 
@@ -94,8 +94,7 @@ class TrainRun:
         return {i: records[i] for i in ids}
 
     def load_tokenizer(self):
-        base = Path(self.base_model).expanduser()
-        return gguf_tokenizer(base) if is_gguf(base) else load_tokenizer(self.base_model)
+        return load_tokenizer(self.base_model)  # a folder, a Hub id or a .gguf file
 
     @property
     def instruction(self) -> str:
