@@ -210,3 +210,18 @@ def test_the_pipeline_announces_its_work(model_template, tmp_path):
     assert f"at most 128 new tokens, batches of {preset('smollm2').generation.batch_size}" in short and short.endswith("progress bars show an ETA")
     full = preset("smollm2", full=True)
     assert work_plan(stages.make_plan(full, tmp_path).train, full).startswith("training 1 epoch (batches of 4")
+
+
+@pytest.mark.parametrize("flags_line, want", [("fpu sse avx512f avx512_bf16 avx512_vnni", "bfloat16"),
+                                              ("fpu sse amx_tile amx_bf16 amx_int8", "bfloat16"),
+                                              ("fpu sse avx2 avx512f", "float32")])
+def test_full_dtype_follows_the_cpu(tmp_path, monkeypatch, flags_line, want):
+    """--full trains in bf16 where the CPU multiplies bf16 natively, else in fp32; the short preset stays fp32."""
+    from lora.finetune import config as config_module
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: {flags_line}\n")
+    assert config_module.cpu_bf16_dtype(str(info)) == want
+    assert config_module.cpu_bf16_dtype(str(tmp_path / "absent")) == "float32"
+    monkeypatch.setattr(config_module, "cpu_bf16_dtype", lambda: want)
+    assert preset_values("smollm2", True)["dtype"] == want and preset_values("smollm2")["dtype"] == "float32"
