@@ -20,9 +20,8 @@ import io
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
-from plumbing.files import input_problem
-
 from evalkit.errors import EvalkitError
+from evalkit.records import read_input
 
 EMBEDDED_DB = Path(__file__).with_name("data") / "disease-database.csv.gz"  # format_dataset.csv, gzipped
 CHATDOCTOR_DB_SHA256 = "d1fdcdd2c20fb80e446af788aef92d470595aa51c88743af71ce8c0f2a5b9e4b"  # the public file's
@@ -70,16 +69,8 @@ def load_disease_db(path: str | Path) -> DiseaseDB:
             that is not a Python-literal list of strings; ``"<file>: <problem>"`` when the file cannot
             be read, is not UTF-8 (with the line of the first bad byte) or holds no condition.
     """
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"load_disease_db takes a file path (str or Path), got {type(path).__name__}")
     path = str(path)
-    problem = input_problem(path)
-    if problem:
-        raise EvalkitError.at(path, None, problem)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise EvalkitError.at(path, None, f"cannot read: {e.strerror or e}") from None
+    raw = read_input(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -156,10 +147,6 @@ def write_disease_db(path: str | Path, conditions: Iterable[Condition | Sequence
         ValueError: for an empty or duplicate name, or a name or list item that is not a non-empty
             string without surrounding spaces (it would not read back unchanged).
     """
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"write_disease_db takes a file path (str or Path), got {type(path).__name__}")
-    if isinstance(conditions, (str, bytes)) or not hasattr(conditions, "__iter__"):
-        raise TypeError(f"write_disease_db takes an iterable of Condition rows, got {type(conditions).__name__}")
     rows, seen = [], set()
     for i, item in enumerate(conditions):
         c = Condition(item[0], *(tuple(v) for v in item[1:4]), *item[4:])

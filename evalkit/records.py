@@ -47,13 +47,6 @@ class Record:
     path: str = ""
     line: int = 0
 
-    def __post_init__(self) -> None:
-        for name in ("id", "model", "prompt", "response"):
-            if not isinstance(getattr(self, name), str):
-                raise TypeError(f"Record.{name} must be a string, got {type(getattr(self, name)).__name__}")
-        if self.reference is not None and not isinstance(self.reference, str):
-            raise TypeError(f"Record.reference must be a string or None, got {type(self.reference).__name__}")
-
 
 @dataclass
 class System:
@@ -62,6 +55,18 @@ class System:
     model: str
     path: str
     records: dict[str, Record]
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of an input file (pairs, database); EvalkitError ``"<file>: <problem>"`` when it is
+    missing, not a regular file or unreadable."""
+    problem = input_problem(path)
+    if problem:
+        raise EvalkitError.at(path, None, problem)
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise EvalkitError.at(path, None, f"cannot read: {e.strerror or e}") from None
 
 
 def read_pairs(path: str | Path, need_reference: bool = True) -> System:
@@ -76,17 +81,8 @@ def read_pairs(path: str | Path, need_reference: bool = True) -> System:
             field, a wrong type, an unknown ``finish_reason``, a duplicate id or a second model name;
             ``"<file>: <problem>"`` when the file cannot be read or holds no record.
     """
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"read_pairs takes a file path (str or Path), got {type(path).__name__}")
     path = str(path)
-    problem = input_problem(path)
-    if problem:
-        raise EvalkitError.at(path, None, problem)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise EvalkitError.at(path, None, f"cannot read: {e.strerror or e}") from None
+    data = read_input(path)
     try:
         lines = data.decode("utf-8").split("\n")  # not splitlines(): JSON strings may hold U+2028 raw
     except UnicodeDecodeError as e:
@@ -195,16 +191,7 @@ def select_items(systems: Sequence[System], keep_truncated: bool = False, strict
             ``strict_ids`` and the id sets differ, when two files carry the same model name, or when
             no item is left.
     """
-    given = systems
-    systems = list(given) if hasattr(given, "__iter__") and not isinstance(given, (str, System)) else None
-    if systems is None or not all(isinstance(s, System) for s in systems):
-        raise TypeError("select_items takes a list of System (one per pairs file, from evalkit.read_pairs), got "
-                        f"{type(given).__name__}")
-    if not systems:
-        raise ValueError("select_items needs at least one System")
-    for name, flag in (("keep_truncated", keep_truncated), ("strict_ids", strict_ids)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"select_items {name} must be True or False, got {flag!r}")
+    systems = list(systems)
     seen_models: dict[str, str] = {}
     for s in systems:
         if s.model in seen_models:
@@ -257,13 +244,8 @@ def select_items(systems: Sequence[System], keep_truncated: bool = False, strict
 
 
 def check_scoring_input(who: str, systems, selection) -> None:
-    """Raise TypeError / ValueError unless `systems` is a list of `System` and `selection` a `Selection`
-    whose ids every system holds (what `select_items` returns for them): the scorers' common check."""
-    if isinstance(systems, System) or not isinstance(systems, (list, tuple)) or \
-            not all(isinstance(s, System) for s in systems):
-        raise TypeError(f"{who} takes a list of System (from evalkit.read_pairs), got {type(systems).__name__}")
-    if not isinstance(selection, Selection):
-        raise TypeError(f"{who} takes a Selection (from evalkit.select_items), got {type(selection).__name__}")
+    """ValueError unless every system holds every id of `selection` (as when `select_items` built it
+    from them): the scorers' common check."""
     missing = [(s.path, i) for s in systems for i in selection.ids if i not in s.records]
     if missing:
         raise ValueError(f"{who}: selection id {missing[0][1]!r} is not in {missing[0][0]}; build the selection "

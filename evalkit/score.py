@@ -64,8 +64,6 @@ class Scorer:
     """Computes the five metric values of (response, reference) pairs under one ``ScoreConfig``."""
 
     def __init__(self, config: ScoreConfig = ScoreConfig()):
-        if not isinstance(config, ScoreConfig):
-            raise TypeError(f"Scorer takes a ScoreConfig, got {type(config).__name__}")
         self.config = config
         self.bleu = BLEU(config.bleu_preset, smooth=config.bleu_smooth)
         self.meteor_kwargs = {} if config.meteor_penalty else {"penalty": False}

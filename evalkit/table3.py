@@ -37,10 +37,6 @@ def build_table3(rows: Sequence[dict], systems: Sequence[System], selection: Sel
         database: what to print about the database (path, sha256, counts, dropped forms).
     """
     check_scoring_input("build_table3", systems, selection)
-    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
-        raise TypeError(f"build_table3: rows must be the list of dicts ground_systems returns, got {type(rows).__name__}")
-    if not isinstance(ungrounded, (list, tuple)) or not isinstance(database, dict):
-        raise TypeError("build_table3: ungrounded must be the list ground_systems returns and database a dict")
     skip = {u["id"] for u in ungrounded}
     ids = [i for i in selection.ids if i not in skip]
     by = {(r["id"], r["model"]): r for r in rows}
@@ -109,11 +105,6 @@ def render_table3(t: dict, names: dict | None = None) -> str:
         names: display names of the models (a report's "Base model (baseline)", "Fine-tuned model");
             default: the model names, the baseline's marked "(baseline)".
     """
-    if not isinstance(t, dict):
-        raise TypeError(f"render_table3 takes the dict build_table3 returns, got {type(t).__name__}")
-    missing = [k for k in ("columns", "labels", "baseline", "systems", "comparisons") if k not in t]
-    if missing:
-        raise ValueError(f"render_table3 takes the dict build_table3 returns (missing {missing})")
     cols, labels, base = t["columns"], t["labels"], t["baseline"]
     shown = names or {s["model"]: f"{s['model']} (baseline)" if s["model"] == base else s["model"] for s in t["systems"]}
     head = [_row("Model", [labels[c] for c in cols]), "|---|" + "---:|" * len(cols)]

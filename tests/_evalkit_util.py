@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import warnings
 from pathlib import Path
 
@@ -35,3 +36,30 @@ def nltk_wordnet(folder: Path):
 def genmedgpt_records() -> list[dict]:
     """The GenMedGPT-5k records from ../shared/data (the test is skipped when the file is absent)."""
     return json.loads(shared_file("genmedgpt-5k.json").read_text(encoding="utf-8"))
+
+
+def perturbed_pairs(n_pairs: int, replace, seed: int = 0, drop: float = 0.3, swap: float = 0.6,
+                    case: float = 0.8) -> list[tuple[str, str]]:
+    """(hypothesis, reference) pairs: each GenMedGPT output against a copy with 1-8 random edits, and
+    against another output. An edit drops a word (probability `drop`), swaps two (up to `swap`),
+    changes a word's case (up to `case`) or else calls `replace(words, k, j, outputs, rng)`."""
+    outputs = [r["output"] for r in genmedgpt_records()]
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n_pairs // 2):
+        ref = outputs[i]
+        words = ref.split()
+        for _ in range(rng.randint(1, 8)):
+            k, j = rng.randrange(len(words)), rng.randrange(len(words))
+            edit = rng.random()
+            if edit < drop and len(words) > 1:
+                del words[k]
+            elif edit < swap:
+                words[k], words[j] = words[j], words[k]
+            elif edit < case:
+                words[k] = words[k].upper() if k % 2 else words[k].title()
+            else:
+                replace(words, k, j, outputs, rng)
+        pairs.append((" ".join(words), ref))
+        pairs.append((outputs[rng.randrange(len(outputs))], ref))
+    return pairs

@@ -102,9 +102,7 @@ def test_rouge_beta_must_be_finite_and_positive(tmp_path, capsys, beta):
 
 
 @pytest.mark.parametrize("beta", [float("nan"), float("inf"), 0.0, -2.0])
-def test_api_refuses_non_finite_beta_instead_of_zero_or_nan(beta):
-    with pytest.raises(ValueError, match="beta must be a finite number > 0"):
-        evalkit.rouge("a b c", "a b d", beta=beta)
+def test_config_refuses_non_finite_beta_instead_of_zero_or_nan(beta):
     with pytest.raises(ValueError, match="beta must be a finite number > 0"):
         evalkit.ScoreConfig(rouge_beta=beta)
 
@@ -198,24 +196,17 @@ def test_signal_while_scoring_exits_with_one_line_and_writes_nothing(tmp_path, s
     assert not out.exists()
 
 
-def _dp_lcs(a, b) -> int:
-    """The textbook O(mn) recurrence, one row at a time."""
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, start=1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
-        prev = cur
-    return prev[-1]
-
-
 @pytest.mark.slow
-def test_lcs_of_long_sequences_uses_the_short_side_and_stays_exact():
+def test_lcs_of_long_sequences_uses_the_short_side_and_stays_exact(monkeypatch):
     rng = random.Random(1)
     for n, m in [(5000, 40), (40, 6000), (4097, 4096), (4500, 300)]:
         a = [rng.choice("abcdefg") for _ in range(n)]
         b = [rng.choice("abcdefgh") for _ in range(m)]
-        assert lcs_length(a, b) == lcs_length(b, a) == _dp_lcs(b, a)
+        fast = lcs_length(a, b)  # lcs_length_bits, the vector on the shorter side past LONG_SIDE tokens
+        assert fast == lcs_length(b, a)
+        with monkeypatch.context() as patch:
+            patch.setattr(ROUGE, "DP_CELLS", float("inf"))  # the textbook table itself
+            assert fast == lcs_length(b, a)
 
 
 def test_long_response_equals_rouge_score():
@@ -244,8 +235,6 @@ def test_too_long_pair_is_excluded_with_the_stated_limit(tmp_path, monkeypatch):
     assert "5e+02" in ex["too_long_rule"]
     md = (out / "table1.md").read_text()
     assert "1 too_long" in md and "too_long: response tokens x reference tokens > 5e+02" in md
-    with pytest.raises(ValueError, match="exceeds LCS_CELL_LIMIT"):
-        ROUGE.rouge(" ".join(["pain"] * 30), " ".join(["x"] * 30))
 
 
 @pytest.mark.slow

@@ -1,12 +1,15 @@
 """ROUGE-1/2/L: hand-computed vectors for each formula and parity with rouge-score on GenMedGPT pairs."""
 from __future__ import annotations
 
+import importlib
 import random
 
 import pytest
 
-from _evalkit_util import genmedgpt_records
-from evalkit.rouge import f1, f_beta, lcs_length, rouge, rouge_scores, rouge_tokenize
+from _evalkit_util import perturbed_pairs
+from evalkit.rouge import f1, f_beta, lcs_length, lcs_length_bits, rouge, rouge_scores, rouge_tokenize
+
+ROUGE = importlib.import_module("evalkit.rouge")  # the module (evalkit.rouge is also a function)
 
 
 def test_tokenizer_lowercases_splits_and_stems_long_words_only():
@@ -17,23 +20,27 @@ def test_tokenizer_lowercases_splits_and_stems_long_words_only():
     assert rouge_tokenize("Coughing was running fast cats", stem=True) == ["cough", "was", "run", "fast", "cat"]
 
 
-def test_lcs_hand_vectors_and_dynamic_programming():
+def test_lcs_hand_vectors():
     assert lcs_length("a b c d e".split(), "a c e".split()) == 3
     assert lcs_length("a b c".split(), "c b a".split()) == 1
     assert lcs_length([], "a".split()) == 0
+    assert lcs_length_bits("a b c d e".split(), "a c e".split()) == 3
+
+
+def test_bit_parallel_lcs_equals_the_dynamic_programme(monkeypatch):
+    """`lcs_length_bits` is a drop-in for the textbook DP on every kind of input, both argument orders."""
+    monkeypatch.setattr(ROUGE, "DP_CELLS", float("inf"))  # lcs_length always runs the DP table
     rng = random.Random(0)
-
-    def table(a, b):  # the textbook O(mn) recurrence
-        t = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-        for i in range(1, len(a) + 1):
-            for j in range(1, len(b) + 1):
-                t[i][j] = t[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(t[i - 1][j], t[i][j - 1])
-        return t[-1][-1]
-
-    for _ in range(300):
-        a = [rng.choice("abcd") for _ in range(rng.randint(0, 90))]
-        b = [rng.choice("abcde") for _ in range(rng.randint(0, 90))]
-        assert lcs_length(a, b) == table(a, b)
+    cases = [([], []), ([], ["a"]), (["a"], []), (["a"], ["a"]), (["a"] * 70, ["a"] * 65), (["a", "b"] * 40, ["b"] * 90)]
+    for _ in range(600):
+        alphabet = "abcdefghij"[:rng.randint(1, 10)]  # 1 letter: all repeated; 10: few matches
+        cases.append(([rng.choice(alphabet) for _ in range(rng.randint(0, 80))],
+                      [rng.choice(alphabet) for _ in range(rng.randint(0, 80))]))
+    for n, m in [(300, 200), (5000, 3), (3, 4200), (4097, 40)]:  # past 64 bits and past LONG_SIDE
+        cases.append(([rng.choice("abcde") for _ in range(n)], [rng.choice("abcdef") for _ in range(m)]))
+    for a, b in cases:
+        assert lcs_length_bits(a, b) == lcs_length_bits(b, a) == lcs_length(a, b) == lcs_length(b, a), (a, b)
+    assert lcs_length_bits(*cases[-1], long_side=10) == lcs_length(*cases[-1])  # the other side as vector
 
 
 def test_unigram_bigram_and_lcs_by_hand():
@@ -75,37 +82,16 @@ def test_empty_identical_and_stemmed_inputs():
     assert rouge("infections", "infected", stem=True)["rouge1"] == 1.0  # both stem to 'infect'
 
 
-def test_bad_arguments():
-    with pytest.raises(TypeError, match="two strings"):
-        rouge(None, "x")
-    with pytest.raises(ValueError, match="beta"):
-        rouge("x", "x", beta=0)
-    with pytest.raises(ValueError, match="rougeW"):
+def test_unknown_rouge_type_is_a_key_error():
+    with pytest.raises(KeyError, match="rougeW"):
         rouge_scores("x", "x", rouge_types=("rougeW",))
 
 
 def genmedgpt_pairs(n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
-    """(hypothesis, reference) pairs: each output against a perturbed copy and against another output."""
-    outputs = [r["output"] for r in genmedgpt_records()]
-    rng = random.Random(seed)
-    pairs = []
-    for i in range(n_pairs // 2):
-        ref = outputs[i]
-        words = ref.split()
-        for _ in range(rng.randint(1, 8)):
-            k, j = rng.randrange(len(words)), rng.randrange(len(words))
-            edit = rng.random()
-            if edit < 0.3 and len(words) > 1:
-                del words[k]                                        # word drop
-            elif edit < 0.6:
-                words[k], words[j] = words[j], words[k]             # swap
-            elif edit < 0.8:
-                words[k] = words[k].upper()                         # case change
-            else:
-                words.insert(k, rng.choice(outputs[j].split()))     # insertion from another output
-        pairs.append((" ".join(words), ref))
-        pairs.append((outputs[rng.randrange(len(outputs))], ref))
-    return pairs
+    """Outputs against edited copies (an insertion from another output among the edits) and other outputs."""
+    def insert(words, k, j, outputs, rng):
+        words.insert(k, rng.choice(outputs[j].split()))
+    return perturbed_pairs(n_pairs, insert, seed)
 
 
 @pytest.mark.slow
