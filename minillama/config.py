@@ -12,13 +12,12 @@ The three are one decoder with a few differences, each a field here:
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MiniLlamaError, check_path
+from .errors import MiniLlamaError, read_json
 
 # model_type -> the architectures whose weights and maths are exactly the decoder implemented here.
 _ARCHITECTURES = {"llama": {"LlamaForCausalLM", "LlamaModel"}, "mistral": {"MistralForCausalLM", "MistralModel"}}
@@ -32,7 +31,7 @@ class RopeScaling:
     Meta's `apply_scaling` (llama-models, Llama 3.1): wavelengths shorter than
     `original_max_position_embeddings / high_freq_factor` keep their frequency, those longer than
     `original_max_position_embeddings / low_freq_factor` are divided by `factor`, and the ones between
-    are interpolated smoothly (see `rope.llama3_inv_freq`).
+    are interpolated smoothly (see `rope_scaling.llama3_inv_freq`).
 
     Attributes:
         factor: How much the low frequencies are slowed (8 for Llama-3.1, 32 for Llama-3.2 1B/3B).
@@ -47,18 +46,6 @@ class RopeScaling:
     high_freq_factor: float
     original_max_position_embeddings: int
     rope_type: str = "llama3"
-
-    def __post_init__(self) -> None:
-        if self.rope_type != "llama3":
-            raise MiniLlamaError(f"LlamaConfig: rope scaling {self.rope_type!r} is not supported (only 'llama3')")
-        for key in ("factor", "low_freq_factor", "high_freq_factor"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise MiniLlamaError(f"LlamaConfig: rope_scaling.{key} must be a finite number > 0, got {value!r}")
-        if not self.low_freq_factor < self.high_freq_factor:
-            raise MiniLlamaError(f"LlamaConfig: rope_scaling.low_freq_factor={self.low_freq_factor} must be below "
-                                 f"high_freq_factor={self.high_freq_factor}")
-        _check_size("rope_scaling.original_max_position_embeddings", self.original_max_position_embeddings)
 
 
 @dataclass(frozen=True)
@@ -114,58 +101,17 @@ class LlamaConfig:
     eos_token_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        # Derived defaults (the dataclass is frozen, hence object.__setattr__): MHA, d / H wide heads.
-        for key in ("hidden_size", "num_attention_heads"):
-            _check_size(key, getattr(self, key))
+        # Derived defaults (the dataclass is frozen, hence object.__setattr__): MHA, d / H wide heads, one EOS id.
+        # The values a file gives are checked where it is read (`check_values`).
         if self.num_key_value_heads is None:
             object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
         if self.head_dim is None:
-            if self.hidden_size % self.num_attention_heads:
-                raise MiniLlamaError(f"LlamaConfig: num_attention_heads={self.num_attention_heads} does not divide "
-                                     f"hidden_size={self.hidden_size} (and no head_dim is given)")
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
-        for key in ("vocab_size", "intermediate_size", "num_hidden_layers", "num_key_value_heads", "head_dim",
-                    "max_position_embeddings"):
-            _check_size(key, getattr(self, key))
-        for key in ("rms_norm_eps", "rope_theta"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise MiniLlamaError(f"LlamaConfig: {key} must be a finite number > 0, got {value!r}")
-        if not isinstance(self.tie_word_embeddings, bool):
-            raise MiniLlamaError(f"LlamaConfig: tie_word_embeddings must be true or false, got {self.tie_word_embeddings!r}")
-        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            value = getattr(self, key)
-            if value is None:  # HF allows null ids (Llama-2 has no pad id)
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:
-                raise MiniLlamaError(f"LlamaConfig: {key} must be a token id in [0, vocab_size={self.vocab_size}), "
-                                     f"got {value!r}")
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise MiniLlamaError(f"LlamaConfig: num_attention_heads={self.num_attention_heads} is not a multiple of "
-                                 f"num_key_value_heads={self.num_key_value_heads}")
-        if self.head_dim % 2:
-            raise MiniLlamaError(f"LlamaConfig: head_dim={self.head_dim} must be even for rotary embeddings")
-        if isinstance(self.rope_scaling, dict):  # from config.json, or from `replace` (asdict makes it a dict)
+        if isinstance(self.rope_scaling, dict):  # its config.json dict, or from `replace` (asdict makes it a dict)
             object.__setattr__(self, "rope_scaling", _rope_scaling(self.rope_scaling))
-        if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
-            raise MiniLlamaError(f"LlamaConfig: rope_scaling must be a RopeScaling or None, got {self.rope_scaling!r}")
-        if self.sliding_window is not None:
-            _check_size("sliding_window", self.sliding_window)
-        if self.model_type not in _ARCHITECTURES:
-            raise MiniLlamaError(f"LlamaConfig: model_type must be one of {', '.join(_ARCHITECTURES)}, got "
-                                 f"{self.model_type!r}")
         if self.eos_token_ids is None:
             object.__setattr__(self, "eos_token_ids", () if self.eos_token_id is None else (self.eos_token_id,))
-        ids = self.eos_token_ids
-        if isinstance(ids, list):
-            ids = tuple(ids)
-        if not isinstance(ids, tuple) or any(isinstance(i, bool) or not isinstance(i, int)
-                                             or not 0 <= i < self.vocab_size for i in ids):
-            raise MiniLlamaError(f"LlamaConfig: eos_token_ids must be a tuple of token ids in [0, vocab_size="
-                                 f"{self.vocab_size}), got {self.eos_token_ids!r}")
-        if ids[:1] != (() if self.eos_token_id is None else (self.eos_token_id,)):
-            raise MiniLlamaError(f"LlamaConfig: eos_token_ids={ids} must start with eos_token_id={self.eos_token_id}")
-        object.__setattr__(self, "eos_token_ids", ids)
+        object.__setattr__(self, "eos_token_ids", tuple(self.eos_token_ids))
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "LlamaConfig":
@@ -232,26 +178,15 @@ class LlamaConfig:
                 model_type=model_type,
                 eos_token_ids=_all_ids(d, "eos_token_id", 2),
             )
-            return cls(**kwargs)
+            check_values(kwargs)
         except MiniLlamaError as exc:
-            raise MiniLlamaError(f"{source}: {str(exc).removeprefix('LlamaConfig: ')}") from None
+            raise MiniLlamaError(f"{source}: {exc}") from None
+        return cls(**kwargs)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "LlamaConfig":
-        """Read and validate a `config.json` file."""
-        check_path(path, "LlamaConfig.from_file path")
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MiniLlamaError(f"{path}: file not found") from None
-        except OSError as exc:
-            raise MiniLlamaError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MiniLlamaError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(d, dict):
-            raise MiniLlamaError(f"{path}: expected a JSON object")
-        return cls.from_hf_dict(d, source=str(path))
+        """Read and check a `config.json` file."""
+        return cls.from_hf_dict(read_json(Path(path)), source=str(path))
 
     def to_hf_dict(self) -> dict[str, Any]:
         """A `config.json` dict that transformers 4.x and 5.x load as `LlamaForCausalLM` (or
@@ -274,18 +209,39 @@ class LlamaConfig:
 
     def replace(self, **changes: Any) -> "LlamaConfig":
         """A copy with some fields changed (the config is frozen)."""
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise MiniLlamaError(f"unknown LlamaConfig field(s): {sorted(unknown)}")
         if "eos_token_id" in changes and "eos_token_ids" not in changes:
             changes["eos_token_ids"] = None  # a new EOS id replaces the list (it is derived again)
         return LlamaConfig(**{**asdict(self), **changes})
 
 
-def _check_size(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MiniLlamaError(f"LlamaConfig: {key} must be a positive integer, got {value!r}")
+_SIZES = ("hidden_size", "num_attention_heads", "vocab_size", "intermediate_size", "num_hidden_layers",
+          "num_key_value_heads", "head_dim", "max_position_embeddings", "sliding_window")
+
+
+def check_values(v: dict[str, Any]) -> None:
+    """One check per value a model file gives (config.json, GGUF metadata; `LlamaConfig` fields, already read
+    as integers and numbers): raise MiniLlamaError with the first problem, one line naming the field."""
+    def require(ok: bool, problem: str) -> None:
+        if not ok:
+            raise MiniLlamaError(problem)
+
+    for key in _SIZES:
+        require(v.get(key) is None or v[key] >= 1, f"{key} must be a positive integer, got {v.get(key)!r}")
+    heads, vocab = v["num_attention_heads"], v["vocab_size"]
+    require(v.get("head_dim") is not None or v["hidden_size"] % heads == 0,
+            f"num_attention_heads={heads} does not divide hidden_size={v['hidden_size']} (and no head_dim is given)")
+    kv_heads, head_dim = v.get("num_key_value_heads") or heads, v.get("head_dim") or v["hidden_size"] // heads
+    require(heads % kv_heads == 0, f"num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads}")
+    require(head_dim % 2 == 0, f"head_dim={head_dim} must be even for rotary embeddings")
+    for key in ("rms_norm_eps", "rope_theta"):
+        require(math.isfinite(v[key]) and v[key] > 0, f"{key} must be a finite number > 0, got {v[key]!r}")
+    require(isinstance(v["tie_word_embeddings"], bool),
+            f"tie_word_embeddings must be true or false, got {v['tie_word_embeddings']!r}")
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        require(v.get(key) is None or 0 <= v[key] < vocab,
+                f"{key} must be a token id in [0, vocab_size={vocab}), got {v.get(key)!r}")
+    require(all(0 <= i < vocab for i in v.get("eos_token_ids") or ()),
+            f"eos_token_ids must be a tuple of token ids in [0, vocab_size={vocab}), got {v.get('eos_token_ids')!r}")
 
 
 def _integer(d: dict[str, Any], key: str, default: Any = ...) -> Any:
@@ -293,12 +249,12 @@ def _integer(d: dict[str, Any], key: str, default: Any = ...) -> Any:
     value = d.get(key)
     if value is None:
         if default is ...:
-            raise MiniLlamaError(f"LlamaConfig: required field {key!r} is missing")
+            raise MiniLlamaError(f"required field {key!r} is missing")
         return default
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MiniLlamaError(f"LlamaConfig: {key} must be an integer, got {value!r}")
+        raise MiniLlamaError(f"{key} must be an integer, got {value!r}")
     return value
 
 
@@ -307,7 +263,7 @@ def _number(d: dict[str, Any], key: str, default: float) -> float:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MiniLlamaError(f"LlamaConfig: {key} must be a number, got {value!r}")
+        raise MiniLlamaError(f"{key} must be a number, got {value!r}")
     return float(value)
 
 
@@ -316,10 +272,18 @@ def _rope_scaling(rope: dict[str, Any]) -> RopeScaling:
     names = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
     for key in names:
         if rope.get(key) is None:
-            raise MiniLlamaError(f"LlamaConfig: rope_scaling.{key} is missing (rope_type 'llama3' needs "
-                                 f"{', '.join(names)})")
+            raise MiniLlamaError(f"rope_scaling.{key} is missing (rope_type 'llama3' needs {', '.join(names)})")
+    for key in names[:3]:
+        value = rope[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise MiniLlamaError(f"rope_scaling.{key} must be a finite number > 0, got {rope[key]!r}")
+    if not rope["low_freq_factor"] < rope["high_freq_factor"]:
+        raise MiniLlamaError(f"rope_scaling.low_freq_factor={rope['low_freq_factor']} must be below "
+                             f"high_freq_factor={rope['high_freq_factor']}")
     key = "rope_scaling.original_max_position_embeddings"
     size = _integer({key: rope["original_max_position_embeddings"]}, key)
+    if size < 1:
+        raise MiniLlamaError(f"{key} must be a positive integer, got {size!r}")
     return RopeScaling(factor=rope["factor"], low_freq_factor=rope["low_freq_factor"],
                        high_freq_factor=rope["high_freq_factor"], original_max_position_embeddings=size,
                        rope_type=rope.get("rope_type", rope.get("type", "llama3")))

@@ -8,8 +8,6 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import MiniLlamaError
-from .kv_cache import make_cache
-from .masks import check_input_ids, positions_from_mask
 from .sampling import sample_next
 from .static_decode import StaticDecoder
 
@@ -85,7 +83,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
             full_mask[:, :t0] = attention_mask
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
 
-    cache = make_cache(model.config, b, t0 + max_new_tokens, model.dtype, device)
+    cache = model.make_cache(b, t0 + max_new_tokens)
     out = torch.full((b, t0 + max_new_tokens), pad_id, dtype=torch.long, device=device)  # [B, T + N]
     out[:, :t0] = input_ids
     finished = torch.zeros(b, dtype=torch.bool, device=device)
@@ -94,7 +92,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
     if prompt_mask is None:
         next_pos = torch.full((1, 1), t0, dtype=torch.long, device=device)  # [1, 1]
     else:
-        next_pos = positions_from_mask(prompt_mask, 0, t0, device)[:, -1:] + 1  # [B, 1]
+        next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1]: the real tokens so far (`positions_from_mask`)
     decoder = None
     if cuda_graph:
         key_mask = torch.zeros(b, t0 + max_new_tokens, dtype=torch.bool, device=device)  # [B, T + N]
@@ -128,26 +126,33 @@ class ContextLimitWarning(UserWarning):
     """`generate` was asked for more tokens than the model's context holds; it stopped at the limit."""
 
 
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Raise MiniLlamaError unless every id of a prompt is in [0, vocab_size) (a tokenizer that does not match
+    the model): one host sync, once per `generate` call, where the prompt enters.
+
+    Shapes:
+        input_ids: [B, T]
+    """
+    lowest, highest = torch.stack(torch.aminmax(input_ids)).tolist()
+    if lowest < 0 or highest >= vocab_size:
+        bad = lowest if lowest < 0 else highest
+        raise MiniLlamaError(f"input_ids: token id {bad} is outside the model's vocabulary [0, {vocab_size}) "
+                             "(a tokenizer that does not match the model?)")
+
+
 def check_settings(max_new_tokens, temperature, top_p, top_k, eos_id, pad_id, seed, vocab_size: int) -> None:
-    """Raise MiniLlamaError naming the first generation setting that is out of range or of a wrong type."""
-    def integer(x) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool)
-
-    def number(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
+    """Raise MiniLlamaError naming the first generation setting out of range (a value of a wrong type gets
+    Python's own error)."""
+    ids = () if eos_id is None else eos_ids(eos_id)
     problems = [
-        (integer(max_new_tokens) and max_new_tokens >= 0, f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}"),
-        (number(temperature) and temperature >= 0, f"temperature must be a finite number >= 0, got {temperature!r}"),
-        (number(top_p) and 0.0 < top_p <= 1.0, f"top_p must be a number in (0, 1], got {top_p!r}"),
-        (integer(top_k) and top_k >= 0, f"top_k must be an integer >= 0, got {top_k!r}"),
-        (eos_id is None or (integer(eos_id) and 0 <= eos_id < vocab_size) or (
-            isinstance(eos_id, (list, tuple)) and len(eos_id) > 0 and all(integer(i) and 0 <= i < vocab_size
-                                                                          for i in eos_id)),
+        (max_new_tokens >= 0, f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}"),
+        (math.isfinite(temperature) and temperature >= 0, f"temperature must be a finite number >= 0, got {temperature!r}"),
+        (0.0 < top_p <= 1.0, f"top_p must be a number in (0, 1], got {top_p!r}"),
+        (top_k >= 0, f"top_k must be an integer >= 0, got {top_k!r}"),
+        (eos_id is None or (len(ids) > 0 and all(0 <= i < vocab_size for i in ids)),
          f"eos_id must be None, a token id or a non-empty list of token ids in [0, {vocab_size}), got {eos_id!r}"),
-        (integer(pad_id) and 0 <= pad_id < vocab_size, f"pad_id must be a token id in [0, {vocab_size}), got {pad_id!r}"),
-        (seed is None or (integer(seed) and 0 <= seed < 2**64),  # torch.Generator takes 64 bits
-         f"seed must be None or an integer in [0, 2**64), got {seed!r}"),
+        (0 <= pad_id < vocab_size, f"pad_id must be a token id in [0, {vocab_size}), got {pad_id!r}"),
+        (seed is None or 0 <= seed < 2**64, f"seed must be None or an integer in [0, 2**64), got {seed!r}"),
     ]
     for ok, problem in problems:
         if not ok:
@@ -160,15 +165,6 @@ def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, t
     Returns:
         input_ids and attention_mask, both `[B, max_len]`.
     """
-    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, (list, tuple)) or \
-            not all(isinstance(p, (list, tuple)) for p in prompts):
-        raise MiniLlamaError(f"left_pad: prompts must be a list of lists of token ids, got {type(prompts).__name__}")
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise MiniLlamaError("left_pad: every prompt needs at least one token")
-    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0:
-        raise MiniLlamaError(f"left_pad: pad_id must be an integer >= 0, got {pad_id!r}")
-    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for p in prompts for t in p):
-        raise MiniLlamaError("left_pad: token ids must be integers >= 0")
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -190,14 +186,5 @@ def finish_reasons(output: torch.Tensor, prompt_len: int, eos_id: int | Sequence
     Shapes:
         output: [B, prompt_len + n] -> B strings
     """
-    if not isinstance(output, torch.Tensor) or output.dim() != 2:
-        raise MiniLlamaError(f"finish_reasons: output must be a 2-D tensor from generate, got "
-                             f"{type(output).__name__}{list(output.shape) if isinstance(output, torch.Tensor) else ''}")
-    several = isinstance(eos_id, (list, tuple)) and len(eos_id) > 0
-    for name, value in [("prompt_len", prompt_len)] + [("eos_id", v) for v in (eos_id if several else [eos_id])]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise MiniLlamaError(f"finish_reasons: {name} must be an integer >= 0, got {value!r}")
-    if prompt_len > output.shape[1]:
-        raise MiniLlamaError(f"finish_reasons: prompt_len={prompt_len} is longer than the output ({output.shape[1]})")
     stop = torch.tensor(eos_ids(eos_id), device=output.device)  # [n_eos]
     return ["stop" if bool(torch.isin(row, stop).any()) else "length" for row in output[:, prompt_len:]]

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .config import LlamaConfig
+from .config import LlamaConfig, check_values
 from .errors import MiniLlamaError
 
 MAGIC = b"GGUF"
@@ -314,26 +314,28 @@ def llama_config(gguf: GGUFFile) -> LlamaConfig:
                              "rotary embeddings are not supported)")
     tok = "tokenizer.ggml."
     eos = _meta(gguf, tok + "eos_token_id", 2)
+    values = dict(
+        vocab_size=gguf.tensors["token_embd.weight"].shape[0],
+        hidden_size=_meta(gguf, p + "embedding_length"),
+        intermediate_size=_meta(gguf, p + "feed_forward_length"),
+        num_hidden_layers=_meta(gguf, p + "block_count"),
+        num_attention_heads=heads,
+        num_key_value_heads=_meta(gguf, p + "attention.head_count_kv", heads),
+        head_dim=head_dim,
+        max_position_embeddings=_meta(gguf, p + "context_length", 4096),
+        rms_norm_eps=float(_meta(gguf, p + "attention.layer_norm_rms_epsilon", 1e-5, (float, int))),
+        rope_theta=float(_meta(gguf, p + "rope.freq_base", 10000.0, (float, int))),
+        tie_word_embeddings="output.weight" not in gguf.tensors,  # as transformers decides it
+        bos_token_id=_meta(gguf, tok + "bos_token_id", 1),
+        eos_token_id=eos,
+        pad_token_id=_meta(gguf, tok + "padding_token_id", None),
+        torch_dtype="float32",
+    )
     try:
-        return LlamaConfig(
-            vocab_size=gguf.tensors["token_embd.weight"].shape[0],
-            hidden_size=_meta(gguf, p + "embedding_length"),
-            intermediate_size=_meta(gguf, p + "feed_forward_length"),
-            num_hidden_layers=_meta(gguf, p + "block_count"),
-            num_attention_heads=heads,
-            num_key_value_heads=_meta(gguf, p + "attention.head_count_kv", heads),
-            head_dim=head_dim,
-            max_position_embeddings=_meta(gguf, p + "context_length", 4096),
-            rms_norm_eps=float(_meta(gguf, p + "attention.layer_norm_rms_epsilon", 1e-5, (float, int))),
-            rope_theta=float(_meta(gguf, p + "rope.freq_base", 10000.0, (float, int))),
-            tie_word_embeddings="output.weight" not in gguf.tensors,  # as transformers decides it
-            bos_token_id=_meta(gguf, tok + "bos_token_id", 1),
-            eos_token_id=eos,
-            pad_token_id=_meta(gguf, tok + "padding_token_id", None),
-            torch_dtype="float32",
-        )
+        check_values(values)
     except MiniLlamaError as exc:
-        raise MiniLlamaError(f"{gguf.path}: {str(exc).removeprefix('LlamaConfig: ')}") from None
+        raise MiniLlamaError(f"{gguf.path}: {exc}") from None
+    return LlamaConfig(**values)
 
 
 def hf_index(gguf: GGUFFile) -> dict[str, GGUFTensor]:

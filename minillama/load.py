@@ -19,7 +19,6 @@ from .gguf import hf_index, hf_tensor, is_gguf, llama_config, read_gguf
 from .hub import download_model, is_hub_id
 from .nf4.convert import quantizable_names, release_freed_host_memory, set_module
 from .nf4.linear import NF4Linear
-from .rope import table_rows
 from .safetensors_io import TensorInfo, read_header, read_tensor
 
 SINGLE_FILE = "model.safetensors"
@@ -238,6 +237,6 @@ def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None
             f.close()
     model.load_state_dict(state, strict=False, assign=True)  # names were checked above
     model.tie_weights()
-    model.model.rotary_emb.reset_cache(table_rows(config.max_position_embeddings), device=device)
+    model.model.rotary_emb.reset_cache(device=device)  # the rows it was built with, on the meta device
     model.config = config.replace(torch_dtype=str(model.dtype).removeprefix("torch."))
     return model.eval()

@@ -17,7 +17,7 @@ import warnings
 
 import torch
 
-from .kv_cache import KVCache
+from .sliding_window import slide
 
 
 class StaticDecoder:
@@ -25,7 +25,7 @@ class StaticDecoder:
 
     Args:
         model: A `minillama.Llama`.
-        cache: Its per-layer caches, already holding the prompt (prefill done).
+        cache: Its per-layer `KVCache`s, already holding the prompt (prefill done).
         key_mask: Which cache slots hold real tokens so far (prompt padding excluded).
         capture: Capture a CUDA graph (only on CUDA devices).
 
@@ -33,7 +33,7 @@ class StaticDecoder:
         key_mask: [B, max_len] bool
     """
 
-    def __init__(self, model, cache: list[KVCache], key_mask: torch.Tensor, capture: bool = True):
+    def __init__(self, model, cache: list, key_mask: torch.Tensor, capture: bool = True):
         self.model, self.cache = model, cache
         b, max_len = key_mask.shape
         device = key_mask.device
@@ -84,8 +84,8 @@ class StaticDecoder:
         self.position.copy_(position.expand_as(self.position))
         self.slot.fill_(slot)
         self.mask[:, :, :, slot] = True
-        if self.window is not None and slot >= self.window:  # keys at slots <= slot - W left the window
-            self.mask[:, :, :, :slot - self.window + 1] = False
+        if self.window is not None:  # Mistral: keys at slots <= slot - W leave the window
+            slide(self.mask, slot, self.window)
         if not self.capture:
             return self._step()
         if self.graph is None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+from minillama import left_pad
 
 
 def hf_llama_tokenizer(model_file: Path):
@@ -26,3 +29,17 @@ def hf_llama_tokenizer(model_file: Path):
     scores = {sp.id_to_piece(i): sp.get_score(i) for i in range(sp.get_piece_size())}
     return transformers.LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab, scores), legacy=False,
                                        add_prefix_space=True, split_special_tokens=True)
+
+
+def greedy_left_padded_equals_transformers(hf, model, seed: int, lengths, low: int, high: int, new_tokens: int,
+                                           cuda_graph: bool):
+    """Greedy decoding of a left-padded batch of random prompts equals transformers' `generate`;
+    returns the prompts and our output."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(low, high, (n,), generator=g).tolist() for n in lengths]
+    ids, mask = left_pad(prompts, pad_id=0)
+    ref = hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
+                      pad_token_id=0)
+    ours = model.generate(ids, max_new_tokens=new_tokens, attention_mask=mask, eos_id=None, cuda_graph=cuda_graph)
+    assert torch.equal(ours, ref)
+    return prompts, ours

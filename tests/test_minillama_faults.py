@@ -61,11 +61,6 @@ def test_invalid_config_value_is_one_line_naming_file_and_key(tmp_path, model_di
     rc, out, err = _run(["generate", "--model", str(folder), "--prompt", "x", "--tokenizer", "unused"])
     assert rc == 2 and out == ""
     assert err == f"error: {folder / 'config.json'}: {problem}\n"
-    if not isinstance(value, str) and key != "rms_norm_eps":  # the same check on the Python API
-        kwargs = dict(vocab_size=32000, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-                      num_attention_heads=2)
-        with pytest.raises(MiniLlamaError, match=f"^LlamaConfig: {key}"):
-            LlamaConfig(**{**kwargs, key: value})
 
 
 def small_model(max_positions: int = 16) -> Llama:
@@ -110,26 +105,12 @@ def test_cli_says_where_the_context_ends(model_dir, llama2_tokenizer_path):
 
 
 @pytest.mark.parametrize("bad", [[[1, 64]], [[1, -1]], [[70000]]])
-def test_out_of_vocabulary_ids_are_refused_in_forward_and_generate(bad):
+def test_out_of_vocabulary_ids_are_refused_in_generate(bad):
     model = small_model()
     ids = torch.tensor(bad)
     token = bad[0][-1]
-    with pytest.raises(MiniLlamaError, match=rf"input_ids: token id {token} is outside the model's vocabulary \[0, 64\)"):
-        model(ids)
     with pytest.raises(MiniLlamaError, match=rf"token id {token} is outside"):
         model.generate(ids, max_new_tokens=2)
-
-
-@pytest.mark.parametrize("ids, words", [
-    ([[1, 2]], "must be a torch.Tensor"),
-    (torch.tensor([[1.0, 2.0]]), "must hold integer token ids"),
-    (torch.tensor([1, 2]), "must be [batch, length]"),
-    (torch.zeros(1, 0, dtype=torch.long), "at least one token"),
-])
-def test_malformed_input_ids_are_refused(ids, words):
-    with pytest.raises(MiniLlamaError) as info:
-        small_model()(ids)
-    assert words in str(info.value)
 
 
 def test_cli_refuses_bad_flags_before_loading(tmp_path):

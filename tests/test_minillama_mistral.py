@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from _minillama_util import greedy_left_padded_equals_transformers
 from conftest import random_hf_model
 from minillama import Llama, LlamaConfig, MiniLlamaError, left_pad
 from minillama.kv_cache import make_cache
@@ -105,13 +106,7 @@ def test_kv_cache_decode_equals_full_forward():
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_greedy_left_padded_batch_equals_transformers(cuda_graph):
     hf, model = _pair()
-    g = torch.Generator().manual_seed(5)
-    prompts = [torch.randint(3, 128, (n,), generator=g).tolist() for n in (13, 2, 9)]
-    ids, mask = left_pad(prompts, pad_id=0)
-    ref = hf.generate(ids, attention_mask=mask, max_new_tokens=25, do_sample=False, eos_token_id=None,
-                      pad_token_id=0)
-    ours = model.generate(ids, max_new_tokens=25, attention_mask=mask, eos_id=None, cuda_graph=cuda_graph)
-    assert torch.equal(ours, ref)
+    prompts, ours = greedy_left_padded_equals_transformers(hf, model, 5, (13, 2, 9), 3, 128, 25, cuda_graph)
     alone = model.generate(torch.tensor([prompts[1]]), max_new_tokens=25, eos_id=None)
     assert ours[1, -25:].tolist() == alone[0, -25:].tolist()
 
