@@ -137,9 +137,13 @@ def count(args: argparse.Namespace) -> None:
     """Print `trainable params: ... || all params: ... || trainable%: ...` for LoRA on the model's shapes."""
     from lora.memory_report import resolve_config
 
+    targets = tuple(t.strip() for t in args.target_modules.split(",") if t.strip())
+    if args.r < 1:
+        raise LoraError(f"--r: LoraConfig.r must be a positive integer, got {args.r}")
+    if not targets:
+        raise LoraError("--target-modules: give at least one module name")
     spec = args.model or args.config or "llama-2-7b"
-    print(lora_summary(resolve_config(spec), args.r, tuple(t.strip() for t in args.target_modules.split(",")),
-                       args.use_dora))
+    print(lora_summary(resolve_config(spec), args.r, targets, args.use_dora))
 
 
 def _check_double_quant(args: argparse.Namespace) -> None:

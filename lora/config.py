@@ -1,4 +1,4 @@
-"""`LoraConfig`: the LoRA hyper-parameters, their validation, and their PEFT `adapter_config.json` form."""
+"""`LoraConfig`: the LoRA hyper-parameters and their PEFT `adapter_config.json` form (checked when read from a file)."""
 from __future__ import annotations
 
 import math
@@ -55,31 +55,10 @@ class LoraConfig:
     use_dora: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise LoraError(f"LoraConfig.r must be a positive integer, got {self.r!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
-                or not math.isfinite(self.alpha) or self.alpha <= 0:
-            raise LoraError(f"LoraConfig.alpha must be a positive number, got {self.alpha!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise LoraError(f"LoraConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.use_rslora, bool):
-            raise LoraError(f"LoraConfig.use_rslora must be true or false, got {self.use_rslora!r}")
-        if not isinstance(self.use_dora, bool):
-            raise LoraError(f"LoraConfig.use_dora must be true or false, got {self.use_dora!r}")
         targets = self.target_modules
-        if isinstance(targets, str):
-            try:
-                re.compile(targets)
-            except re.error as e:
-                raise LoraError(f"LoraConfig.target_modules regex {targets!r} is invalid: {e}") from None
-            return
-        if not isinstance(targets, (list, tuple, set, frozenset)) or not targets or \
-                not all(isinstance(t, str) and t.strip() for t in targets):
-            raise LoraError("LoraConfig.target_modules must be a non-empty list of module names "
-                            f"(e.g. ['q_proj', 'v_proj']) or a regex string, got {targets!r}")
-        ordered = sorted(targets) if isinstance(targets, (set, frozenset)) else targets
-        object.__setattr__(self, "target_modules", tuple(dict.fromkeys(ordered)))  # dedupe, keep order
+        if not isinstance(targets, str):  # a regex stays a string; a list of names becomes a tuple, deduplicated
+            ordered = sorted(targets) if isinstance(targets, (set, frozenset)) else targets
+            object.__setattr__(self, "target_modules", tuple(dict.fromkeys(ordered)))
 
     @property
     def scaling(self) -> float:
@@ -108,7 +87,8 @@ class LoraConfig:
 
     @classmethod
     def from_peft_dict(cls, d: Any) -> "LoraConfig":
-        """Parse an `adapter_config.json` dict; raise `LoraError` (without the file name) if it is unusable."""
+        """Parse and check an `adapter_config.json` dict (where these values enter from a file); raise
+        `LoraError` (without the file name) if it is unusable."""
         if not isinstance(d, dict):
             raise LoraError(f"expected a JSON object, got {type(d).__name__}")
         if d.get("peft_type", "LORA") != "LORA":
@@ -121,7 +101,25 @@ class LoraConfig:
             if value != default and not (default is None and value in ([], {})):
                 raise LoraError(f"{key}={value!r} is not supported by this LoRA implementation "
                                 f"(only {key}={default!r})")
-        targets = d["target_modules"]
-        return cls(r=d["r"], alpha=d["lora_alpha"], dropout=d.get("lora_dropout") or 0.0,
-                   target_modules=tuple(targets) if isinstance(targets, list) else targets,
-                   use_rslora=d.get("use_rslora", False), use_dora=d.get("use_dora", False))
+        r, alpha, dropout, targets = d["r"], d["lora_alpha"], d.get("lora_dropout") or 0.0, d["target_modules"]
+        def number(v, kind=(int, float)) -> bool:  # JSON's true / false are no numbers
+            return isinstance(v, kind) and not isinstance(v, bool)
+        if not (number(r, int) and r >= 1):
+            raise LoraError(f"r must be a positive integer, got {r!r}")
+        if not (number(alpha) and math.isfinite(alpha) and alpha > 0):
+            raise LoraError(f"lora_alpha must be a positive number, got {alpha!r}")
+        if not (number(dropout) and 0 <= dropout < 1):
+            raise LoraError(f"lora_dropout must be a number in [0, 1), got {dropout!r}")
+        for key in ("use_rslora", "use_dora"):
+            if not isinstance(d.get(key, False), bool):
+                raise LoraError(f"{key} must be true or false, got {d[key]!r}")
+        if isinstance(targets, str):
+            try:
+                re.compile(targets)
+            except re.error as e:
+                raise LoraError(f"target_modules regex {targets!r} is invalid: {e}") from None
+        elif not (isinstance(targets, list) and targets and all(isinstance(t, str) and t.strip() for t in targets)):
+            raise LoraError("target_modules must be a non-empty list of module names (e.g. ['q_proj', 'v_proj']) "
+                            f"or a regex string, got {targets!r}")
+        return cls(r=r, alpha=alpha, dropout=dropout, target_modules=targets if isinstance(targets, str) else
+                   tuple(targets), use_rslora=d.get("use_rslora", False), use_dora=d.get("use_dora", False))

@@ -16,8 +16,6 @@ import torch.nn.functional as F
 
 from minillama.nf4.linear import NF4Linear
 
-from lora.errors import LoraError
-
 
 class LoRALinear(nn.Module):
     """A frozen `nn.Linear` (W0, b) with a trainable rank-`r` update `(alpha / r) * B @ A`.
@@ -57,10 +55,6 @@ class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear | NF4Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0,
                  use_rslora: bool = False):
         super().__init__()
-        if not isinstance(base, (nn.Linear, NF4Linear)):
-            raise LoraError(f"LoRALinear wraps an nn.Linear or NF4Linear, got {type(base).__name__}")
-        if r < 1:
-            raise LoraError(f"LoRA rank r must be >= 1, got {r}")
         self.in_features, self.out_features = base.in_features, base.out_features
         self.r, self.lora_alpha, self.use_rslora = r, alpha, use_rslora
         self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r  # Sec. 4.1, Hu et al. 2021

@@ -148,12 +148,8 @@ def estimate(config: LlamaConfig, gpus: int = 1, fsdp: bool = False, quantize: s
              r: int = 8, targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
              batch: int = 1, seq_len: int = 256, dropout: bool = True, double_quant: bool = True,
              dora: bool = False) -> MemoryEstimate:
-    """Per-GPU memory of LoRA (or QLoRA with `quantize="nf4"`, DoRA with `dora`) on `gpus` GPUs, DDP or `fsdp`."""
-    if quantize not in (None, "nf4"):
-        raise ValueError(f"quantize={quantize!r} is not supported (None or 'nf4')")
-    if fsdp and quantize:
-        raise ValueError("NF4 with FSDP is not supported: FSDP2 shards parameters, the NF4 base is stored in "
-                         "buffers (use one process per GPU without --fsdp)")
+    """Per-GPU memory of LoRA (or QLoRA with `quantize="nf4"`, DoRA with `dora`) on `gpus` GPUs, DDP or `fsdp`
+    (not both: the NF4 base lives in buffers, which FSDP2 does not shard; `python -m lora memory` refuses it)."""
     L, n, shapes = config.num_hidden_layers, batch * seq_len, projection_shapes(config)
     layer_w = layer_weight_bytes(config, quantize, double_quant)
     weights = L * layer_w + root_weight_bytes(config) + rope_bytes(config)

@@ -28,6 +28,7 @@ from lora.finetune.checkpoint import latest_intact
 from lora.finetune.flags import config_from_args
 from lora.finetune.trained_run import TrainRun
 from minillama.hub import check_access
+from plumbing import threads
 from plumbing.files import sha256_file
 
 from pipeline.book import STAGE_DIRS, StageBook, log, now
@@ -75,7 +76,8 @@ class Pipeline(StageBook):
         log(f"[train] lora.finetune.train into {train_dir}" + (" (resuming)" if resumable else ""))
         with self.timed("train"):
             self.note("train", path=str(train_dir), started_at=now())
-            train(self.plan.train, resume=resumable, force=not resumable)
+            threads.configure_threads(self.plan.train.num_threads)  # the CPU thread policy, re-measured each step
+            train(self.plan.train, resume=resumable, force=not resumable, on_step=lambda step: threads.tick())
         return TrainRun.open(train_dir)
 
     def stage_generate(self, train_run: TrainRun) -> None:

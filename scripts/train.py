@@ -42,8 +42,11 @@ def resume_hint(out: Path) -> str:
 
 
 def run(argv: list[str] | None, where: list | None = None) -> Path:
-    """The flags as a `TrainConfig` (on --resume: the run's own, with this command's flags on top), then
-    `train`; errors are raised (`main` prints them). `where` receives the run folder once known."""
+    """The flags as a `TrainConfig` (on --resume: the run's own, with this command's flags on top), the CPU
+    thread policy (`--num-threads`, re-measured after every step), then `train`; errors are raised (`main`
+    prints them). `where` receives the run folder once known."""
+    from plumbing import threads
+
     cfg, args, explicit = config_from_args(argv)
     out = Path(cfg.out).expanduser()
     if where is not None:
@@ -51,7 +54,8 @@ def run(argv: list[str] | None, where: list | None = None) -> Path:
     if args.resume:
         run_folder.refuse_if_busy(out)  # another live run is named before its folder is read
         cfg = resumed_config(run_folder.read_config(out), explicit)
-    return train(cfg, resume=args.resume, force=args.force)
+    threads.configure_threads(cfg.num_threads)
+    return train(cfg, resume=args.resume, force=args.force, on_step=lambda step: threads.tick())
 
 
 def main(argv: list[str] | None = None) -> int:

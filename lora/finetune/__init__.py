@@ -6,8 +6,9 @@
 
 One concept per module:
 
-    recipe.py       train(), train_step (one optimiser step), after_step (log, validate, checkpoint, halt)
-    setup.py        the checks before anything is written, the model with LoRA, the adapters, the finish
+    recipe.py       train(), fine_tune (setup, loop, finish), train_step (one optimiser step), evaluate, after_step
+    guard.py        run_guard: the checks before anything is written, the folder's lock, signals, torchrun
+    setup.py        the model with LoRA, the adapters, config.json, the finish
     config.py       TrainConfig (every knob, with its help and reason) and the presets
     flags.py        the command line built from TrainConfig
     records.py      dataset files: the embedded GenMedGPT-5k (datasets/), download, read, validate

@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,6 @@ from tqdm import tqdm
 
 from minillama import Llama, LlamaConfig, Tokenizer
 from minillama.templates import ALPACA_PROMPT, prompt_ids
-from plumbing import threads
 from plumbing.durable import write_bytes_atomic, write_folder_atomic, write_json_atomic
 from plumbing.locks import folder_lock
 
@@ -82,12 +82,13 @@ def _built_in(dtype: torch.dtype, build):
 
 def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0, batch: int = 16,
                     seq_len: int = 128, lr: float = 5e-3, sizes: dict | None = None,
-                    dtype: torch.dtype = torch.float32) -> Path:
+                    dtype: torch.dtype = torch.float32, on_step: Callable[[int], None] | None = None) -> Path:
     """Tokenizer + tiny Llama + `steps` warm-up steps on generic text, saved to `out_dir`.
 
     The tokenizer sees the demo prompts too (a real tokenizer covers the words of its users); the
     model's warm-up sees only the generic corpus. `sizes` overrides `TINY` (tests use smaller). `dtype`
     is the warm-up's and the saved weights' (the demo's float64 makes its figures the same on every CPU).
+    `on_step(step)` is called after each warm-up step (the entry point's thread policy, `plumbing.threads.tick`).
     """
     torch.manual_seed(seed)
     corpus = demo_data.make_corpus(6000, seed=seed + 1)
@@ -115,7 +116,8 @@ def build_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 
             loss_value = loss.item()
             bar.set_postfix(loss=f"{loss_value:.3f}", threads=torch.get_num_threads(), refresh=False)
             bar.update(1)
-            threads.tick()
+            if on_step is not None:
+                on_step(step + 1)
     model.eval()
     model.save_pretrained(out_dir)
     write_json_atomic(out_dir / "pretrain.json", {
@@ -129,7 +131,7 @@ RECIPE_VERSION = 3  # bump when build_demo_base changes what it builds (3: the f
 
 
 def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int = 0,
-                     dtype: torch.dtype = torch.float32) -> Path:
+                     dtype: torch.dtype = torch.float32, on_step: Callable[[int], None] | None = None) -> Path:
     """`build_demo_base` once per machine: the result is kept in the cache under a hash of its recipe
     (the records, steps, seed, sizes, torch version) and copied into `out_dir`.
 
@@ -146,7 +148,8 @@ def cached_demo_base(out_dir: Path, records: list[dict], steps: int, seed: int =
         time.sleep(0.5)
     try:
         if not (cached / "pretrain.json").is_file():
-            write_folder_atomic(cached, lambda tmp: build_demo_base(tmp, records, steps, seed=seed, dtype=dtype),
+            write_folder_atomic(cached, lambda tmp: build_demo_base(tmp, records, steps, seed=seed, dtype=dtype,
+                                                                        on_step=on_step),
                                 replace=True)
         else:
             print(f"demo base: reusing the cached build {cached}", file=sys.stderr)

@@ -1,13 +1,14 @@
-"""LoRA fine-tuning of a Llama on instruction data, as one function: `train(cfg) -> run folder`.
+"""LoRA fine-tuning of a Llama on instruction data, top to bottom: setup, the loop, `train_step`, evaluation.
 
     from lora.finetune import TrainConfig, train, PRESETS
     out = train(TrainConfig(**{**PRESETS["demo"], "out": "runs/demo"}))     # the CPU demo, a few minutes
     torchrun --nproc_per_node 4 scripts/train.py --preset paper ...   # the same function under DDP / FSDP2
 
-In order: (1) check every input before anything is written; (2) take the run folder; (3) load the base and
-add LoRA (Eq. 2); (4) tokenise the data; (5) the loop: `train_step` (Eq. 3 over the micro-batches of this
-rank, backward, clip, AdamW), then `after_step` (log, validate and keep the best adapter, checkpoint, halt);
-(6) save the adapters, the loss curve and DONE.
+`train` runs `fine_tune` inside `run_guard` (`guard.py`: the checks before anything is written, the run
+folder's lock, SIGINT / SIGTERM, the processes of a torchrun job). `fine_tune`: (1) load the base and add
+LoRA (Eq. 2), AdamW on A and B only; (2) tokenise the data; (3) the loop: `train_step` (Eq. 3 over this
+rank's micro-batches, backward, clip, AdamW), then `after_step` (log, `evaluate` and keep the best adapter,
+checkpoint, halt); (4) save the adapters, the loss curve and DONE.
 
 Precision: on GPU the frozen base is held in bfloat16 and the LoRA A/B in float32 (master weights that keep
 lr 3e-5-sized updates, which bf16's 8-bit mantissa would round away); the forward runs under bf16
@@ -17,7 +18,6 @@ same figures on every CPU, whatever its vector instructions).
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import sys
 import time
@@ -28,21 +28,20 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from plumbing import threads
-from plumbing.errors import CommandError
 from plumbing.signals import Interrupted, StopFlag
 
 import lora
 from lora.finetune import checkpoint, data, distributed, run_folder
-from lora.finetune.config import TrainConfig, TrainError
+from lora.finetune.config import TrainConfig
+from lora.finetune.guard import run_guard
 from lora.finetune.loss import SummedNLL, loss_denominator, validation_loss
 from lora.finetune.schedule import lr_at, warmup_warning
-from lora.finetune.setup import finish, load_model, preflight, save_adapter, write_run_config
+from lora.finetune.setup import finish, load_model, save_adapter, write_run_config
 
 
 @dataclass
 class Run:
-    """What the steps of one run share (built once in `_train`)."""
+    """What the steps of one run share (built once in `fine_tune`)."""
 
     cfg: TrainConfig
     out: Path
@@ -68,66 +67,33 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False,
     """Fine-tune `cfg.base` with LoRA on `cfg.data` into the run folder `cfg.out`; returns the folder.
 
     Args:
-        cfg: every knob of the run (`TrainConfig`, checked here before anything is written).
+        cfg: every knob of the run (`TrainConfig`, checked before anything is written).
         resume: continue the run in `cfg.out` from its newest intact checkpoint (from step 0 when it has
             none yet); `cfg` must be that run's config (the fields in `RUNTIME_FIELDS` may differ).
         force: delete the folder's earlier results first.
-        on_step: called with the step number after each optimiser step (default: the CPU thread policy's
-            re-measurement, `plumbing.threads.tick`).
+        on_step: called with the step number after each optimiser step (and each warm-up step of the demo
+            base): the entry point's hook, e.g. its CPU thread policy (`plumbing.threads.tick`).
 
     Raises:
         TrainError: bad input (exit status 2), before anything is written; RunFailed: a failure while running
             (exit status 1); Interrupted: SIGINT / SIGTERM, after a checkpoint was saved (130 / 143).
     """
-    cfg.validate()
-    if resume and force:
-        raise TrainError("--resume and --force: choose one")
-    out = Path(cfg.out).expanduser()
-    threads.configure_threads(cfg.num_threads)
-    info = distributed.setup(cfg.device)
-    folder_lock = None
-    with StopFlag() as stop:
-        try:
-            try:  # every rank checks before any rank writes; a refusal on one rank stops all
-                if info.is_main and (out / run_folder.LOCK_NAME).exists():
-                    folder_lock = run_folder.lock(out)  # another live run is named before anything else
-                ckpt, problem = preflight(cfg, out, resume, force, info.world_size), None
-            except CommandError as e:
-                ckpt, problem = None, e
-            refusals = [p for p in distributed.gather_objects(problem and str(problem), info) if p]
-            if problem is not None:
-                raise problem
-            if refusals:
-                raise TrainError(refusals[0])
-            if resume and (out / "DONE").is_file():
-                print(f"{out}: this run has finished already (DONE)", file=sys.stderr)
-                return out
-            created = not out.exists()
-            if info.is_main and folder_lock is None:
-                folder_lock = run_folder.lock(out)
-            try:
-                if info.is_main and force:
-                    run_folder.clear_results(out)
-                return _train(cfg, out, info, ckpt, stop, on_step or (lambda step: threads.tick()))
-            except BaseException:  # a fresh start that fails before training leaves no trace
-                if created and info.is_main and not any((out / n).exists() for n in run_folder.TRAINED_NAMES):
-                    folder_lock.release()
-                    shutil.rmtree(out, ignore_errors=True)
-                raise
-        finally:
-            if folder_lock is not None:
-                folder_lock.release()
-            distributed.teardown(info)
+    with run_guard(cfg, resume, force) as guard:  # checks, lock, signals, torchrun (guard.py)
+        if guard.finished:
+            return guard.out
+        return fine_tune(cfg, guard.out, guard.info, guard.ckpt, guard.stop, on_step or (lambda step: None))
 
 
-def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag, on_step) -> Path:
-    # ---- (3) base model + LoRA ----
+def fine_tune(cfg: TrainConfig, out: Path, info: distributed.DistInfo, ckpt: Path | None, stop: StopFlag,
+              on_step: Callable[[int], None]) -> Path:
+    """The recipe: setup, the loop, the finish (`train` runs it inside `run_guard`)."""
+    # ---- (1) base model + LoRA; AdamW on A and B only ----
     on_gpu = info.device.type == "cuda"
     dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
              "auto": torch.bfloat16 if on_gpu else torch.float32}[cfg.dtype]
     autocast = (lambda: torch.autocast(info.device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 \
         else contextlib.nullcontext
-    model, tok, base = load_model(cfg, out, info, dtype, ckpt)
+    model, tok, base = load_model(cfg, out, info, dtype, ckpt, on_step)
     loss_module = SummedNLL(model, cfg.loss_norm)
     if cfg.fsdp:
         distributed.shard_fsdp(loss_module, model.model.layers)  # before the optimiser sees the parameters
@@ -135,7 +101,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                   eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=on_gpu)
 
-    # ---- (4) data ----
+    # ---- (2) data ----
     train_ex, val_ex, report = data.prepare(cfg, out, tok, write=info.is_main)
     total_steps = data.total_steps(len(train_ex), cfg.batch_size, cfg.num_epochs, cfg.max_steps)
     warning = warmup_warning(cfg.learning_rate, cfg.warmup_steps, total_steps, cfg.max_steps, cfg.num_epochs)
@@ -153,13 +119,13 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
     if cfg.compile:
         step_module = torch.compile(step_module)
     log = run_folder.open_log(cfg, out, state["step"], info.is_main)  # metrics.jsonl (+ the --report-to tracker)
-    if state["step"] == 0 and val_ex:
-        log({"type": "val", "step": 0, "loss": validation_loss(loss_module, val_ex, cfg, info, autocast)})
-
-    # ---- (5) the loop ----
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not info.is_main)
     run = Run(cfg, out, info, model, loss_module, step_module, optimizer, params, autocast, train_ex, val_ex,
               total_steps, state, log, bar, stop, on_step)
+    if state["step"] == 0 and val_ex:
+        evaluate(run, 0)
+
+    # ---- (3) the loop ----
     with bar, log, stop.deferred():
         for step in range(state["step"], total_steps):
             t0 = time.perf_counter()
@@ -169,7 +135,7 @@ def _train(cfg: TrainConfig, out: Path, info, ckpt: Path | None, stop: StopFlag,
             if after_step(run, step + 1, batch, rank_loss, grad_norm, lr, time.perf_counter() - t0):
                 return out
 
-    # ---- (6) finish ----
+    # ---- (4) finish ----
     save_adapter(model, out / "adapter_last", base, info)
     if distributed.broadcast_object(not (out / "adapter").is_dir(), info):  # no validation picked one
         save_adapter(model, out / "adapter", base, info)
@@ -207,6 +173,13 @@ def train_step(run: Run, batch: list[dict], lr: float) -> tuple[float, float]:
     return loss_sum * scale / info.world_size, grad_norm
 
 
+def evaluate(run: Run, step: int) -> float:
+    """The validation loss (Eq. 3 over all held-out target tokens), logged as a "val" row and returned."""
+    val = validation_loss(run.loss_module, run.val_ex, run.cfg, run.info, run.autocast)
+    run.log({"type": "val", "step": step, "loss": val})
+    return val
+
+
 def after_step(run: Run, step: int, batch: list[dict], rank_loss: float, grad_norm: float, lr: float,
                seconds: float) -> bool:
     """Everything a finished step leaves to do: log, validate (keeping the best adapter), checkpoint, halt.
@@ -226,8 +199,7 @@ def after_step(run: Run, step: int, batch: list[dict], rank_loss: float, grad_no
     run.on_step(step)
     last = step == run.total_steps
     if run.val_ex and (step % cfg.eval_steps == 0 or last):
-        val = validation_loss(run.loss_module, run.val_ex, cfg, info, run.autocast)
-        run.log({"type": "val", "step": step, "loss": val})
+        val = evaluate(run, step)
         if state["best_val_loss"] is None or val < state["best_val_loss"]:
             state.update(best_val_loss=val, best_step=step)
             save_adapter(run.model, run.out / "adapter", state["base"], info)

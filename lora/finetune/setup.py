@@ -1,5 +1,5 @@
-"""What a run does around its loop (`recipe.py`): the checks before anything is written, the model it trains,
-the adapters and the record of the run it writes, and the finish (loss curve, demo comparison, DONE)."""
+"""What a run does around its loop (`recipe.py`): the model it trains, the adapters and the record of the run it
+writes, and the finish (loss curve, demo comparison, DONE). The checks before anything is written are `guard.py`'s."""
 from __future__ import annotations
 
 import functools
@@ -7,72 +7,35 @@ import inspect
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from minillama import Llama, LlamaConfig, load_tokenizer
-from minillama.gguf import is_gguf, llama_config, read_gguf
-from minillama.hub import check_access, is_hub_id
+from minillama import Llama, load_tokenizer
 from minillama.load import resolve_model_dir
 from plumbing.durable import write_json_atomic
 
 import lora
 from lora.base_check import base_fingerprint
-from lora.finetune import checkpoint, demo_data, demo_model, distributed, run_folder, trackers
-from lora.finetune.config import RunFailed, TrainConfig, TrainError, check_resumable, config_to_dict
+from lora.finetune import demo_data, demo_model, distributed
+from lora.finetune.config import RunFailed, TrainConfig, TrainError, config_to_dict
+from lora.finetune.guard import preflight  # noqa: F401  (moved to guard.py; importable from here as before)
 from lora.finetune.plots import plot_loss
-from lora.finetune.records import resolve_dataset, usable_records
 
 
-def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size: int) -> Path | None:
-    """(1) Everything that can be refused is refused here, before the run folder is touched.
-
-    Returns:
-        The checkpoint to resume from (None for a fresh run, a finished one, or a resumed one without any).
-    """
-    ckpt = None
-    if resume:
-        check_resumable(cfg, run_folder.read_config(out), str(out / "config.json"))
-        ckpt, notes = checkpoint.latest_intact(out, world_size)
-        for note in notes:
-            print(f"warning: skipping checkpoint {note}", file=sys.stderr)
-        if ckpt is None and not (out / "DONE").is_file():
-            print(f"{out}: no intact checkpoint yet; training starts again from step 0", file=sys.stderr)
-    run_folder.check_out(out, resume, force)
-    trackers.check_installed(cfg.report_to)
-    if resume and (out / "DONE").is_file():
-        return None
-    if cfg.fsdp and world_size < 2:
-        raise TrainError("--fsdp: shards the base over several processes; start the run with torchrun, e.g. "
-                         "`torchrun --standalone --nproc_per_node 2 scripts/train.py ... --fsdp`")
-    if cfg.batch_size % (cfg.micro_batch_size * world_size):
-        raise TrainError(f"--batch-size: {cfg.batch_size} is not a multiple of --micro-batch-size x processes "
-                         f"= {cfg.micro_batch_size * world_size}")
-    if cfg.base != "demo":
-        if Path(cfg.base).expanduser().is_dir():
-            LlamaConfig.from_file(Path(cfg.base).expanduser() / "config.json")
-        elif is_gguf(Path(cfg.base).expanduser()):  # a llama.cpp file: its header and tokenizer, read now
-            llama_config(read_gguf(Path(cfg.base).expanduser()))
-            load_tokenizer(Path(cfg.base).expanduser())
-        elif not is_hub_id(cfg.base):
-            raise TrainError(f"--base {cfg.base}: base model folder not found")
-        else:
-            check_access(cfg.base, "pass --base DIR with a local copy")
-    if cfg.data != "demo":
-        usable_records(resolve_dataset(cfg.data), cfg.on_bad_record)
-    return ckpt
-
-
-def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path | None):
-    """(3) The base model with LoRA (same seeded init on every rank; a checkpoint's weights on resume),
-    its tokenizer and the base's path. The demo writes its data and builds (or copies) its base first."""
+def load_model(cfg: TrainConfig, out: Path, info, dtype: torch.dtype, ckpt: Path | None,
+               on_step: Callable[[int], None] | None = None):
+    """The base model with LoRA (same seeded init on every rank; a checkpoint's weights on resume),
+    its tokenizer and the base's path. The demo writes its data and builds (or copies) its base first
+    (`on_step` is called after each of its warm-up steps)."""
     base = str(out / "base") if cfg.base == "demo" else cfg.base
     if cfg.base == "demo" and info.is_main:
         if not (out / "demo_data.json").is_file():
             demo_data.write_demo_dataset(out / "demo_data.json", cfg.demo_records, seed=cfg.seed)
         if not (out / "base" / "config.json").is_file():
             records = json.loads((out / "demo_data.json").read_text())
-            demo_model.cached_demo_base(out / "base", records, cfg.demo_pretrain_steps, seed=cfg.seed, dtype=dtype)
+            demo_model.cached_demo_base(out / "base", records, cfg.demo_pretrain_steps, seed=cfg.seed, dtype=dtype,
+                                        on_step=on_step)
     distributed.barrier(info)
     model = Llama.from_pretrained(base, dtype=dtype, device=info.device,  # a 4-bit NF4 base for QLoRA
                                   quantize=None if cfg.quantize == "none" else cfg.quantize)
@@ -124,7 +87,7 @@ def save_adapter(model, folder: Path, base: str, info) -> None:
 
 
 def finish(cfg: TrainConfig, out: Path, tok, state: dict) -> None:
-    """(6) loss.png, the demo's held-out comparison, DONE (rank 0)."""
+    """loss.png, the demo's held-out comparison, DONE (rank 0)."""
     print(plot_loss(out / "metrics.jsonl", out / "loss.png"), file=sys.stderr)
     if cfg.base == "demo" and cfg.demo_eval:
         result = demo_model.held_out_comparison(out, tok, cfg.template)
