@@ -225,6 +225,10 @@ def config_from_dict(data, where: str, default_preset: str = "demo", hint: bool 
     if isinstance(judge, dict) and "args" in judge:
         legacy["judge.args"] = judge["args"]
         data = {**data, "judge": {k: v for k, v in judge.items() if k != "args"}}
+    for old, new in (("train_args", ("train",)), ("evalkit_args", ("score", "score_options")),
+                     ("judge.args", ("config", "options"))):
+        if old in legacy and any(k in (judge if old == "judge.args" else data) for k in new):
+            raise ConfigError(f"{where}: {old} and {' or '.join(new)}: give one way, the typed keys")
     cfg = merged(base, {k: v for k, v in data.items() if k not in legacy}, where)
     if legacy:
         cfg = from_flags(cfg, legacy, where)

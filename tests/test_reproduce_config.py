@@ -92,6 +92,8 @@ def test_old_config_files_load_with_one_line_saying_the_new_way(tmp_path, capsys
     ('{"judge": {"config": {"model": "x"}}}', "unknown key 'judge.config.model' (set by judge.model)"),
     ('{"judge": {"options": {"limit": 0}}}', "judge.options.limit must be at least 1, got 0"),
     ('{"full": true}', "--full: the paper's full protocol on SmolLM2"),
+    ('{"train_args": [], "train": {}}', "train_args and train: give one way, the typed keys"),
+    ('{"judge": {"args": [], "options": {}}}', "judge.args and config or options: give one way"),
     ('{"judge": 3}', "judge must be an object"),
     ('{"preset": "fast"}', "preset: 'fast' is not one of demo, paper"),
     ('{"run_dir": null}', "run_dir cannot be null"),
