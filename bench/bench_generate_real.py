@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from bench_train import SHARED, AutoTok  # bench/ is the script's folder, first on its path
+from harness import add_run_flags, save_results
 
 
 def prompts(model: str, n: int, data_file: Path) -> list[list[int]]:
@@ -97,10 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=4, help="prompts per generate call")
     p.add_argument("--batches", type=int, default=2, help="timed generate calls per side")
     p.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens")
-    p.add_argument("--repeats", type=int, default=2, help="fresh processes per side; the best is reported")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    add_run_flags(p, 2, "fresh processes per side; the best is reported", 0, "torch threads (0 = default)")
     p.add_argument("--profile", action="store_true", help="profile ours instead of comparing")
-    p.add_argument("--out", help="also write the result as JSON here")
     p.add_argument("--worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
@@ -135,9 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{row['ours_tokens_per_s']:.1f} tok/s, transformers {row['hf_tokens_per_s']:.1f} tok/s, ratio "
           f"{row['speed_ratio']:.2f}x; identical outputs for {same:.0%} of the {len(res['ours']['outputs'])} prompts",
           flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(row, indent=1) + "\n")
-    return row
+    return save_results(args.out, row, indent=1)
 
 
 if __name__ == "__main__":

@@ -16,32 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-
 import torch
+from harness import checkpoint_folder, child, proc_status_kib, save_results
 
-from minillama import Llama, LlamaConfig
-from tqdm import tqdm
-
-
-def proc_status_kib(field: str) -> int:
-    """A memory field of /proc/self/status in KiB: VmRSS (now) or VmHWM (peak of this process image).
-
-    VmHWM is used instead of `ru_maxrss`, which Linux carries over from the parent across fork+exec
-    (so a child of a big parent would report the parent's size).
-    """
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field} (Linux only)")
+from minillama import Llama
 
 
 def rss_now_kib() -> int:
@@ -74,22 +56,6 @@ def measure(loader: str, folder: str) -> dict:
             "peak_after_forward_kib": proc_status_kib("VmHWM"), "param_bytes": n_bytes, "seconds": seconds}
 
 
-def write_checkpoint(folder: Path, layers: int) -> Path:
-    """A random Llama (Llama-2 vocabulary, width 2048) saved in bf16 with save_pretrained."""
-    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5504, num_hidden_layers=layers,
-                         num_attention_heads=16, num_key_value_heads=16, head_dim=128)
-    with torch.device("meta"):
-        model = Llama(config)
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for name, p in tqdm(list(model.state_dict().items()), desc="random weights", unit="tensor"):
-        state[name] = (torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.02).to(torch.bfloat16)
-    model.load_state_dict(state, assign=True)
-    model.model.rotary_emb.reset_cache(device="cpu")
-    model.save_pretrained(folder)
-    return folder
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", type=int, default=12, help="decoder layers (12 -> about 1.5 GB in bf16)")
@@ -102,11 +68,7 @@ def main(argv=None) -> dict:
         print(json.dumps(measure(*args.child)))
         return {}
 
-    tmp = None if args.keep else tempfile.mkdtemp(prefix="minillama-mem-")
-    folder = args.keep or Path(tmp) / "ckpt"
-    try:
-        if not (folder / "config.json").is_file():
-            write_checkpoint(folder, args.layers)
+    with checkpoint_folder(args.keep, "minillama-mem-", args.layers) as folder:
         files = sorted(folder.glob("*.safetensors"))
         file_bytes = sum(f.stat().st_size for f in files)
         print(f"checkpoint: {folder} ({file_bytes / 1e9:.2f} GB in {len(files)} safetensors file(s), bf16)")
@@ -115,12 +77,9 @@ def main(argv=None) -> dict:
         results = {"file_bytes": file_bytes, "loaders": {}}
         loaders = ["minillama"] + ([] if args.skip_transformers else ["transformers"])
         for loader in loaders:
-            proc = subprocess.run([sys.executable, __file__, "--child", loader, str(folder)],
-                                  capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            if proc.returncode:
-                print(f"{loader}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            r = child(__file__, "--child", loader, str(folder))
+            if r is None:
                 continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
             total = r["peak_kib"] * 1024 / file_bytes
             extra = (r["peak_kib"] - r["rss_before_kib"]) * 1024 / file_bytes
             r.update(peak_over_file=total, load_cost_over_file=extra)
@@ -130,16 +89,10 @@ def main(argv=None) -> dict:
                   f"{extra:.2f}x file (target < 1.3x); {r['seconds']:.1f}s; after one forward: RSS "
                   f"{r['rss_after_forward_kib'] / 2**20:.2f} GiB, peak {r['peak_after_forward_kib'] / 2**20:.2f} GiB")
         if len(results["loaders"]) == 2:
-            a, b = results["loaders"]["minillama"], results["loaders"]["transformers"]
-            print(f"peak RSS after the first forward, minillama / transformers: "
-                  f"{a['peak_after_forward_kib'] / b['peak_after_forward_kib']:.2f}x (lower is better; "
-                  f"transformers' lower load-time peak only defers reading the weights)")
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
-        return results
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+            a, b = (results["loaders"][k]["peak_after_forward_kib"] for k in ("minillama", "transformers"))
+            print(f"peak RSS after the first forward, minillama / transformers: {a / b:.2f}x (lower is better; "
+                  "transformers' lower load-time peak only defers reading the weights)")
+    return save_results(args.json, results)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ Requires transformers (a test/benchmark-only reference library).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 
 import torch
+from harness import save_results
 
 from minillama import Llama, LlamaConfig
 
@@ -194,9 +194,7 @@ def main(argv=None) -> dict:
         print(f"decode with torch.compile (timed after)     transformers {d_hf:10.1f} tok/s   "
               f"minillama {d_comp:10.1f} tok/s   ratio {d_comp / d_hf:.2f}x   "
               f"(identical to eager minillama: {same_comp:.0%})")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    return save_results(args.json, results)
 
 
 if __name__ == "__main__":

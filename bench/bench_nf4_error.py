@@ -7,10 +7,10 @@ FP4 (same block size) on the same weights for comparison. Used for docs/qlora.md
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
+from harness import save_results
 
 from minillama.nf4.quantize import quantize_nf4
 
@@ -49,8 +49,7 @@ def main(argv=None) -> dict:
             print(f"{shape[0]:>5} x {shape[1]:<5} {name:<8} mean |err| {e['mean_abs']:.3e}  max |err| {e['max_abs']:.3e}"
                   f"  rel. Frobenius {e['rel_frobenius']:.4f}" + (f"  {e['bits_per_value']:.3f} bits/value"
                                                                    if "bits_per_value" in e else ""))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    save_results(args.json, results)
     return results
 
 

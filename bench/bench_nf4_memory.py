@@ -14,59 +14,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from harness import checkpoint_folder, child, proc_status_kib, save_results
 
-from minillama import Llama, LlamaConfig
-
-
-def status_kib(field: str) -> int:
-    """VmRSS (now) or VmHWM (peak of this process image) from /proc/self/status, in KiB (Linux).
-
-    VmHWM rather than `ru_maxrss`, which a child inherits from its parent across fork + exec.
-    """
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field} (Linux only)")
+from minillama import Llama
 
 
-def child(mode: str, folder: str) -> dict:
+def load(mode: str, folder: str) -> dict:
     """In a fresh process: load the checkpoint in bf16 (`mode` "bf16") or straight into NF4 ("nf4")."""
     import minillama.nf4  # noqa: F401  (imported before the baseline in both modes, so both pay the same imports)
 
-    before = status_kib("VmRSS")
+    before = proc_status_kib("VmRSS")
     start = time.perf_counter()
     model = Llama.from_pretrained(folder, dtype=torch.bfloat16, quantize=None if mode == "bf16" else "nf4")
     seconds = time.perf_counter() - start
     held = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     with torch.no_grad():  # the loaded model works
         model(torch.tensor([[1, 2, 3]])).float().sum().item()
-    return {"mode": mode, "rss_before_kib": before, "peak_kib": status_kib("VmHWM"), "model_bytes": held,
+    return {"mode": mode, "rss_before_kib": before, "peak_kib": proc_status_kib("VmHWM"), "model_bytes": held,
             "seconds": seconds}
-
-
-def write_checkpoint(folder: Path, layers: int) -> None:
-    """A random Llama (width 2048, Llama-2 vocabulary) saved in bf16 with save_pretrained."""
-    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5504, num_hidden_layers=layers,
-                         num_attention_heads=16, num_key_value_heads=16)
-    with torch.device("meta"):
-        model = Llama(config)
-    g = torch.Generator().manual_seed(0)
-    state = {name: (torch.randn(p.shape, generator=g) * 0.02).to(torch.bfloat16)
-             for name, p in tqdm(list(model.state_dict().items()), desc="random weights", unit="tensor")}
-    model.load_state_dict(state, assign=True)
-    model.model.rotary_emb.reset_cache(device="cpu")
-    model.save_pretrained(folder)
 
 
 def best_times(fns: dict, repeats: int = 7) -> dict:
@@ -112,54 +82,41 @@ def main(argv=None) -> dict:
     p.add_argument("--speed-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child)))
+        print(json.dumps(load(*args.child)))
         return {}
     if args.speed_child:
         print(json.dumps(speed()))
         return {}
 
-    tmp = None if args.keep else tempfile.mkdtemp(prefix="nf4-mem-")
-    folder = args.keep or Path(tmp) / "ckpt"
-    try:
-        if not (folder / "config.json").is_file():
-            write_checkpoint(folder, args.layers)
+    with checkpoint_folder(args.keep, "nf4-mem-", args.layers) as folder:
         file_bytes = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
         print(f"checkpoint: {folder} ({file_bytes / 1e9:.2f} GB of bf16 safetensors)")
         if file_bytes < 1e9:
             print("warning: checkpoint smaller than 1 GB; use more --layers", file=sys.stderr)
         results = {"file_bytes": file_bytes, "loads": {}}
         for mode in ("bf16", "nf4"):
-            proc = subprocess.run([sys.executable, __file__, "--child", mode, str(folder)], capture_output=True,
-                                  text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            if proc.returncode:
-                raise SystemExit(f"error: {mode} load failed: {proc.stderr.strip().splitlines()[-1:]}")
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r = child(__file__, "--child", mode, str(folder))
+            if r is None:
+                raise SystemExit(f"error: {mode} load failed")
             results["loads"][mode] = r
             print(f"{mode:>5}: peak RSS {r['peak_kib'] / 2**20:5.2f} GiB (before loading "
                   f"{r['rss_before_kib'] / 2**20:.2f} GiB), model {r['model_bytes'] / 2**30:.2f} GiB, {r['seconds']:.1f} s")
-        bf16, nf4 = results["loads"]["bf16"], results["loads"]["nf4"]
-        results["peak_ratio"] = nf4["peak_kib"] / bf16["peak_kib"]
-        cost = {m: r["peak_kib"] - r["rss_before_kib"] for m, r in results["loads"].items()}
-        results["load_cost_ratio"] = cost["nf4"] / cost["bf16"]
-        print(f"NF4 / bf16 peak RSS: {results['peak_ratio']:.3f}x (target < 0.45x); loading cost alone "
-              f"(peak - RSS before): {results['load_cost_ratio']:.3f}x")
-        # one thread each (OMP_NUM_THREADS=1 binds torch and bitsandbytes' OpenMP kernels alike): on a shared
-        # machine, multi-threaded timings of the two swing by 5x from run to run
-        proc = subprocess.run([sys.executable, __file__, "--speed-child"], capture_output=True, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-        if proc.returncode:
-            raise SystemExit(f"error: speed run failed: {proc.stderr.strip().splitlines()[-1:]}")
-        s = results["speed"] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"NF4 + double quant of a {s['shape'][0]}x{s['shape'][1]} bf16 matrix, {s['threads']} thread: quantise "
-              f"{s['ours_quantize_s'] * 1e3:.1f} ms vs bitsandbytes {s['bnb_quantize_s'] * 1e3:.1f} ms = "
-              f"{s['quantize_speedup']:.2f}x; dequantise {s['ours_dequantize_s'] * 1e3:.1f} ms vs "
-              f"{s['bnb_dequantize_s'] * 1e3:.1f} ms = {s['dequantize_speedup']:.2f}x (> 1: ours faster)")
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
-        return results
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+    bf16, nf4 = results["loads"]["bf16"], results["loads"]["nf4"]
+    results["peak_ratio"] = nf4["peak_kib"] / bf16["peak_kib"]
+    cost = {m: r["peak_kib"] - r["rss_before_kib"] for m, r in results["loads"].items()}
+    results["load_cost_ratio"] = cost["nf4"] / cost["bf16"]
+    print(f"NF4 / bf16 peak RSS: {results['peak_ratio']:.3f}x (target < 0.45x); loading cost alone "
+          f"(peak - RSS before): {results['load_cost_ratio']:.3f}x")
+    # one thread each (OMP_NUM_THREADS=1 binds torch and bitsandbytes' OpenMP kernels alike): on a shared
+    # machine, multi-threaded timings of the two swing by 5x from run to run
+    s = results["speed"] = child(__file__, "--speed-child")
+    if s is None:
+        raise SystemExit("error: speed run failed")
+    print(f"NF4 + double quant of a {s['shape'][0]}x{s['shape'][1]} bf16 matrix, {s['threads']} thread: quantise "
+          f"{s['ours_quantize_s'] * 1e3:.1f} ms vs bitsandbytes {s['bnb_quantize_s'] * 1e3:.1f} ms = "
+          f"{s['quantize_speedup']:.2f}x; dequantise {s['ours_dequantize_s'] * 1e3:.1f} ms vs "
+          f"{s['bnb_dequantize_s'] * 1e3:.1f} ms = {s['dequantize_speedup']:.2f}x (> 1: ours faster)")
+    return save_results(args.json, results)
 
 
 if __name__ == "__main__":

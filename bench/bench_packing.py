@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import add_run_flags, save_results
+
 REPO = Path(__file__).resolve().parents[1]
 
 MODELS = ("demo", "smollm2")
@@ -117,11 +119,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     p.add_argument("--steps", type=int, default=6, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first step allocates)")
-    p.add_argument("--repeats", type=int, default=2, help="fresh runs per setting, alternating; best per step")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of every run (fixed: comparable runs)")
+    add_run_flags(p, 2, "fresh runs per setting, alternating; best per step", 1,
+                  "torch threads of every run (fixed: comparable runs)")
     p.add_argument("--pack-row-tokens", type=int, default=0, help="--packing's rows (0: cutoff_len, the default)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 1 timed step, 1 repeat (a test)")
-    p.add_argument("--out", help="also write the results as JSON here")
     args = p.parse_args(argv)
     models = args.models.split(",")
     unknown = [m for m in models if m not in MODELS]
@@ -133,9 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench(m, args, Path(tmp)) for m in models]
     print(f"load average at the start {load[0]:.2f} (1 min), {time.time() - start:.0f} s in all", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
-    return rows
+    return save_results(args.out, rows, indent=1)
 
 
 if __name__ == "__main__":

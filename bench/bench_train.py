@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 import torch
+from harness import save_results
 
 SHARED = next((d for d in (REPO.parent / "shared" / "data", REPO.parents[1] / "shared" / "data") if d.is_dir()),
               REPO.parent / "shared" / "data")  # beside the checkout, or beside a worktree's folder
@@ -357,8 +358,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"  model FLOPs/s (peak: a 2048^3 matmul, {peak / 1e9:.1f} GFLOP/s): ours {row['ours_model_flops_per_s'] / 1e9:.1f} G = "
                   f"{row['ours_model_flops_per_s'] / peak:.0%} of the matmul peak, theirs "
                   f"{row['hf_model_flops_per_s'] / 1e9:.1f} G = {row['hf_model_flops_per_s'] / peak:.0%}", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    save_results(args.out, rows, indent=1)
     return rows
 
 

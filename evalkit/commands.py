@@ -20,6 +20,7 @@ from typing import Sequence
 from plumbing.durable import write_files_atomic
 from plumbing.errors import os_problem
 from plumbing.files import folder_problem
+from plumbing.flags import at_least, check_fields, knob
 
 from evalkit.disease_db import load_disease_db
 from evalkit.errors import EvalkitError
@@ -48,31 +49,20 @@ class RunOptions:
         progress: show a progress bar.
     """
 
-    keep_truncated: bool = False
-    strict_ids: bool = False
-    seed: int = 0
-    bootstrap: int = 10_000
-    permutations: int = 10_000
-    figures: bool = True
-    force: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("keep_truncated", "strict_ids", "figures", "force", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"RunOptions.{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("seed", "bootstrap", "permutations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"RunOptions.{name} must be an integer, got {value!r}")
+    keep_truncated: bool = knob(False, "score responses with finish_reason 'length' instead of excluding them")
+    strict_ids: bool = knob(False, "an id missing from a file is an error instead of an exclusion")
+    seed: int = knob(0, "seed of bootstrap, randomisation and plot jitter (default: %(default)s)",
+                     check=at_least(0))
+    bootstrap: int = knob(10_000, "bootstrap resamples (default: %(default)s)", check=at_least(1), metavar="N")
+    permutations: int = knob(10_000, "randomisation sign flips (default: %(default)s)", check=at_least(1),
+                             metavar="N")
+    figures: bool = knob(True, "do not draw the distribution figures", flag="--no-figures")
+    force: bool = knob(False, "overwrite existing result files in DIR")
+    progress: bool = knob(True, "no progress bar or summary", flag="--quiet")
 
     def check(self, out: Path) -> None:
         """Every option checked before anything is read, computed or written."""
-        for flag, value in (("--bootstrap", self.bootstrap), ("--permutations", self.permutations)):
-            if value < 1:
-                raise EvalkitError(f"{flag}: must be >= 1, got {value}")
-        if self.seed < 0:
-            raise EvalkitError(f"--seed: must be >= 0, got {self.seed}")
+        check_fields(self, EvalkitError)
         problem = folder_problem(out)
         if problem:
             raise EvalkitError(f"--out {out}: {problem}")

@@ -5,11 +5,14 @@ caches reference n-grams, so a reference shared by several systems is tokenised 
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from tqdm import tqdm
+
+from plumbing.flags import knob
 
 from evalkit.bleu import BLEU, PRESETS
 from evalkit.errors import EvalkitError
@@ -35,11 +38,14 @@ class ScoreConfig:
         meteor_penalty: keep METEOR's fragmentation penalty; False gives the paper's Eq. 8 (Fmean only).
     """
 
-    bleu_preset: str = "sacrebleu"
-    bleu_smooth: str | None = None
-    rouge_beta: float = 1.0
-    stem: bool = False
-    meteor_penalty: bool = True
+    bleu_preset: str = knob("sacrebleu", "sacrebleu: sentence_bleu (13a, exp smoothing); nltk: sentence_bleu "
+                                         "defaults (default: %(default)s)", choices=("sacrebleu", "nltk"))
+    bleu_smooth: str | None = knob(None, "override the preset's BLEU smoothing (sacrebleu's or NLTK's methods; "
+                                         "default: the preset's)", choices=SACREBLEU_METHODS + NLTK_METHODS, type=str)
+    rouge_beta: float = knob(1.0, "ROUGE F-measure beta (1.0 = F1; default: %(default)s)",
+                             check=(lambda v: math.isfinite(v) and v > 0, "a finite number > 0"))
+    stem: bool = knob(False, "Porter-stem tokens for ROUGE")
+    meteor_penalty: bool = knob(True, "METEOR without fragmentation penalty", flag="--no-meteor-penalty")
 
     def __post_init__(self) -> None:
         if self.bleu_preset not in PRESETS:

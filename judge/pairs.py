@@ -20,10 +20,6 @@ def paired_records(paths: list[str | Path]) -> list[Record]:
         JudgeError: no file given, two files of one model, systems that cover different ids, or one id whose
             question differs between systems.
     """
-    if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)) or \
-            not all(isinstance(p, (str, Path)) for p in paths):
-        raise TypeError(f"paired_records takes a list of file paths (one per system), got {type(paths).__name__}"
-                        + (f"; wrap it: paired_records([{str(paths)!r}])" if isinstance(paths, (str, Path)) else ""))
     if not paths:
         raise JudgeError("paired_records: no pairs file given")
     systems = [read_pairs(p, need_reference=False) for p in paths]

@@ -18,7 +18,7 @@ from plumbing.durable import write_json_atomic
 from plumbing.errors import CommandError
 from plumbing.signals import Interrupted
 
-from pipeline.config import ConfigError, PipelineError, ReproduceConfig
+from pipeline.config import ConfigError, PipelineError, ReproduceConfig, config_from_dict
 
 STAGE_DIRS = {"generate": "generations", "track_a": "track_a", "grounding": "grounding", "track_b": "track_b"}
 STAGE_NAMES = {"train": "training", "generate": "generation", "track_a": "Track A", "grounding": "grounding",
@@ -74,8 +74,12 @@ class StageBook:
             except (OSError, ValueError) as e:
                 raise PipelineError(f"{self.state_path}: unreadable ({type(e).__name__}); pass --force to redo "
                                     "the run folder") from None
-            keys = ("preset", "train_args", "train_run", "generation", "evalkit_args")
-            changed = [k for k in keys if old.get("config", {}).get(k) != self.state["config"][k]]
+            keys = ("preset", "train", "train_run", "generation", "score", "score_options")
+            try:  # a folder made before the typed config (train_args ...) is read as its file would be
+                saved = config_from_dict(old.get("config", {}), str(self.state_path), hint=False).to_dict()
+            except CommandError:  # a folder of settings this version cannot read: "made with other settings"
+                saved = {}
+            changed = [k for k in keys if saved.get(k) != self.state["config"][k]]
             if changed:
                 raise ConfigError(f"{self.state_path}: this run folder was made with other settings "
                                   f"({', '.join(changed)}); pass --force to redo it or choose another --run-dir")

@@ -181,7 +181,7 @@ def build(run: Path, state: dict) -> dict:
     }
     seeds = {"train": train_cfg.get("seed"), "split": split.get("seed"), "generation": decoding.get("seed"),
              "track_a_resampling": (table1 or {}).get("settings", {}).get("seed"),
-             "judge": _judge_seed(cfg.get("judge", {}).get("args", []))}
+             "judge": cfg.get("judge", {}).get("config", {}).get("seed", 0)}
     return {
         "title": f"Reproduction report: {cfg.get('preset', '?')} preset",
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -222,14 +222,6 @@ def judged_by_standin(run: Path) -> bool:
         if isinstance(record, dict) and record.get("served_model") == SERVED_MODEL:
             return True
     return False
-
-
-def _judge_seed(args: list[str]) -> int:
-    """The judge's seed: `--seed N` in the judge args, else the judge's default (0)."""
-    for i, a in enumerate(args):
-        if a == "--seed" and i + 1 < len(args):
-            return int(args[i + 1])
-    return 0
 
 
 def write_report(run: Path, state: dict) -> Path:

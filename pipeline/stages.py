@@ -8,7 +8,7 @@
     6 report     pipeline.report.write_report(...)          -> report.md, report.html, report.json, figures/
 
 Every stage's arguments are resolved and checked by `Pipeline.plan` before the first stage runs, so a bad
-flag in `evalkit_args` or a missing API key is refused before hours of training. Failures arrive as the
+training value or a missing API key is refused before hours of training. Failures arrive as the
 shared error base (`plumbing.errors.CommandError`) and are reported once, by the pipeline.
 """
 from __future__ import annotations
@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit import RunOptions, ScoreConfig, ground_files, score_files
-from evalkit.cli import parse_score_flags
-from judge.llm.cli import parse_judge_flags
+from evalkit.errors import EvalkitError
+from judge.errors import JudgeError
 from judge.llm.commands import JudgeOptions, check_key, judge_files
-from judge.llm.config import JudgeConfig
+from judge.llm.config import DEFAULT_MODEL, JudgeConfig, key_from_env
 from lora.finetune import TrainConfig, train
 from lora.finetune.checkpoint import latest_intact
-from lora.finetune.flags import config_from_args
 from lora.finetune.trained_run import TrainRun
 from minillama.hub import check_access
 from plumbing import threads
 from plumbing.files import sha256_file
+from plumbing.flags import check_fields
 
 from pipeline.book import STAGE_DIRS, StageBook, log, now
 from pipeline.config import ReproduceConfig
@@ -38,12 +38,12 @@ from pipeline.generation import run_generation
 from pipeline.report import write_report
 
 STANDIN = "standin"  # judge endpoint placeholder: the loopback stand-in, started by the stage itself
-LOCAL_COPY = 'pass a local copy with --config (train_args: ["--base", "DIR"])'
+LOCAL_COPY = 'pass a local copy with --base DIR (or a --config file\'s {"train": {"base": "DIR"}})'
 
 
 @dataclass
 class Plan:
-    """Every stage's typed arguments, from the config's flag lists (checked before the first stage runs)."""
+    """Every stage's typed arguments, from the config (checked before the first stage runs)."""
 
     train: TrainConfig | None               # None with a finished --train-run
     score: tuple[ScoreConfig, RunOptions]   # Track A; grounding shares its RunOptions
@@ -98,7 +98,8 @@ class Pipeline(StageBook):
     def stage_track_a(self) -> None:
         """Stage 3: lexical metrics and Table 1; leftovers of a killed attempt are replaced."""
         config, options = self.plan.score
-        fingerprint = {"pairs": self.pairs_fingerprint(), "evalkit_args": self.cfg.evalkit_args}
+        fingerprint = {"pairs": self.pairs_fingerprint(), "score": dataclasses.asdict(config),
+                       "options": results_options(options)}
         self.staged("track_a", fingerprint, lambda out: score_files(self.pairs(), out, config, options))
 
     def stage_grounding(self) -> None:
@@ -110,7 +111,7 @@ class Pipeline(StageBook):
         db = resolve_db(self.cfg.db, self.run)
         options = self.plan.score[1]
         fingerprint = {"pairs": self.pairs_fingerprint(), "db_sha256": sha256_file(db),
-                       "args": ground_fingerprint(options)}
+                       "options": results_options(options, figures=False)}
         self.staged("grounding", fingerprint, lambda out: ground_files(self.pairs(), db, out, options))
 
     def stage_track_b(self) -> None:
@@ -142,8 +143,9 @@ class Pipeline(StageBook):
             finally:
                 if stop is not None:
                     stop()
+        settings = self.state["config"]["judge"]
         fingerprint = {"pairs": self.pairs_fingerprint(), "base_url": base_url, "model": model,
-                       "args": self.cfg.judge.args}
+                       "config": settings["config"], "options": settings["options"]}
         self.staged("track_b", fingerprint, work)
 
     def stage_report(self) -> Path:
@@ -155,43 +157,36 @@ class Pipeline(StageBook):
 
 
 def make_plan(cfg: ReproduceConfig, run: Path) -> Plan:
-    """Parse the config's flag lists into each stage's typed arguments; every refusal is one line, now."""
+    """Each stage's typed arguments from the config, checked; every refusal is one line, now."""
     training = None
     if not cfg.train_run:
-        training, _args, _explicit = config_from_args(["--no-demo-eval", *cfg.train_args,
-                                                       "--out", str(run / "train")])
+        training = dataclasses.replace(cfg.train, out=str(run / "train"))
         training.validate()
-    score = parse_score_flags(cfg.evalkit_args)
-    score = (score[0], dataclasses.replace(score[1], force=True))  # a stage owns its folder
+    check_fields(cfg.score, EvalkitError)
+    check_fields(cfg.score_options, EvalkitError)
+    score = (cfg.score, dataclasses.replace(cfg.score_options, force=True))  # a stage owns its folder
     base_url, model = judge_endpoint(cfg)
     judging = None
     if base_url:
-        config, options = parse_judge_flags(cfg.judge.args, "http://127.0.0.1:1/v1" if base_url == STANDIN
-                                            else base_url, model)
+        config = dataclasses.replace(cfg.judge.config, model=model or os.environ.get("JUDGE_MODEL") or DEFAULT_MODEL,
+                                     base_url="http://127.0.0.1:1/v1" if base_url == STANDIN else base_url,
+                                     api_key=key_from_env())
+        check_fields(config, JudgeError)
+        cfg.judge.options.check()
         if base_url != STANDIN:
             check_key(config)  # a remote judge without OPENAI_API_KEY is refused before training starts
-        judging = (config, options)
+        judging = (config, cfg.judge.options)
     return Plan(training, score, judging, (base_url, model))
 
 
-def ground_fingerprint(options: RunOptions) -> list[str]:
-    """The grounding stage's settings as they enter its fingerprint (the flags of `evalkit ground`)."""
-    flags = [*(["--keep-truncated"] if options.keep_truncated else []),
-             *(["--strict-ids"] if options.strict_ids else [])]
-    for name in ("seed", "bootstrap", "permutations"):
-        if getattr(options, name) != getattr(RunOptions(), name):
-            flags += [f"--{name}", str(getattr(options, name))]
-    return flags
+def results_options(options: RunOptions, figures: bool = True) -> dict:
+    """The options that change a stage's results (its fingerprint): not `force` nor `progress`."""
+    names = ("keep_truncated", "strict_ids", "seed", "bootstrap", "permutations") + (("figures",) if figures else ())
+    return {name: getattr(options, name) for name in names}
 
 
 def train_base(cfg: ReproduceConfig) -> str | None:
-    """The base model training will load: `--base` in train_args, else the preset's."""
-    args = cfg.train_args
-    for i, a in enumerate(args):
-        if a == "--base" and i + 1 < len(args):
-            return args[i + 1]
-        if a.startswith("--base="):
-            return a.split("=", 1)[1]
+    """The base model training will load (None: the demo's own tiny Llama)."""
     return cfg.base_model
 
 

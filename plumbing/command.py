@@ -66,3 +66,11 @@ class ArgumentParser(argparse.ArgumentParser):
         if self.raises is not None:
             raise self.raises(message)
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def add_pairs_and_out(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """`--pairs FILE` (repeated, one per system) and `--out DIR`: the inputs and output of `evalkit score|ground` and
+    `judge run`."""
+    parser.add_argument("--pairs", action="append", required=True, metavar="FILE",
+                        help="JSONL of {id, model, prompt, reference, response}; once per system, baseline first")
+    parser.add_argument("--out", required=True, metavar="DIR", help=out_help)

@@ -28,7 +28,12 @@ import argparse
 import sys
 from pathlib import Path
 
-try:
+if __package__:  # imported: medlora_scripts.X (the console command) or scripts.X
+    from .installed import installed
+else:  # run as a file: python scripts/X.py
+    from installed import installed
+
+with installed():
     from plumbing.threads import prepare_openmp
 
     prepare_openmp()  # before torch is imported: OpenMP reads its wait policy once (plumbing/threads.py)
@@ -40,12 +45,6 @@ try:
     from pipeline.databases import NAMED as NAMED_DBS
     from plumbing.command import ArgumentParser, run_cli
     from plumbing.errors import CommandError
-except ModuleNotFoundError as missing:  # run from a checkout that was never installed
-    sys.exit(f"error: the module {missing.name!r} is not installed; install the project first "
-             "(pip install torch==2.13.0 && pip install -e .) and run again")
-except KeyboardInterrupt:  # Ctrl-C while torch loads
-    print("interrupted (SIGINT); nothing was written", file=sys.stderr)
-    sys.exit(130)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "epoch over the 5,332 training pairs; run folder "
                                                         "runs/reproduce-smollm2-full; docs/reproduce.md)")
     p.add_argument("--base", help="the base model instead of the preset's: a local folder, a .gguf file or a Hub id "
-                                  "(passed to training as --base)")
+                                  "(training's base: the config's train.base)")
     p.add_argument("--run-dir", help="run folder (default: runs/reproduce-<preset>)")
     p.add_argument("--judge-base-url", help="OpenAI-compatible base URL for Track B (default: $OPENAI_BASE_URL)")
     p.add_argument("--judge-model", help="judge model name sent to the endpoint, with --judge-base-url or "
@@ -77,14 +76,13 @@ def resolve_config(args) -> ReproduceConfig:
     """The config (file or preset, then flags), fully checked: nothing is written before this passes."""
     if args.full and args.preset != "smollm2":
         raise ConfigError("--full: the paper's full protocol on SmolLM2; use it with --preset smollm2 (in a "
-                          "--config file, add \"--full\" to train_args)")
+                          "--config file: \"full\": true)")
     cfg = load_config(args.config) if args.config else preset(args.preset or "demo", full=args.full)
     if args.base:
         if not is_hub_id(args.base) and not Path(args.base).expanduser().exists():
             raise ConfigError(f"--base {args.base}: no such file or folder (a local model folder, a .gguf file or "
                               "a Hub id org/name)")
-        cfg.train_args = [*cfg.train_args, "--base", args.base]
-        cfg.base_model = args.base
+        cfg.train.base = args.base
     if cfg.train_run:  # a config file's relative path is taken from the cwd, as --train-run's is
         cfg.train_run = str(Path(cfg.train_run).expanduser().resolve())
     if args.run_dir:

@@ -15,7 +15,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-try:
+if __package__:  # imported: medlora_scripts.X (the console command) or scripts.X
+    from .installed import installed
+else:  # run as a file: python scripts/X.py
+    from installed import installed
+
+with installed():
     from plumbing.threads import prepare_openmp
 
     prepare_openmp()  # before torch is imported: OpenMP reads its wait policy once (plumbing/threads.py)
@@ -24,12 +29,6 @@ try:
     from lora.finetune.flags import config_from_args, resumed_config
     from plumbing.command import run_cli
     from plumbing.errors import CommandError
-except ModuleNotFoundError as missing:  # run from a checkout that was never installed
-    sys.exit(f"error: the module {missing.name!r} is not installed; install the project first "
-             "(pip install torch==2.13.0 && pip install -e .) and run again")
-except KeyboardInterrupt:  # Ctrl-C while torch loads
-    print("interrupted (SIGINT); nothing was written", file=sys.stderr)
-    sys.exit(130)
 
 
 def resume_hint(out: Path) -> str:

@@ -12,6 +12,7 @@ import pytest
 from judge.human.app import RatingApp
 from judge.human.auth import Gate
 from judge.human.server import RatingServer, serving
+from judge.human.store import Store
 from judge.human.study import open_study
 
 MODELS = ("SYSNAME-baseline-q7x", "SYSNAME-finetuned-k2w")  # must never reach a page, JSON body or header
@@ -60,6 +61,15 @@ def running_study(folder: Path, raters=("alice", "bob"), n: int = 4, pairwise: b
     with serving(server):
         yield Running(f"http://127.0.0.1:{server.server_address[1]}", study.links, folder / "ratings.sqlite", server)
     study.store.close()
+
+
+def final_ratings(study) -> list[dict]:
+    """The study's stored final ratings, read from its store file (read-only)."""
+    store = Store(study.store_path, readonly=True)
+    try:
+        return store.snapshot()[2]
+    finally:
+        store.close()
 
 
 def chromium_driver():

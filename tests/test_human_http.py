@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from _human_util import running_study
+from _human_util import final_ratings, running_study
 from judge.human.store import Store
 from judge.rubric import DIMENSIONS
 
@@ -57,7 +57,7 @@ def test_other_raters_item_is_403_to_read_and_to_write(study):
         assert c.get(study.url("bob", "api/item/doesNotExist123")).status_code == 403
         r = post(c, study, "bob", {"item": alice_item, "scores": GOOD})
         assert r.status_code == 403 and r.json()["error"] == "not your item"
-    assert _final(study) == []  # nothing was stored for anyone
+    assert final_ratings(study) == []  # nothing was stored for anyone
 
 
 def test_csrf_rules(study):
@@ -76,10 +76,10 @@ def test_csrf_rules(study):
         r = c.post(url, content=json.dumps(body), headers={"X-CSRF-Token": session(c, study, "alice")["csrf"],
                                                            "Content-Type": "text/plain"})
         assert r.status_code == 415                                                     # a form-like type
-        assert _final(study) == []
+        assert final_ratings(study) == []
         same = {"Origin": study.base, "Sec-Fetch-Site": "same-origin"}
         assert post(c, study, "alice", body, headers=same).status_code == 200
-        assert len(_final(study)) == 1
+        assert len(final_ratings(study)) == 1
 
 
 @pytest.mark.parametrize("change", [
@@ -92,7 +92,7 @@ def test_out_of_range_or_malformed_score_is_400(study, change):
         r = post(c, study, "alice", {"item": items(c, study, "alice")[0], "scores": scores})
         assert r.status_code == 400, r.text
         assert "error" in r.json()
-    assert _final(study) == []
+    assert final_ratings(study) == []
 
 
 @pytest.mark.parametrize("body", [
@@ -113,7 +113,7 @@ def test_invalid_bodies_are_400(study, body):
         if isinstance(body, dict) and body.get("item") == "ITEM":
             body["item"] = items(c, study, "alice")[0]
         assert post(c, study, "alice", body).status_code == 400
-    assert _final(study) == []
+    assert final_ratings(study) == []
 
 
 def test_not_json_and_size_limits(study):
@@ -212,14 +212,6 @@ def test_pairwise_api(tmp_path):
         assert r.status_code == 200
         assert c.get(study.url("alice", f"api/item/{queue[0]}")).json()["rating"] == \
             {"preference": "B", "harm_a": True, "harm_b": False, "comment": ""}
-
-
-def _final(study) -> list[dict]:
-    store = Store(study.store_path, readonly=True)
-    try:
-        return store.snapshot()[2]
-    finally:
-        store.close()
 
 
 def test_page_inserts_text_only_and_has_no_inline_script():

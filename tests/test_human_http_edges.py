@@ -10,8 +10,7 @@ import time
 import httpx
 import pytest
 
-from _human_util import running_study
-from judge.human.store import Store
+from _human_util import final_ratings, running_study
 from judge.rubric import DIMENSIONS
 
 GOOD = {d: 3 for d in DIMENSIONS}
@@ -66,14 +65,6 @@ def rating_post(study, body: bytes, extra: bytes = b"", version: str = "HTTP/1.1
             + extra + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
 
-def stored(study) -> list[dict]:
-    store = Store(study.store_path, readonly=True)
-    try:
-        return store.snapshot()[2]
-    finally:
-        store.close()
-
-
 @pytest.mark.parametrize("case", ["surrogate", "deep", "superscript", "5000 digits", "zeros then 5"])
 def test_what_used_to_be_a_500_is_a_4xx_and_stores_nothing(study, capsys, case):
     csrf, item = csrf_and_item(study)
@@ -95,7 +86,7 @@ def test_what_used_to_be_a_500_is_a_4xx_and_stores_nothing(study, capsys, case):
         status, _, answer = read_response(f)
     assert status in (400, 411, 413), (status, answer)
     assert "error" in json.loads(answer)
-    assert stored(study) == [] and "server error" not in capsys.readouterr().err
+    assert final_ratings(study) == [] and "server error" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, version", [(b"Connection: close\r\n", "HTTP/1.1"), (b"", "HTTP/1.0")])
@@ -117,7 +108,7 @@ def test_a_post_keeps_a_kept_alive_connection_open(study):
         assert read_response(f)[0] == 200
         s.sendall(head(study, "GET", "api/queue") + b"\r\n")
         assert read_response(f)[0] == 200  # the same connection serves the next request
-    assert len(stored(study)) == 1
+    assert len(final_ratings(study)) == 1
 
 
 @pytest.mark.parametrize("framing", ["two lengths", "chunked and a length", "a GET with a body"])
@@ -184,7 +175,7 @@ def test_a_trickling_request_is_dropped_at_its_deadline_but_an_idle_one_is_not(s
         assert read_response(idle_f)[0] == 200
 
 
-def test_a_trickling_body_is_dropped_and_nothing_is_stored(study):
+def test_a_trickling_body_is_dropped_and_nothing_is_final_ratings(study):
     study.server.request_deadline = 0.6
     _, item = csrf_and_item(study)
     body = json.dumps({"item": item, "scores": GOOD}).encode()
@@ -198,7 +189,7 @@ def test_a_trickling_body_is_dropped_and_nothing_is_stored(study):
         except OSError:
             pass
         assert f.read(1) == b"" or closed(f, within=1.0)
-    assert stored(study) == []
+    assert final_ratings(study) == []
 
 
 def test_connections_beyond_the_cap_get_503_and_a_freed_slot_is_reused(study):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -21,35 +22,31 @@ def scores_for(rater: int, position: int) -> dict:
     return {d: 1 + (rater * 7 + position * 3 + k) % 5 for k, d in enumerate(DIMENSIONS)}
 
 
+def timed_post(client, url: str, csrf: str, body: dict) -> tuple[float, int, str]:
+    t = time.perf_counter()
+    r = client.post(url, json=body, headers={"X-CSRF-Token": csrf})
+    return time.perf_counter() - t, r.status_code, r.text
+
+
 @pytest.mark.slow
 def test_twenty_raters_at_once_lose_and_duplicate_nothing(tmp_path):
     with running_study(tmp_path, raters=RATERS, n=5) as study:  # 5 ids x 2 systems = 10 items per rater
-        latencies, errors, lock = [], [], threading.Lock()
         barrier = threading.Barrier(len(RATERS))
 
-        def rater(index: int, name: str) -> None:
-            mine = []
+        def rater(index: int, name: str) -> list[tuple[float, int, str]]:
+            """(seconds, status, body) of each of this rater's posts, all raters posting at once."""
             with httpx.Client(timeout=30) as c:
                 csrf = c.get(study.url(name, "api/session")).json()["csrf"]
                 queue = c.get(study.url(name, "api/queue")).json()["items"]
                 barrier.wait()
-                for q in queue:
-                    body = {"item": q["item"], "scores": scores_for(index, q["position"]),
-                            "request_id": f"{name}-{q['position']:04d}"}
-                    t = time.perf_counter()
-                    r = c.post(study.url(name, "api/rating"), json=body, headers={"X-CSRF-Token": csrf})
-                    mine.append(time.perf_counter() - t)
-                    if r.status_code != 200:
-                        errors.append(r.text)
-            with lock:
-                latencies.extend(mine)
+                return [timed_post(c, study.url(name, "api/rating"), csrf,
+                                   {"item": q["item"], "scores": scores_for(index, q["position"]),
+                                    "request_id": f"{name}-{q['position']:04d}"}) for q in queue]
 
-        threads = [threading.Thread(target=rater, args=(i, n)) for i, n in enumerate(RATERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        with ThreadPoolExecutor(len(RATERS)) as pool:
+            posts = [p for mine in pool.map(rater, range(len(RATERS)), RATERS) for p in mine]
+        latencies = [seconds for seconds, _, _ in posts]
+        assert [text for _, status, text in posts if status != 200] == []
         summary = export(study.store_path, tmp_path / "out", n_bootstrap=20)
     rows = [json.loads(x) for x in (tmp_path / "out" / "human_ratings.jsonl").read_text().splitlines()]
     assert summary["n_ratings"] == summary["n_revisions"] == len(rows) == 200

@@ -255,16 +255,22 @@ class FullDiskAfter:
         self.f.close()
 
 
-def test_full_disk_on_the_journal_then_resume_after_freeing_space(env, monkeypatch, capsys):
+def small_disk(monkeypatch, writes: int):
+    """The journal's file fails with ENOSPC after `writes` writes; returns the real `Journal.open`."""
     real_open = Journal.open
 
     def open_on_a_small_disk(self):
         real_open(self)
         if not isinstance(self._file, FullDiskAfter):
-            self._file = FullDiskAfter(self._file, 5)
+            self._file = FullDiskAfter(self._file, writes)
         return self
 
     monkeypatch.setattr(Journal, "open", open_on_a_small_disk)
+    return real_open
+
+
+def test_full_disk_on_the_journal_then_resume_after_freeing_space(env, monkeypatch, capsys):
+    real_open = small_disk(monkeypatch, 5)
     pairs = write_pairs(env, 12)
     journal = env / "out" / "journal.jsonl"
     url, stop = start_standin()
@@ -286,15 +292,7 @@ def test_full_disk_on_the_journal_then_resume_after_freeing_space(env, monkeypat
 def test_full_disk_with_writes_in_flight_is_one_line_not_a_traceback(env, monkeypatch, capsys, caplog):
     """Eight workers: the writes that fail after the first failure has cancelled their workers are
     retrieved too, so asyncio never prints one as "Task exception was never retrieved" with its traceback."""
-    real_open = Journal.open
-
-    def open_on_a_small_disk(self):
-        real_open(self)
-        if not isinstance(self._file, FullDiskAfter):
-            self._file = FullDiskAfter(self._file, 2)
-        return self
-
-    monkeypatch.setattr(Journal, "open", open_on_a_small_disk)
+    small_disk(monkeypatch, 2)
     pairs = write_pairs(env, 12)
     url, stop = start_standin()
     try:

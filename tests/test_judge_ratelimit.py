@@ -54,8 +54,12 @@ def test_throttle_bounds_concurrency():
     assert peak[0] == 3
 
 
-def test_bad_limits_rejected():
-    with pytest.raises(ValueError):
-        RateLimiter(0)
-    with pytest.raises(ValueError):
-        Throttle(0)
+@pytest.mark.parametrize("flags, message", [(["--rpm", "0"], "--rpm: must be a positive number, got 0.0"),
+                                            (["--concurrency", "0"], "--concurrency: must be at least 1, got 0")])
+def test_bad_limits_rejected_where_they_enter(flags, message):
+    """The limits are checked once, as flags (or config keys), not again by the limiter."""
+    from judge.errors import JudgeError
+    from judge.llm.cli import parse_judge_flags
+
+    with pytest.raises(JudgeError, match=f"^{message}$"):
+        parse_judge_flags(flags, "http://127.0.0.1:1/v1")

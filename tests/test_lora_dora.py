@@ -305,6 +305,6 @@ def test_reproduce_takes_use_dora_among_its_training_arguments(tmp_path):
     from pipeline.stages import make_plan
 
     cfg = preset("demo")
-    cfg.train_args = [*cfg.train_args, "--use-dora"]
+    cfg.train.use_dora = True
     assert make_plan(cfg, tmp_path / "run").train.use_dora is True
     assert make_plan(preset("demo"), tmp_path / "run").train.use_dora is False

@@ -1,11 +1,14 @@
 """The reproduce driver's small parts: config files, resumable generation files, one-line errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from evalkit import RunOptions
+from lora.finetune.config import TrainConfig, preset_values
 from lora.finetune.distributed import DistInfo
 from medlora_scripts import reproduce
 from pipeline import stages
@@ -34,8 +37,9 @@ def finished_run(folder: Path) -> Path:
 
 def test_presets():
     demo, paper = preset("demo"), preset("paper")
-    assert demo.base_model is None and demo.generation.device == "cpu" and demo.train_args == []
-    assert paper.train_args == ["--preset", "paper"] and paper.base_model == "meta-llama/Llama-2-7b-chat-hf"
+    assert demo.base_model is None and demo.generation.device == "cpu" and demo.train.base == "demo"
+    assert paper.train.learning_rate == 3e-5 and paper.base_model == "meta-llama/Llama-2-7b-chat-hf"
+    assert not (demo.train.demo_eval or paper.train.demo_eval)  # the pipeline generates itself
     assert paper.generation.temperature == demo.generation.temperature == 0.0  # greedy for both models
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("other")
@@ -44,12 +48,35 @@ def test_presets():
 def test_config_file_overrides_only_what_it_names(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"preset": "paper", "generation": {"max_new_tokens": 64, "limit": 20},
-                                "judge": {"model": "gpt-4", "args": ["--limit", "20"]}}))
+                                "train": {"max_steps": 20, "lora_target_modules": ["q_proj"]},
+                                "score": {"stem": True}, "score_options": {"keep_truncated": True},
+                                "judge": {"model": "gpt-4", "config": {"seed": 3}, "options": {"limit": 20}}}))
     cfg = load_config(path)
-    assert cfg.preset == "paper" and cfg.train_args == ["--preset", "paper"]
+    assert cfg.preset == "paper" and cfg.train == TrainConfig(**{**preset_values("paper"), "demo_eval": False,
+                                                                  "max_steps": 20, "lora_target_modules": ("q_proj",)})
     assert cfg.generation.max_new_tokens == 64 and cfg.generation.limit == 20
     assert cfg.generation.batch_size == preset("paper").generation.batch_size
-    assert cfg.judge.model == "gpt-4" and cfg.judge.args == ["--limit", "20"]
+    assert cfg.score.stem and cfg.score_options.keep_truncated and not preset("paper").score_options.keep_truncated
+    assert cfg.judge.model == "gpt-4" and cfg.judge.options.limit == 20 and cfg.judge.config.seed == 3
+
+
+def test_old_config_files_load_with_one_line_saying_the_new_way(tmp_path, capsys):
+    """`train_args`, `evalkit_args` and `judge.args` (flag lists) are read by the commands' parsers; one stderr
+    line gives the same settings as typed keys, and a file with those keys loads to the same config."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"preset": "paper", "train_args": ["--max-steps", "20", "--lora-target-modules", "q_proj"],
+                               "evalkit_args": ["--keep-truncated", "--stem"],
+                               "judge": {"model": "gpt-4", "args": ["--limit", "20", "--seed", "3"]}}))
+    cfg = load_config(old)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"note: {old}: train_args, evalkit_args, judge.args is the old way")
+    typed = json.loads(err[0].split("typed keys (docs/reproduce.md): ", 1)[1])
+    assert typed == {"train": {"max_steps": 20, "lora_target_modules": ["q_proj"]}, "score": {"stem": True},
+                     "score_options": {"keep_truncated": True},
+                     "judge": {"model": "gpt-4", "config": {"seed": 3}, "options": {"limit": 20}}}
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({"preset": "paper", **typed}))
+    assert load_config(new) == cfg and capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("content, message", [
@@ -57,6 +84,16 @@ def test_config_file_overrides_only_what_it_names(tmp_path):
     ('{"generation": {"max_new_tokens": "3"}}', "generation.max_new_tokens must be a int, not str"),
     ('{"generation": {"temperature": true}}', "generation.temperature must be a float, not bool"),
     ('{"train_args": "--max-steps 3"}', "train_args must be a list of strings"),
+    ('{"train": {"max_steps": "3"}}', "train.max_steps must be a int, not str"),
+    ('{"train": {"out": "x"}}', "unknown key 'train.out' (set by the run folder's train/ (set run_dir))"),
+    ('{"train": {"template": "gpt"}}', "train.template must be one of alpaca,"),
+    ('{"score": {"rouge_beta": -1}}', "score.rouge_beta must be a finite number > 0, got -1"),
+    ('{"score_options": {"bootstrap": 0}}', "score_options.bootstrap must be >= 1, got 0"),
+    ('{"judge": {"config": {"model": "x"}}}', "unknown key 'judge.config.model' (set by judge.model)"),
+    ('{"judge": {"options": {"limit": 0}}}', "judge.options.limit must be at least 1, got 0"),
+    ('{"full": true}', "--full: the paper's full protocol on SmolLM2"),
+    ('{"train_args": [], "train": {}}', "train_args and train: give one way, the typed keys"),
+    ('{"judge": {"args": [], "options": {}}}', "judge.args and config or options: give one way"),
     ('{"judge": 3}', "judge must be an object"),
     ('{"preset": "fast"}', "preset: 'fast' is not one of demo, paper"),
     ('{"run_dir": null}', "run_dir cannot be null"),
@@ -144,10 +181,10 @@ def test_every_stage_is_checked_before_the_first_runs(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="OPENAI_API_KEY is not set"):
         pipeline(cfg)
     cfg.judge.base_url = None
-    cfg.evalkit_args = ["--bootstrap", "many"]
-    with pytest.raises(Exception, match="argument --bootstrap: invalid int value: 'many'"):
+    cfg.score_options = RunOptions(bootstrap=0)
+    with pytest.raises(Exception, match="--bootstrap: must be >= 1, got 0"):
         pipeline(cfg)
-    cfg.evalkit_args, cfg.train_args = [], ["--lr", "-1"]
+    cfg.score_options, cfg.train.learning_rate = RunOptions(), -1.0
     with pytest.raises(Exception, match="--learning-rate: must be > 0"):
         pipeline(cfg)
     assert not (tmp_path / "run").exists()
@@ -156,7 +193,7 @@ def test_every_stage_is_checked_before_the_first_runs(tmp_path, monkeypatch):
 def test_train_base_and_access_check_for_local_models(tmp_path):
     cfg = preset("paper")
     assert stages.train_base(cfg) == "meta-llama/Llama-2-7b-chat-hf"
-    cfg.train_args = ["--preset", "paper", "--base", str(tmp_path)]
+    cfg.train.base = str(tmp_path)
     assert stages.train_base(cfg) == str(tmp_path)
     check_access(str(tmp_path), "x")  # a local folder needs no access check
     check_access(None, "x")
@@ -242,5 +279,6 @@ def test_config_file_train_args_extend_the_presets(tmp_path, name):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"preset": name, "train_args": ["--max-steps", "20"]}))
     cfg = load_config(path)
-    assert cfg.train_args == [*preset(name).train_args, "--max-steps", "20"]
-    assert cfg.train_args[:2] == ["--preset", name]
+    assert cfg.train == dataclasses.replace(preset(name).train, max_steps=20)
+    path.write_text(json.dumps({"preset": name, "train": {"max_steps": 20}}))
+    assert load_config(path) == cfg

@@ -129,11 +129,12 @@ def test_reproduce_preset(tmp_path, monkeypatch):
     cfg = preset("smollm2")
     assert (cfg.preset, cfg.run_dir, cfg.db, cfg.base_model) == ("smollm2", "runs/reproduce-smollm2", "chatdoctor",
                                                                  SMOLLM2_HUB_ID)
-    assert cfg.train_args == ["--preset", "smollm2"]
+    assert cfg.train == TrainConfig(**{**preset_values("smollm2"), "demo_eval": False}) and not cfg.full
     g = cfg.generation
     assert (g.max_new_tokens, g.dtype, g.temperature) == (128, "float32", 0.0) and 1 <= g.batch_size <= 120
     full = preset("smollm2", full=True)
-    assert (full.run_dir, full.train_args) == ("runs/reproduce-smollm2-full", ["--preset", "smollm2", "--full"])
+    assert (full.run_dir, full.full, full.train.max_steps) == ("runs/reproduce-smollm2-full", True, 0)
+    assert full.train == TrainConfig(**{**preset_values("smollm2", True), "demo_eval": False})
     assert full.generation == cfg.generation and full.db == cfg.db
 
 
@@ -158,7 +159,7 @@ def test_reproduce_base_flag(model_template, tmp_path, monkeypatch):
     gguf = tmp_path / "my.gguf"
     gguf.write_bytes(b"GGUF")
     cfg = reproduce.resolve_config(reproduce.build_parser().parse_args(["--preset", "smollm2", "--base", str(gguf)]))
-    assert cfg.base_model == str(gguf) and cfg.train_args[-2:] == ["--base", str(gguf)]
+    assert cfg.base_model == cfg.train.base == str(gguf)
     assert stages.train_base(cfg) == str(gguf)
     assert stages.make_plan(cfg, tmp_path / "run").train.base == str(gguf)
     hub = reproduce.resolve_config(reproduce.build_parser().parse_args(["--preset", "smollm2", "--base", "org/m"]))

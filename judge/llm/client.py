@@ -62,14 +62,6 @@ class ChatResult:
     finish_reason: str | None = None
     served_model: str | None = None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.text, str):
-            raise TypeError(f"ChatResult.text must be a string, got {type(self.text).__name__}")
-        if not isinstance(self.usage, dict):
-            raise TypeError(f"ChatResult.usage must be a dict of token counts, got {type(self.usage).__name__}")
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ValueError(f"ChatResult.attempts must be an integer >= 1, got {self.attempts!r}")
-
 
 class JudgeClient:
     """Sends chat requests with bounded concurrency, an rpm limit and the retry rules of `judge.llm.retry`.
@@ -85,8 +77,6 @@ class JudgeClient:
     def __init__(self, config: JudgeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, rng: random.Random | None = None,
                  now: Callable[[], float] = time.time):
-        if not isinstance(config, JudgeConfig):
-            raise TypeError(f"JudgeClient takes a JudgeConfig, got {type(config).__name__}")
         self.config = config
         self._sleep, self._now = sleep, now
         self._rng = rng or random.Random(config.seed)

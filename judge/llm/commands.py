@@ -17,11 +17,12 @@ from pathlib import Path
 from plumbing.durable import write_text_atomic
 from plumbing.errors import os_problem
 from plumbing.files import folder_problem
+from plumbing.flags import check_fields, knob
 from plumbing.signals import Interrupted, sigterm_cancels
 
 from judge.errors import FatalJudgeError, JudgeError
 from judge.llm.client import FORMAT_MODES, JudgeClient, request_body
-from judge.llm.config import JudgeConfig, is_loopback
+from judge.llm.config import AT_LEAST_1, JudgeConfig, is_loopback
 from judge.llm.journal import Journal
 from judge.llm.pricing import estimate_cost
 from judge.llm.runner import build_jobs, run_jobs
@@ -45,28 +46,17 @@ class JudgeOptions:
         dry_run: print one exact prompt and the request count; send nothing.
     """
 
-    repeats: int = 1
-    pairwise: bool = False
-    limit: int | None = None
-    with_reference: bool = False
-    price: tuple[float, float] | None = None
-    progress: bool = True
-    dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("pairwise", "with_reference", "progress", "dry_run"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"JudgeOptions.{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("repeats", "limit"):
-            value = getattr(self, name)
-            if (value is not None or name == "repeats") and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"JudgeOptions.{name} must be an integer, got {value!r}")
+    repeats: int = knob(1, "judge each item K times", check=AT_LEAST_1, metavar="K")
+    pairwise: bool = knob(False, "also compare systems pairwise, both orders")
+    limit: int | None = knob(None, "judge N ids drawn at random (seeded)", type=int, check=AT_LEAST_1, metavar="N")
+    with_reference: bool = knob(False, "show the physician's reference answer")
+    price: tuple[float, float] | None = knob(None, "USD per million prompt,completion tokens", type=str,
+                                             metavar="IN,OUT")
+    progress: bool = knob(True, "no progress bar", flag="--no-progress")
+    dry_run: bool = knob(False, "print one exact prompt and the request count")
 
     def check(self) -> None:
-        if self.repeats < 1:
-            raise JudgeError(f"--repeats: must be at least 1, got {self.repeats}")
-        if self.limit is not None and self.limit < 1:
-            raise JudgeError(f"--limit: must be at least 1, got {self.limit}")
+        check_fields(self, JudgeError)
 
 
 def _note_limit(limit: int | None, items) -> None:
@@ -178,9 +168,6 @@ def judge_files(pairs: list[str | Path], out: str | Path, config: JudgeConfig,
             refused the run (1); EvalkitError: a malformed pairs file (2).
     """
     state = {} if state is None else state
-    if not isinstance(config, JudgeConfig) or not isinstance(options, JudgeOptions):
-        raise TypeError(f"judge_files takes a JudgeConfig and a JudgeOptions, got {type(config).__name__} and "
-                        f"{type(options).__name__}")
     out = Path(out)
     problem = folder_problem(out)
     if problem:

@@ -6,13 +6,15 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from judge.errors import JudgeError
+from plumbing.flags import at_least, knob
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o"  # The paper says "GPT-4" without a version; pass --model to pin one.
 DEFAULT_AZURE_API_VERSION = "2024-06-01"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 RESPONSE_FORMATS = ("auto", "json_schema", "json_object", "none")  # "auto": the three in this order
+AT_LEAST_1 = (lambda v: v is None or v >= 1), "at least 1"  # the checks of the flags (plumbing.flags.check_fields)
+POSITIVE = (lambda v: v is None or (math.isfinite(v) and v > 0)), "a positive number"
 
 
 class Secret:
@@ -21,8 +23,6 @@ class Secret:
     __slots__ = ("_value",)
 
     def __init__(self, value: str):
-        if not isinstance(value, str):
-            raise TypeError(f"Secret holds a key string, got {type(value).__name__}")
         self._value = value
 
     def reveal(self) -> str:
@@ -73,7 +73,9 @@ class JudgeConfig:
     """Everything that decides what is sent to the judge and how.
 
     `temperature`, `seed` and `max_tokens` enter the journal key (changing them judges again);
-    the rest (endpoint, limits, timeouts) only change how requests travel.
+    the rest (endpoint, limits, timeouts) only change how requests travel. Each field but `api_key` is a
+    flag of `python -m judge run` and a key of a pipeline config's `judge.config`, checked there
+    (`plumbing.flags.check_fields`).
 
     Attributes:
         base_url: OpenAI-style base URL ending in `/v1` (or an Azure deployment URL).
@@ -91,59 +93,23 @@ class JudgeConfig:
         response_format: "auto" (json_schema, then json_object, then none), or one of those fixed.
     """
 
-    base_url: str = DEFAULT_BASE_URL
-    model: str = DEFAULT_MODEL
+    base_url: str = knob(DEFAULT_BASE_URL, f"default: $OPENAI_BASE_URL or {DEFAULT_BASE_URL}", env="OPENAI_BASE_URL",
+                         check=(lambda v: url_problem(v) is None, "an http:// or https:// URL with a host"))
+    model: str = knob(DEFAULT_MODEL, f"judge model (default: $JUDGE_MODEL or {DEFAULT_MODEL})", env="JUDGE_MODEL",
+                      check=(lambda v: bool(v.strip()), "a model name"))
     api_key: Secret | None = field(default=None, repr=False, compare=False)
-    api_version: str | None = None
-    temperature: float = 0.0
-    seed: int = 0
-    max_tokens: int = 400
-    timeout: float = 120.0
-    connect_timeout: float = 10.0
-    concurrency: int = 8
-    rpm: float | None = None
-    max_retries: int = 6
-    response_format: str = "auto"
-
-    def __post_init__(self) -> None:
-        """Check every field; a wrong type is a TypeError, a bad value a JudgeError naming the field."""
-        def kind(name: str, types, text: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)) \
-                    or not isinstance(value, types):
-                raise TypeError(f"JudgeConfig.{name} must be {text}, got {type(value).__name__}")
-
-        for name in ("base_url", "model", "response_format"):
-            kind(name, str, "a string")
-        if self.api_key is not None and not isinstance(self.api_key, Secret):
-            raise TypeError("JudgeConfig.api_key must be a judge.Secret (Secret(key), so it never prints) or None, "
-                            f"got {type(self.api_key).__name__}")
-        if self.api_version is not None:
-            kind("api_version", str, "a string or None")
-        for name in ("seed", "max_tokens", "concurrency", "max_retries"):
-            kind(name, int, "an integer")
-        for name in ("temperature", "timeout", "connect_timeout"):
-            kind(name, (int, float), "a number")
-        if self.rpm is not None:
-            kind("rpm", (int, float), "a number or None")
-        problem = url_problem(self.base_url)
-        checks = [
-            ("base_url", problem is None, f"{self.base_url!r} {problem}"),
-            ("model", bool(self.model.strip()), "must not be empty"),
-            ("temperature", math.isfinite(self.temperature) and self.temperature >= 0, "must be a finite number >= 0"),
-            ("max_tokens", self.max_tokens >= 1, "must be >= 1"),
-            ("timeout", math.isfinite(self.timeout) and self.timeout > 0, "must be a positive number"),
-            ("connect_timeout", math.isfinite(self.connect_timeout) and self.connect_timeout > 0,
-             "must be a positive number"),
-            ("concurrency", self.concurrency >= 1, "must be >= 1"),
-            ("rpm", self.rpm is None or (math.isfinite(self.rpm) and self.rpm > 0), "must be None or a positive number"),
-            ("max_retries", self.max_retries >= 0, "must be >= 0"),
-            ("response_format", self.response_format in RESPONSE_FORMATS, f"must be one of {RESPONSE_FORMATS}"),
-        ]
-        for name, ok, problem in checks:
-            if not ok:
-                got = "" if name == "base_url" else f", got {getattr(self, name)!r}"
-                raise JudgeError(f"JudgeConfig.{name} {problem}{got}")
+    api_version: str | None = knob(None, "Azure api-version (turns on Azure-style requests)", type=str)
+    temperature: float = knob(0.0, "sampling temperature (default 0: repeatable judgments)",
+                              check=(lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"))
+    seed: int = knob(0, "request seed and blind order (default 0)", check=at_least(0))
+    max_tokens: int = knob(400, "cap on the judge's answer (default 400)", check=AT_LEAST_1)
+    timeout: float = knob(120.0, "seconds to wait for one answer", check=POSITIVE)
+    connect_timeout: float = knob(10.0, "seconds to open a connection", check=POSITIVE)
+    concurrency: int = knob(8, "requests in flight (default 8)", check=AT_LEAST_1)
+    rpm: float | None = knob(None, "requests per minute at most (default: no limit)", type=float, check=POSITIVE)
+    max_retries: int = knob(6, "retries per request (default 6)", check=at_least(0))
+    response_format: str = knob("auto", "json_schema, json_object, none, or auto: the three in this order",
+                                choices=RESPONSE_FORMATS)
 
     @property
     def is_azure(self) -> bool:

@@ -21,13 +21,6 @@ def judgment_key(judge_model: str, messages: list[dict], sampling: dict, repeat:
     and the system names, which are hashed but never sent) keeps two systems that happen to give the
     same text for one id apart.
     """
-    for name, value, types in (("judge_model", judge_model, str), ("messages", messages, list),
-                               ("sampling", sampling, dict), ("item", item, (list, tuple))):
-        if not isinstance(value, types):
-            raise TypeError(f"judgment_key: {name} must be a {getattr(types, '__name__', 'list')}, got "
-                            f"{type(value).__name__}")
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
-        raise TypeError(f"judgment_key: repeat must be an integer >= 0, got {repeat!r}")
     canonical = json.dumps({"judge_model": judge_model, "messages": messages, "sampling": sampling,
                             "repeat": repeat, "item": item},
                            sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -49,8 +42,6 @@ class Journal:
     """
 
     def __init__(self, path: str | Path, fsync: bool = True):
-        if not isinstance(path, (str, Path)):
-            raise TypeError(f"Journal takes a file path (str or Path), got {type(path).__name__}")
         self.path = Path(path)
         self.lock_path = self.path.with_suffix(".lock")
         self.fsync = fsync

@@ -140,20 +140,13 @@ def _verdict_marks(text: str) -> tuple[str | None, str]:
     return found.pop(), ""
 
 
-def _check_reply(text, name: str) -> None:
-    if not isinstance(text, str):
-        raise TypeError(f"{name} takes the reply text (a string), got {type(text).__name__}")
-
-
 def parse_scores(text: str) -> Parsed:
     """The four 1-5 scores from a pointwise reply, or a failure with the reason."""
-    _check_reply(text, "parse_scores")
     return _read(text, _scores_from_dict, _score_marks)
 
 
 def parse_verdict(text: str) -> Parsed:
     """"A", "B" or "tie" from a pairwise reply, or a failure with the reason."""
-    _check_reply(text, "parse_verdict")
     return _read(text, _verdict_from_dict, _verdict_marks)
 
 

@@ -15,8 +15,6 @@ class RateLimiter:
 
     def __init__(self, rpm: float | None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
-        if rpm is not None and rpm <= 0:
-            raise ValueError(f"rpm must be positive, got {rpm}")
         self.interval = 60.0 / rpm if rpm else 0.0
         self._clock, self._sleep = clock, sleep
         self._next = None  # earliest start time of the next request
@@ -42,8 +40,6 @@ class Throttle:
     """
 
     def __init__(self, concurrency: int, rpm: float | None = None, **limiter_kwargs):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self.limiter = RateLimiter(rpm, **limiter_kwargs)

@@ -38,31 +38,10 @@ class Job:
     messages: list
     key: str
 
-    def __post_init__(self) -> None:
-        if self.kind not in ("pointwise", "pairwise"):
-            raise ValueError(f"Job.kind must be 'pointwise' or 'pairwise', got {self.kind!r}")
-        if not isinstance(self.models, tuple) or len(self.models) != (2 if self.kind == "pairwise" else 1):
-            raise ValueError(f"Job.models must be a tuple of {2 if self.kind == 'pairwise' else 1} model name(s), "
-                             f"got {self.models!r}")
-        if not isinstance(self.messages, list) or not isinstance(self.key, str) or not isinstance(self.id, str):
-            raise TypeError("Job.id and Job.key must be strings and Job.messages a list of chat messages")
-
 
 def build_jobs(items: list[Record], config: JudgeConfig, repeats: int = 1, pairwise: bool = False,
                with_reference: bool = False) -> list[Job]:
     """All jobs of a run, in a random order fixed by `config.seed` (blind: systems interleaved)."""
-    if not isinstance(items, (list, tuple)) or not all(isinstance(i, Record) for i in items):
-        raise TypeError(f"build_jobs takes a list of evalkit Records (from judge.paired_records), got "
-                        f"{type(items).__name__}")
-    if not isinstance(config, JudgeConfig):
-        raise TypeError(f"build_jobs takes a JudgeConfig, got {type(config).__name__}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"build_jobs: repeats must be an integer >= 1, got {repeats!r}")
-    for name, flag in (("pairwise", pairwise), ("with_reference", with_reference)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"build_jobs: {name} must be True or False, got {flag!r}")
-    if pairwise and len(models_in_order(items)) < 2:
-        raise ValueError("build_jobs: pairwise needs at least two systems")
     jobs = []
 
     def add(kind, item_id, models, repeat, messages):
@@ -98,9 +77,6 @@ async def judge_one(job: Job, client: JudgeClient) -> dict:
     cannot be read is reported as truncated, and the repair asks the same question again with twice
     the cap (`repair_max_tokens`); other unreadable replies get the repair conversation.
     """
-    if not isinstance(job, Job) or not isinstance(client, JudgeClient):
-        raise TypeError(f"judge_one takes a Job and a JudgeClient, got {type(job).__name__} and "
-                        f"{type(client).__name__}")
     pairwise = job.kind == "pairwise"
     schema, name, parse = ((PAIRWISE_SCHEMA, "verdict", parse_verdict) if pairwise
                            else (POINTWISE_SCHEMA, "judgment", parse_scores))
@@ -158,11 +134,6 @@ async def run_jobs(jobs: list[Job], client: JudgeClient, journal: Journal, progr
     Returns:
         Counts of this session: {"requested": jobs sent, "skipped": jobs already in the journal}.
     """
-    if not isinstance(jobs, (list, tuple)) or not all(isinstance(j, Job) for j in jobs):
-        raise TypeError(f"run_jobs takes a list of Job (from judge.build_jobs), got {type(jobs).__name__}")
-    if not isinstance(client, JudgeClient) or not isinstance(journal, Journal):
-        raise TypeError(f"run_jobs takes a JudgeClient and a Journal, got {type(client).__name__} and "
-                        f"{type(journal).__name__}")
     todo = [job for job in jobs if job.key not in journal]
     queue: asyncio.Queue = asyncio.Queue()
     for job in todo:

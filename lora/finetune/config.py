@@ -22,10 +22,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from plumbing.errors import EXIT_FAILURE, CommandError
+from plumbing.flags import knob  # a field with its --help text; `runtime`: it may change when a run is resumed
 
 
 class TrainError(CommandError):
@@ -36,11 +37,6 @@ class RunFailed(TrainError):
     """A failure while running (disk full, a lost process), as opposed to bad input: exit status 1."""
 
     exit_code = EXIT_FAILURE
-
-
-def knob(default, help: str, choices: tuple[str, ...] | None = None, runtime: bool = False):
-    """A config field with its `--help` text; `runtime` fields may change when a run is resumed."""
-    return field(default=default, metadata={"help": help, "choices": choices, "runtime": runtime})
 
 
 @dataclass
