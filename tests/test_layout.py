@@ -166,11 +166,15 @@ def test_declared_runtime_dependencies_cover_the_imports():
     assert third_party - declared - optional == set()
 
 
+def readers_path() -> str:
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    return doc[doc.index("## A reader's path"):doc.index("## One training step")]
+
+
 def test_the_readers_path_gives_each_files_true_length():
     """Each row of docs/architecture.md's reader's path: its files (a path, then names beside it in
     parentheses) and their line counts, in the same order; the counts are the files' lengths now."""
-    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
-    table = doc[doc.index("## A reader's path"):doc.index("## One training step")]
+    table = readers_path().split("**From each equation")[0]
     rows = [ln for ln in table.splitlines() if re.match(r"\| *\d+ \|", ln)]
     assert len(rows) == 10
     for row in rows:
@@ -181,3 +185,26 @@ def test_the_readers_path_gives_each_files_true_length():
         counts = [int(n) for n in re.findall(r"\d+", cells[-1])]
         actual = [len(p.read_text(encoding="utf-8").splitlines()) for p in paths]
         assert counts == actual, (row, actual)
+
+
+def enclosing(tree: ast.AST, line: int, prefix: str = "") -> set[str]:
+    """Qualified names (`Class.method`, `function`) of the functions and classes whose lines hold `line`."""
+    found = set()
+    for node in getattr(tree, "body", []):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                and node.lineno <= line <= node.end_lineno:
+            found |= {prefix + node.name} | enclosing(node, line, prefix + node.name + ".")
+    return found
+
+
+def test_the_readers_path_points_each_equation_at_its_line():
+    """The equation table of the reader's path: every `file.py:LINE` (`name`) is a code line inside the
+    function or class `name`, so the table cannot drift from the code unnoticed."""
+    table = readers_path().split("**From each equation")[1]
+    places = re.findall(r"`([\w/]+\.py):(\d+)` \(`([\w.]+)`\)", table)
+    assert len(places) >= 17, places
+    for path, line, name in places:
+        source = (REPO / path).read_text(encoding="utf-8")
+        text = source.splitlines()[int(line) - 1].strip()
+        assert text and not text.startswith(("#", '"""')), (path, line, text)
+        assert name in enclosing(ast.parse(source), int(line)), (path, line, name, text)
