@@ -8,7 +8,7 @@ and prints the ratio minillama / transformers (> 1 means minillama is faster).
     python bench/bench_minillama.py                         # CPU, small config (default)
     python bench/bench_minillama.py --device cuda --dtype bfloat16 --preset 7b   # Llama-2-7B shape, GPU
     python bench/bench_minillama.py --preset 7b --layers 1 --tiny                # CPU smoke test of the 7b path
-    add --cuda-graph to also time minillama's decoding replayed as CUDA graphs (see bench/gpu_minillama_7b.py)
+    add --cuda-graph to also time minillama's decoding replayed as CUDA graphs (bench/gpu_suite.py runs it on a GPU)
 
 Both models share the same parameter tensors (no second copy), so the 7B comparison fits on one GPU.
 Requires transformers (a test/benchmark-only reference library).
