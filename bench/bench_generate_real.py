@@ -8,6 +8,13 @@ sides alternate over `--repeats` and the best of each is kept. Tokens/s counts g
 and including each row's EOS) per second of `generate`; the outputs of both sides are compared token
 for token (greedy on the same weights: they should be the same).
 
+The ceiling (the decoding roofline): a decoding step reads every matmul weight once (q,k,v,o,gate,up,down and
+lm_head; float32) for the `--batch` tokens it makes, so no implementation makes more than `batch x bandwidth /
+weight bytes` tokens per second, where bandwidth is this machine's memory read rate, timed in the same run as
+the best of summing a 1 GiB float32 tensor on the same threads. Each side's tokens/s is printed as a share of it
+(a lower bound of the decoding steps' share: the prefill and the KV-cache reads are in the time, not the bytes).
+When transformers already reaches more than half of the ceiling, nothing can be 2x faster at that batch and dtype.
+
     python bench/bench_generate_real.py --model /work/ref/smollm2-hf --threads 1
     python bench/bench_generate_real.py --model /work/ref/smollm2-hf --profile   # where ours spends its time
 """
@@ -76,6 +83,26 @@ def worker(args) -> dict:
             "outputs": outputs}
 
 
+def weight_bytes(model: str) -> int:
+    """Bytes of the float32 matmul weights one decoding step reads (q,k,v,o,gate,up,down per layer and lm_head)."""
+    c = json.loads((Path(model) / "config.json").read_text())
+    d, heads, kv, layers = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"], c["num_hidden_layers"]
+    hd = c.get("head_dim") or d // heads
+    return 4 * (layers * (2 * d * heads * hd + 2 * d * kv * hd + 3 * d * c["intermediate_size"]) + d * c["vocab_size"])
+
+
+def read_bandwidth(gib: float = 1.0, seconds: float = 3.0) -> float:
+    """Bytes/s of reading a `gib`-GiB float32 tensor (a sum) on this process's threads: the best of repeated runs."""
+    x = torch.ones(int(gib * 2**30) // 4)
+    best, runs, t_end = 0.0, 0, time.perf_counter() + seconds
+    x.sum()
+    while runs < 5 or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        x.sum()
+        best, runs = max(best, x.nbytes / (time.perf_counter() - t0)), runs + 1
+    return best
+
+
 def profile(args) -> None:
     """Where ours spends its time: torch.profiler's table over one batch."""
     from torch.profiler import profile as torch_profile
@@ -124,16 +151,22 @@ def main(argv: list[str] | None = None) -> dict:
             got = json.loads(proc.stdout.strip().splitlines()[-1])
             if side not in res or got["tokens_per_s"] > res[side]["tokens_per_s"]:
                 res[side] = got
+    bandwidth = read_bandwidth()  # after the workers: the parent holds no model meanwhile
+    ceiling = args.batch * bandwidth / weight_bytes(args.model)  # tokens/s when every step only streams the weights
     same = sum(a == b for a, b in zip(res["ours"]["outputs"], res["hf"]["outputs"])) / len(res["ours"]["outputs"])
     row = {"model": Path(args.model).name, "batch": args.batch, "new_tokens": args.new_tokens,
            "threads": torch.get_num_threads(), "ours_tokens_per_s": res["ours"]["tokens_per_s"],
            "hf_tokens_per_s": res["hf"]["tokens_per_s"],
            "speed_ratio": res["ours"]["tokens_per_s"] / res["hf"]["tokens_per_s"],
-           "tokens": res["ours"]["tokens"], "same_outputs_fraction": same}
+           "tokens": res["ours"]["tokens"], "same_outputs_fraction": same, "read_bytes_per_s": bandwidth,
+           "weight_bytes": weight_bytes(args.model), "ceiling_tokens_per_s": ceiling}
     print(f"{row['model']} greedy generation, batch {args.batch}, up to {args.new_tokens} new tokens: ours "
           f"{row['ours_tokens_per_s']:.1f} tok/s, transformers {row['hf_tokens_per_s']:.1f} tok/s, ratio "
           f"{row['speed_ratio']:.2f}x; identical outputs for {same:.0%} of the {len(res['ours']['outputs'])} prompts",
           flush=True)
+    print(f"  ceiling: batch {args.batch} x {bandwidth / 1e9:.1f} GB/s read / {row['weight_bytes'] / 1e6:.0f} MB of "
+          f"weights = {ceiling:.1f} tok/s; ours {row['ours_tokens_per_s'] / ceiling:.0%} of it, transformers "
+          f"{row['hf_tokens_per_s'] / ceiling:.0%}", flush=True)
     return save_results(args.out, row, indent=1)
 
 

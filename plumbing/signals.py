@@ -42,13 +42,26 @@ def sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum, frame):
+        _RAISED.append(signum)
         raise Interrupted(signum)
 
+    _RAISED.clear()
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        _RAISED.clear()
+
+
+_RAISED: list[int] = []  # the SIGTERMs `sigterm_raises` turned into `Interrupted` in the current block
+
+
+def raise_if_interrupted() -> None:
+    """Raise `Interrupted` again for a SIGTERM of the current `sigterm_raises` block that did not stop the work
+    (library code with a bare `except:` swallowed it, e.g. while importing): a server calls this between polls."""
+    if _RAISED and _main_thread():
+        raise Interrupted(_RAISED[-1])
 
 
 @contextlib.contextmanager

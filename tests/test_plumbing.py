@@ -92,6 +92,43 @@ def test_sigterm_becomes_interrupted_finally_runs_and_handler_is_restored(tmp_pa
     assert marker.read_text() == "yes"
 
 
+def test_a_blocked_sigterm_is_delivered_and_a_swallowed_one_is_raised_again():
+    """In a child started with SIGTERM blocked (a mask survives exec), a SIGTERM sent before `run_cli` waits; `run_cli`
+    unblocks it, so it stops the command: one line, exit status 143. Then a SIGTERM that a bare `except:` swallows
+    is raised again by the rating server's poll (`service_actions` -> `raise_if_interrupted`)."""
+    blocked = textwrap.dedent("""
+        import os, signal, sys
+        from plumbing.command import run_cli
+        os.kill(os.getpid(), signal.SIGTERM)  # blocked: pending
+        assert signal.SIGTERM in signal.sigpending()
+        sys.exit(run_cli(lambda: print("body ran", flush=True), interrupted="interrupted; rerun to resume"))
+    """)
+    swallowed = textwrap.dedent("""
+        import os, signal, sys
+        from judge.human.server import RatingServer
+        from plumbing.command import run_cli
+        from plumbing.signals import _RAISED
+        server = RatingServer("127.0.0.1", 0)
+        def body():
+            server.service_actions()  # no signal yet: serves on
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except:  # noqa: E722 (what a library may do)
+                print("swallowed", flush=True)
+            server.service_actions()
+            print("served on", flush=True)
+        rc = run_cli(body, interrupted="interrupted; rerun to resume")
+        server.server_close()
+        assert not _RAISED, "the record outlived its block"
+        sys.exit(rc)
+    """)
+    block = lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # noqa: E731
+    for code, out in ((blocked, ""), (swallowed, "swallowed\n")):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                              preexec_fn=block if code is blocked else None)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (143, out, "interrupted; rerun to resume\n")
+
+
 HOLD = textwrap.dedent("""
     import sys, time
     from plumbing.locks import exclusive_lock

@@ -14,6 +14,7 @@ import threading
 import time
 
 from judge.human.auth import SECURITY_HEADERS
+from plumbing.signals import raise_if_interrupted
 
 MAX_CONNECTIONS = 128    # open connections at once (20 raters with a browser's 6 each fit)
 REQUEST_DEADLINE = 10.0  # seconds from a request's first byte to its last
@@ -95,8 +96,10 @@ class GuardedServer:
             return conn not in self.late
 
     def service_actions(self) -> None:
-        """Between polls of `serve_forever`: drop every connection whose request missed its deadline."""
+        """Between polls of `serve_forever`: drop every connection whose request missed its deadline (and stop for
+        a SIGTERM that was swallowed: `raise_if_interrupted`)."""
         super().service_actions()
+        raise_if_interrupted()
         now = time.monotonic()
         with self.connections_lock:
             late = [c for c, deadline in self.connections.items() if deadline is not None and deadline < now]
