@@ -9,11 +9,13 @@ and including each row's EOS) per second of `generate`; the outputs of both side
 for token (greedy on the same weights: they should be the same).
 
 The ceiling (the decoding roofline): a decoding step reads every matmul weight once (q,k,v,o,gate,up,down and
-lm_head; float32) for the `--batch` tokens it makes, so no implementation makes more than `batch x bandwidth /
-weight bytes` tokens per second, where bandwidth is this machine's memory read rate, timed in the same run as
-the best of summing a 1 GiB float32 tensor on the same threads. Each side's tokens/s is printed as a share of it
-(a lower bound of the decoding steps' share: the prefill and the KV-cache reads are in the time, not the bytes).
-When transformers already reaches more than half of the ceiling, nothing can be 2x faster at that batch and dtype.
+lm_head; float32) for the `--batch` tokens it makes, and multiplies each by each token (2 FLOPs per weight and
+token), so no implementation makes more than min(batch x bandwidth / weight bytes, matmul peak / (2 x weights))
+tokens per second. Bandwidth is this machine's memory read rate (the best of summing a 1 GiB float32 tensor) and
+the matmul peak a 2048^3 float32 matmul (`bench_train.matmul_peak`), both timed in the same run on the same
+threads. Each side's tokens/s is printed as a share of the ceiling (a lower bound of the decoding steps' share:
+the prefill and the KV-cache reads are in the time, not the bytes). When transformers already reaches more than
+half of it, nothing can be 2x faster at that batch and dtype.
 
     python bench/bench_generate_real.py --model /work/ref/smollm2-hf --threads 1
     python bench/bench_generate_real.py --model /work/ref/smollm2-hf --profile   # where ours spends its time
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from bench_train import SHARED, AutoTok  # bench/ is the script's folder, first on its path
+from bench_train import SHARED, AutoTok, matmul_peak  # bench/ is the script's folder, first on its path
 from harness import add_run_flags, save_results
 
 
@@ -151,22 +153,24 @@ def main(argv: list[str] | None = None) -> dict:
             got = json.loads(proc.stdout.strip().splitlines()[-1])
             if side not in res or got["tokens_per_s"] > res[side]["tokens_per_s"]:
                 res[side] = got
-    bandwidth = read_bandwidth()  # after the workers: the parent holds no model meanwhile
-    ceiling = args.batch * bandwidth / weight_bytes(args.model)  # tokens/s when every step only streams the weights
+    bandwidth, peak = read_bandwidth(), matmul_peak(torch.float32)  # after the workers: no model is held meanwhile
+    weights = weight_bytes(args.model)
+    ceiling = min(args.batch * bandwidth / weights, peak / (2 * weights / 4))  # memory-bound, compute-bound
     same = sum(a == b for a, b in zip(res["ours"]["outputs"], res["hf"]["outputs"])) / len(res["ours"]["outputs"])
     row = {"model": Path(args.model).name, "batch": args.batch, "new_tokens": args.new_tokens,
            "threads": torch.get_num_threads(), "ours_tokens_per_s": res["ours"]["tokens_per_s"],
            "hf_tokens_per_s": res["hf"]["tokens_per_s"],
            "speed_ratio": res["ours"]["tokens_per_s"] / res["hf"]["tokens_per_s"],
            "tokens": res["ours"]["tokens"], "same_outputs_fraction": same, "read_bytes_per_s": bandwidth,
-           "weight_bytes": weight_bytes(args.model), "ceiling_tokens_per_s": ceiling}
+           "matmul_peak_flops_per_s": peak, "weight_bytes": weights, "ceiling_tokens_per_s": ceiling}
     print(f"{row['model']} greedy generation, batch {args.batch}, up to {args.new_tokens} new tokens: ours "
           f"{row['ours_tokens_per_s']:.1f} tok/s, transformers {row['hf_tokens_per_s']:.1f} tok/s, ratio "
           f"{row['speed_ratio']:.2f}x; identical outputs for {same:.0%} of the {len(res['ours']['outputs'])} prompts",
           flush=True)
-    print(f"  ceiling: batch {args.batch} x {bandwidth / 1e9:.1f} GB/s read / {row['weight_bytes'] / 1e6:.0f} MB of "
-          f"weights = {ceiling:.1f} tok/s; ours {row['ours_tokens_per_s'] / ceiling:.0%} of it, transformers "
-          f"{row['hf_tokens_per_s'] / ceiling:.0%}", flush=True)
+    print(f"  ceiling {ceiling:.1f} tok/s = min(batch {args.batch} x {bandwidth / 1e9:.1f} GB/s read / {weights / 1e6:.0f} "
+          f"MB of weights, {peak / 1e9:.1f} GFLOP/s matmul peak / {2 * weights / 4 / 1e6:.0f} MFLOP a token): ours "
+          f"{row['ours_tokens_per_s'] / ceiling:.0%} of it, transformers {row['hf_tokens_per_s'] / ceiling:.0%}",
+          flush=True)
     return save_results(args.out, row, indent=1)
 
 
