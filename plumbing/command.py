@@ -12,13 +12,11 @@ error into such a line where the flags come from a config file, not a person at 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from typing import Callable, TextIO
 
 from plumbing.errors import EXIT_FAILURE, EXIT_OK, error_line, exit_code, is_disk_full
-from plumbing.signals import Interrupted, sigterm_raises
+from plumbing.signals import Interrupted, sigterm_raises, unblock_sigterm
 
 
 def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], ...] = (),
@@ -38,9 +36,7 @@ def run_cli(body: Callable[[], int | None], handled: tuple[type[BaseException], 
     err = err or sys.stderr
     with sigterm_raises():
         try:
-            if threading.current_thread() is threading.main_thread():
-                # a SIGTERM blocked since our parent started us (a mask survives exec) would wait forever
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            unblock_sigterm()
             code = body()
             return EXIT_OK if code is None else code
         except (KeyboardInterrupt, Interrupted) as exc:

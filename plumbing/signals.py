@@ -57,6 +57,13 @@ def sigterm_raises() -> Iterator[None]:
 _RAISED: list[int] = []  # the SIGTERMs `sigterm_raises` turned into `Interrupted` in the current block
 
 
+def unblock_sigterm() -> None:
+    """Let SIGTERM in, in the main thread: one blocked since our parent started us (a signal mask survives exec)
+    would otherwise wait forever. A pending one arrives at once."""
+    if _main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def raise_if_interrupted() -> None:
     """Raise `Interrupted` again for a SIGTERM of the current `sigterm_raises` block that did not stop the work
     (library code with a bare `except:` swallowed it, e.g. while importing): a server calls this between polls."""
