@@ -86,7 +86,7 @@ def test_train_preset_values(model_template):
     cfg, _, explicit = flags.config_from_args(["--preset", "smollm2"])
     assert explicit == {}
     assert (cfg.data, cfg.template, cfg.out, cfg.dtype) == ("genmedgpt-5k", "model", "runs/smollm2", "float32")
-    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) == (16, 32, 0.05, SEVEN)
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) == (16, 32, 0.0, SEVEN)
     assert (cfg.learning_rate, cfg.batch_size, cfg.micro_batch_size, cfg.cutoff_len) == (1e-3, 4, 4, 256)
     assert cfg.max_steps == 150 and 0 < cfg.warmup_steps < cfg.max_steps and cfg.min_lr_ratio == 0.0
     paper = TrainConfig(**PRESETS["paper"])
