@@ -117,7 +117,9 @@ def build(side: str, args, device: torch.device, dtype: torch.dtype):
     """(model with LoRA, step_fn(tensors) -> loss tensor) for "ours" or "hf". The weights are `args.model`'s
     (a HF folder) or random ones of `args.shape`; with `args.quantize == "nf4"` the frozen base is 4-bit NF4
     (ours: minillama.nf4; theirs: bitsandbytes through transformers, as QLoRA users do)."""
-    setting = SETTINGS[args.setting]
+    setting = dict(SETTINGS[args.setting])
+    if args.dropout is not None:
+        setting["dropout"] = args.dropout
     if side == "ours":
         import lora
         from minillama import Llama, LlamaConfig
@@ -289,6 +291,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--setting", choices=sorted(SETTINGS), default="paper",
                    help="LoRA config (and default --batches): paper = r 8 on q,k,v,o at 1x256; preset = r 16 on "
                         "all seven projections at 4x256")
+    p.add_argument("--dropout", type=float, help="LoRA dropout on both sides (default: the --setting's, 0.05 for "
+                   "paper, 0 for preset); on a CPU its mask costs a serial RNG draw per input element")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="the weights' dtype (auto: bf16 on GPU, float32 on CPU)")
@@ -324,7 +328,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         + ["--mfu"] * args.mfu + ["--data", args.data] + ["--model", args.model] * bool(args.model)
     base = [sys.executable, __file__, "--shape", args.shape, "--device", args.device, "--steps", str(args.steps),
             "--warmup", str(args.warmup), "--passes", str(args.passes), "--threads", str(args.threads), "--quantize", args.quantize,
-            "--setting", args.setting, "--dtype", args.dtype] + flags
+            "--setting", args.setting, "--dtype", args.dtype] + flags \
+        + ["--dropout", str(args.dropout)] * (args.dropout is not None)
     rows = []
     for batch in (args.batches or SETTINGS[args.setting]["batches"]).split(","):
         runs: dict[str, list] = {"ours": [], "hf": []}
@@ -337,7 +342,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         res = {side: best_of(r) for side, r in runs.items()}
         # the best matmul any worker timed (--mfu): the machine's, not one moment's
         peak = max(r["matmul_peak_flops_per_s"] or 0 for r in runs["ours"] + runs["hf"]) or None
+        dropout = SETTINGS[args.setting]["dropout"] if args.dropout is None else args.dropout
         row = {"model": name, "shape": args.shape, "setting": args.setting, "device": args.device, "batch": batch,
+               "lora_dropout": dropout,
                "quantize": args.quantize, "flags": flags[:len(flags) - 2 - 2 * bool(args.model)],
                "data": res["ours"]["data"],
                "ours_tokens_per_s": res["ours"]["tokens_per_s"], "hf_tokens_per_s": res["hf"]["tokens_per_s"],
@@ -349,7 +356,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "ours_model_flops_per_s": res["ours"]["model_flops_per_s"],
                "hf_model_flops_per_s": res["hf"]["model_flops_per_s"], "matmul_peak_flops_per_s": peak}
         rows.append(row)
-        print(f"{name} {args.setting} {args.device} batch {batch} {' '.join(row['flags'])}: "
+        print(f"{name} {args.setting} {args.device} batch {batch} dropout {dropout:g} {' '.join(row['flags'])}: "
               f"ours {row['ours_tokens_per_s']:.0f} tok/s ({row['ours_seconds_per_step']:.2f} s/step), "
               f"transformers+peft {row['hf_tokens_per_s']:.0f} tok/s ({row['hf_seconds_per_step']:.2f} s/step), "
               f"ratio {row['speed_ratio']:.2f}x | peak {'GPU memory' if args.device.startswith('cuda') else 'RSS'} "

@@ -17,7 +17,8 @@ large allocation. Tensors are read through a read-only memory map, one at a time
 
 `read_gguf(path)` reads the header; `dequantize(gguf, tensor)` turns one tensor into float32 exactly as ggml
 does; `llama_config`, `hf_index` and `hf_tensor` give what `load.load_pretrained` needs for a Hugging Face
-layout `Llama`; `tokenizer_parts(path)` rebuilds tokenizer.json and tokenizer_config.json.
+layout `Llama`; `tokenizer_parts(path)` rebuilds a byte-level BPE's tokenizer.json and tokenizer_config.json,
+`sentencepiece_proto` a SentencePiece vocabulary's tokenizer.model (`tokenizer.gguf_tokenizer` loads either).
 """
 from __future__ import annotations
 
@@ -393,14 +394,16 @@ def tokenizer_parts(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     plain added tokens, and `tokenizer.ggml.pre` picks the split pattern.
 
     Raises:
-        MiniLlamaError: Another tokenizer model (SentencePiece "llama" ...), or missing vocabulary keys.
+        MiniLlamaError: Another tokenizer model (SentencePiece "llama": `sentencepiece_proto`), or missing
+            vocabulary keys.
     """
     gguf = read_gguf(path)
     meta = gguf.metadata
     model = meta.get("tokenizer.ggml.model")
     if model != "gpt2":
-        raise MiniLlamaError(f"{gguf.path}: tokenizer.ggml.model is {model!r}; only 'gpt2' (byte-level BPE) is "
-                             "rebuilt from a GGUF (pass --tokenizer with a tokenizer.json or tokenizer.model)")
+        raise MiniLlamaError(f"{gguf.path}: tokenizer.ggml.model is {model!r}; only 'gpt2' (byte-level BPE) and "
+                             "'llama' (SentencePiece) are rebuilt from a GGUF (pass --tokenizer with a tokenizer.json "
+                             "or tokenizer.model)")
     tokens = _meta(gguf, "tokenizer.ggml.tokens", kinds=(list,))
     merges = _meta(gguf, "tokenizer.ggml.merges", kinds=(list,))
     types = _meta(gguf, "tokenizer.ggml.token_type", [], (list,))
@@ -442,9 +445,65 @@ def tokenizer_parts(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return spec, config
 
 
-def gguf_tokenizer(path: str | Path):
-    """The `BPETokenizer` of a GGUF file, built from `tokenizer_parts` (`BPETokenizer.from_spec`)."""
-    from .bpe_tokenizer import BPETokenizer
+def sentencepiece_config(gguf: GGUFFile) -> dict[str, Any]:
+    """tokenizer_config.json's keys a SentencePiece GGUF sets: BOS added unless the file says otherwise (llama.cpp's
+    default for this vocabulary, as transformers reads it), EOS only if it says so, the chat template."""
+    config: dict[str, Any] = {"add_bos_token": _meta(gguf, "tokenizer.ggml.add_bos_token", True, (bool,)),
+                              "add_eos_token": _meta(gguf, "tokenizer.ggml.add_eos_token", False, (bool,))}
+    if "tokenizer.chat_template" in gguf.metadata:
+        config["chat_template"] = _meta(gguf, "tokenizer.chat_template", kinds=(str,))
+    return config
 
-    spec, config = tokenizer_parts(path)
-    return BPETokenizer.from_spec(spec, config, str(path))
+
+# SentencePiece's model file is a protocol buffer (sentencepiece_model.proto); the few fields encoding reads are
+# written here by hand, so no protobuf library is needed. Wire types: 0 varint, 2 length-delimited, 5 32-bit.
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # a negative int32 (pad_id -1) is its 64-bit two's complement
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value: int | float | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return _varint(number << 3 | 2) + _varint(len(value)) + value
+    if isinstance(value, float):
+        return _varint(number << 3 | 5) + struct.pack("<f", value)
+    return _varint(number << 3) + _varint(int(value))
+
+
+def sentencepiece_proto(gguf: GGUFFile) -> bytes:
+    """The SentencePiece model a GGUF's "llama" vocabulary describes, serialised (`SentencePieceProcessor(
+    model_proto=...)` loads it): each token with its score and type (llama.cpp's token types are SentencePiece's:
+    1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte), and the encoding settings of Llama-2's
+    tokenizer.model, which a GGUF does not store: BPE with byte fallback, split at whitespace, whitespace-only
+    pieces allowed, no normalisation but the "▁" dummy prefix (`tokenizer.ggml.add_space_prefix`, default true).
+
+    Raises:
+        MiniLlamaError: tokens, scores and types of different lengths, or special ids outside the vocabulary.
+    """
+    tokens = _meta(gguf, "tokenizer.ggml.tokens", kinds=(list,))
+    scores = _meta(gguf, "tokenizer.ggml.scores", [0.0] * len(tokens), (list,))
+    types = _meta(gguf, "tokenizer.ggml.token_type", [1] * len(tokens), (list,))
+    if not len(tokens) == len(scores) == len(types):
+        raise MiniLlamaError(f"{gguf.path}: tokenizer.ggml has {len(tokens)} tokens, {len(scores)} scores and "
+                             f"{len(types)} token types; expected as many of each")
+    ids = {}
+    for key, default in (("unknown_token_id", 0), ("bos_token_id", 1), ("eos_token_id", 2), ("padding_token_id", -1)):
+        ids[key] = _meta(gguf, f"tokenizer.ggml.{key}", default)
+        if not -1 <= ids[key] < len(tokens) or (ids[key] == -1 and key != "padding_token_id"):
+            raise MiniLlamaError(f"{gguf.path}: tokenizer.ggml.{key} {ids[key]} is not a token id")
+    if ids["padding_token_id"] in (ids["unknown_token_id"], ids["bos_token_id"], ids["eos_token_id"]):
+        ids["padding_token_id"] = -1  # SentencePiece refuses a pad id shared with another special piece
+    pieces = b"".join(_field(1, _field(1, str(t).encode("utf-8")) + _field(2, float(score)) + _field(3, int(kind)))
+                      for t, score, kind in zip(tokens, scores, types))
+    trainer = b"".join([_field(3, 2), _field(4, len(tokens)),  # model_type BPE, vocab_size
+                        _field(22, 1), _field(24, 0), _field(26, 1),  # split_by_whitespace, as suffix, ws-only pieces
+                        _field(35, 1), _field(40, ids["unknown_token_id"]), _field(41, ids["bos_token_id"]),
+                        _field(42, ids["eos_token_id"]), _field(43, ids["padding_token_id"])])  # byte_fallback, ids
+    prefix = _meta(gguf, "tokenizer.ggml.add_space_prefix", True, (bool,))
+    normalizer = b"".join([_field(1, b"identity"), _field(3, int(prefix)), _field(4, 0), _field(5, 1)])
+    return pieces + _field(2, trainer) + _field(3, normalizer)

@@ -44,14 +44,38 @@ class Tokenizer:
     chat_format = "llama2-chat"  # what `encode_chat` writes (templates.prompt_ids checks it)
 
     def __init__(self, path: str | os.PathLike):
-        import sentencepiece as spm
-
         check_path(path, "Tokenizer path")
         self.path = Path(path)
         if not self.path.is_file():
             raise MiniLlamaError(f"{self.path}: tokenizer file not found")
+        # tokenizer_config.json beside the model (Hub layout): whether encode adds BOS / EOS (transformers'
+        # LlamaTokenizer: add_bos_token true, add_eos_token false by default) and the chat template.
+        config_path = self.path.parent / "tokenizer_config.json"
+        config = read_json(config_path, required=False) or {}
+        template = find_chat_template(config, str(config_path), self.path.parent)
+        legacy = _legacy(config, self.path.parent / "tokenizer.json") if template else True
+        self._setup({"model_file": str(self.path)}, config, str(config_path), template, legacy)
+
+    @classmethod
+    def from_model_proto(cls, proto: bytes, config: dict, source: str) -> "Tokenizer":
+        """A tokenizer from a serialised SentencePiece model (what a GGUF file describes: `gguf.sentencepiece_proto`)
+        and a tokenizer_config.json-shaped `config` (add_bos_token, add_eos_token, chat_template, legacy), `source`
+        naming their origin in errors (and becoming `path`).
+
+        `legacy` defaults to True: llama.cpp prefixes "▁" to every text after a special token, as Meta's
+        tokenizer.model and Llama-2's Hub tokenizer do (transformers builds a GGUF's LlamaTokenizer non-legacy,
+        so its ids differ there and before a leading space; docs/minillama.md)."""
+        tokenizer = cls.__new__(cls)
+        tokenizer.path = Path(source)
+        tokenizer._setup({"model_proto": proto}, config, source, find_chat_template(config, source),
+                         bool(config.get("legacy", True)))
+        return tokenizer
+
+    def _setup(self, model: dict, config: dict, config_source: str, template: str | None, legacy: bool) -> None:
+        import sentencepiece as spm
+
         try:
-            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+            self.sp = spm.SentencePieceProcessor(**model)
         except (RuntimeError, OSError) as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise MiniLlamaError(f"{self.path}: not a SentencePiece model ({first})") from None
@@ -60,18 +84,13 @@ class Tokenizer:
         self.eos_id: int = self.sp.eos_id()
         self.eos_ids: tuple[int, ...] = (self.eos_id,)
         self.pad_id: int = self.sp.pad_id() if self.sp.pad_id() >= 0 else 0
-        # tokenizer_config.json beside the model (Hub layout): whether encode adds BOS / EOS (transformers'
-        # LlamaTokenizer: add_bos_token true, add_eos_token false by default) and the chat template.
-        config_path = self.path.parent / "tokenizer_config.json"
-        config = read_json(config_path, required=False) or {}
         self.add_bos: bool = bool(config.get("add_bos_token", True))
         self.add_eos: bool = bool(config.get("add_eos_token", False))
-        template = find_chat_template(config, str(config_path), self.path.parent)
-        self.legacy: bool = _legacy(config, self.path.parent / "tokenizer.json") if template else True
+        self.legacy: bool = legacy
         names = {key: self.sp.id_to_piece(i) for key, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
                                                              ("unk_token", self.sp.unk_id())) if i >= 0}
         self.chat_template: ChatTemplate | None = (
-            ChatTemplate(template, str(config_path), template_variables(config, names)) if template else None)
+            ChatTemplate(template, config_source, template_variables(config, names)) if template else None)
         self._word_ids: dict[str, list[int]] = {}  # `_bpe_word`'s cache
         self._controls = {names[k]: i for k, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id),
                                                    ("unk_token", self.sp.unk_id())) if k in names}
@@ -256,8 +275,6 @@ def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer | BPETokenizer:
     path = Path(path_or_id).expanduser()
     if path.is_file():
         if path.suffix.lower() == ".gguf":  # llama.cpp's file: the tokenizer its metadata describes
-            from .gguf import gguf_tokenizer
-
             return gguf_tokenizer(path)
         return BPETokenizer(path) if path.suffix == ".json" else Tokenizer(path)
     if path.is_dir():
@@ -285,6 +302,19 @@ def load_tokenizer(path_or_id: str | os.PathLike) -> Tokenizer | BPETokenizer:
         raise first from None
     _download_optional(text, ("tokenizer_config.json", "generation_config.json", "chat_template.jinja"))
     return BPETokenizer(tokenizer_json)
+
+
+def gguf_tokenizer(path: str | os.PathLike) -> Tokenizer | BPETokenizer:
+    """The tokenizer of a GGUF file: a SentencePiece `Tokenizer` rebuilt by `gguf.sentencepiece_proto` (Llama-2,
+    Mistral: `tokenizer.ggml.model` "llama"), else a `BPETokenizer` from `gguf.tokenizer_parts` (byte-level BPE,
+    "gpt2"; any other model is refused there, in one line)."""
+    from .gguf import read_gguf, sentencepiece_config, sentencepiece_proto, tokenizer_parts
+
+    gguf = read_gguf(path)
+    if gguf.metadata.get("tokenizer.ggml.model") == "llama":
+        return Tokenizer.from_model_proto(sentencepiece_proto(gguf), sentencepiece_config(gguf), str(path))
+    spec, config = tokenizer_parts(path)
+    return BPETokenizer.from_spec(spec, config, str(path))
 
 
 def _download_optional(repo: str, names: tuple[str, ...]) -> None:

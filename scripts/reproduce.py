@@ -4,7 +4,7 @@ store is given), report: the paper's Figure 2, and beyond it.
     python scripts/reproduce.py                      # CPU demo, offline, minutes (preset demo)
     python scripts/reproduce.py --judge-standin      # ... with Track B against the loopback stand-in
     python scripts/reproduce.py --preset smollm2 --judge-standin  # the paper's experiment on SmolLM2-135M, CPU
-    python scripts/reproduce.py --preset smollm2 --full           # ... with the paper's whole epoch (67 min here)
+    python scripts/reproduce.py --preset smollm2 --full           # ... with the paper's whole epoch (54 min here)
     python scripts/reproduce.py --preset paper --judge-base-url URL --judge-model gpt-4  # one GPU
     torchrun --nproc_per_node 4 scripts/reproduce.py --preset paper ...  # DDP training, sharded generation
 

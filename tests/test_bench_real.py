@@ -37,7 +37,8 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flags", [["--setting", "paper"], ["--setting", "preset", "--packing", "--autocast"]])
+@pytest.mark.parametrize("flags", [["--setting", "paper"], ["--setting", "preset", "--packing", "--autocast"],
+                                   ["--setting", "preset", "--dropout", "0.1"]])
 def test_bench_train_on_a_model_folder(tiny_folder, tmp_path, flags):
     model, data = tiny_folder
     out = tmp_path / "train.json"
@@ -47,6 +48,7 @@ def test_bench_train_on_a_model_folder(tiny_folder, tmp_path, flags):
     [row] = json.loads(out.read_text())
     assert row["model"] == "model" and row["data"] == "data.json + model tokenizer"
     assert row["batch"] == ("1x256" if "paper" in flags else "4x256")
+    assert row["lora_dropout"] == (0.1 if "--dropout" in flags else 0.05 if "paper" in flags else 0.0)
     for key in ("ours_tokens_per_s", "hf_tokens_per_s", "ours_peak_gib", "hf_peak_gib", "matmul_peak_flops_per_s",
                 "ours_model_flops_per_s", "hf_model_flops_per_s", "ours_seconds_per_step"):
         assert row[key] > 0, key

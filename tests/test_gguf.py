@@ -64,8 +64,9 @@ def vocab_tokens() -> tuple[list[str], list[int]]:
 
 
 def write_gguf(path: Path, model, qtype, arch: str = "llama", pre: str = "llama-bpe",
-               extra=lambda w: None) -> dict[str, np.ndarray]:
-    """Write `model` (a transformers Llama) as llama.cpp would, its 2-D weights in `qtype`.
+               extra=lambda w: None, vocab=None) -> dict[str, np.ndarray]:
+    """Write `model` (a transformers Llama) as llama.cpp would, its 2-D weights in `qtype`, with the small
+    byte-level vocabulary below, or what `vocab(writer)` writes instead.
 
     Returns {gguf name: the stored array} (quantised bytes for the block types).
     """
@@ -82,19 +83,22 @@ def write_gguf(path: Path, model, qtype, arch: str = "llama", pre: str = "llama-
     w.add_layer_norm_rms_eps(c.rms_norm_eps)
     w.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
     w.add_vocab_size(c.vocab_size)
-    tokens, types = vocab_tokens()
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(pre)
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(MERGES)
-    w.add_bos_token_id(len(tokens) - 3)
-    w.add_eos_token_id(len(tokens) - 2)
-    w.add_pad_token_id(len(tokens) - 2)
-    w.add_unk_token_id(len(tokens) - 4)
-    w.add_add_bos_token(False)
-    w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-                        "{% endfor %}")
+    if vocab is not None:
+        vocab(w)
+    else:
+        tokens, types = vocab_tokens()
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(pre)
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        w.add_token_merges(MERGES)
+        w.add_bos_token_id(len(tokens) - 3)
+        w.add_eos_token_id(len(tokens) - 2)
+        w.add_pad_token_id(len(tokens) - 2)
+        w.add_unk_token_id(len(tokens) - 4)
+        w.add_add_bos_token(False)
+        w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                            "{% endfor %}")
     extra(w)
     stored = {}
     for hf, t in model.state_dict().items():
@@ -279,7 +283,7 @@ def test_real_gguf_bpe_tokenizer():
 
     if not hasattr(BPETokenizer, "from_spec"):
         pytest.skip("BPETokenizer.from_spec is not in this checkout yet")
-    from minillama.gguf import gguf_tokenizer
+    from minillama.tokenizer import gguf_tokenizer
 
     path = smollm2_gguf()
     ours = gguf_tokenizer(path)
@@ -289,6 +293,119 @@ def test_real_gguf_bpe_tokenizer():
     assert [ours.encode(t) for t in plain] == [ref(t)["input_ids"] for t in plain]  # defaults: no BOS here
     assert [ours.encode_rendered(t) for t in corpus] == [ref.encode(t, add_special_tokens=False) for t in corpus]
     assert ours.bos_id == ref.bos_token_id and ours.eos_id == ref.eos_token_id
+
+
+# --- a SentencePiece vocabulary (Llama-2's, tokenizer.ggml.model "llama") ------------------------------------
+
+def llama2_vocab(sp_path: Path, add_bos=None, add_space_prefix=None, template=None):
+    """`write_gguf`'s vocab: Llama-2's tokenizer.model as llama.cpp's convert_hf_to_gguf.py stores it (tokens,
+    scores, token types, the special ids)."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(sp_path))
+
+    def kind(i: int) -> int:
+        return (2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 5 if sp.is_unused(i) else 6 if sp.is_byte(i)
+                else 1)
+
+    def write(w) -> None:
+        n = sp.vocab_size()
+        w.add_tokenizer_model("llama")
+        w.add_tokenizer_pre("default")
+        w.add_token_list([sp.id_to_piece(i) for i in range(n)])
+        w.add_token_scores([sp.get_score(i) for i in range(n)])
+        w.add_token_types([kind(i) for i in range(n)])
+        w.add_bos_token_id(sp.bos_id())
+        w.add_eos_token_id(sp.eos_id())
+        w.add_unk_token_id(sp.unk_id())
+        if add_bos is not None:
+            w.add_add_bos_token(add_bos)
+        if add_space_prefix is not None:
+            w.add_add_space_prefix(add_space_prefix)
+        if template is not None:
+            w.add_chat_template(template)
+    return write
+
+
+def sp_corpus() -> list[str]:
+    return tokenizer_corpus() + ["Hello world", " Hello", "  two leading", "a  b   c    d", "x\n\n y",
+                                 "\u2581 already a metaspace", "<s> in the text </s>", "ÿ\x7f\u200b zero width",
+                                 "Schrödinger's 猫 🐈‍⬛", "[INST] hi [/INST]"]
+
+
+def test_sentencepiece_gguf_tokenizer_matches_the_model_file_and_transformers(tmp_path, llama2_tokenizer_path):
+    """A Llama-2 GGUF's tokenizer: the SentencePiece model rebuilt from its metadata encodes as the original
+    tokenizer.model does and as transformers' GGUF tokenizer does; its chat template renders as transformers'."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    from minillama import load_tokenizer
+    from minillama.tokenizer import Tokenizer
+
+    template = (REPO_ROOT / "tests" / "fixtures" / "chat_templates" / "llama2.jinja").read_text(encoding="utf-8")
+    model = make_tiny_hf_llama(seed=0, vocab_size=32000, hidden_size=64, intermediate_size=96,
+                               num_attention_heads=4, num_key_value_heads=2)
+    path = tmp_path / "llama2-tiny.gguf"
+    write_gguf(path, model, Q.F32, vocab=llama2_vocab(llama2_tokenizer_path, template=template))
+    ours, original = load_tokenizer(path), Tokenizer(llama2_tokenizer_path)
+    ref = transformers.AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
+    # the rebuilt model holds the original's pieces, scores and types
+    a, b = pb.ModelProto(), pb.ModelProto()
+    a.ParseFromString(ours.sp.serialized_model_proto())
+    b.ParseFromString(llama2_tokenizer_path.read_bytes())
+    assert [(p.piece, p.score, p.type) for p in a.pieces] == [(p.piece, p.score, p.type) for p in b.pieces]
+    corpus = sp_corpus()
+    assert [ours.encode(t) for t in corpus] == [original.encode(t) for t in corpus]
+    # transformers builds the GGUF's tokenizer non-legacy: its Metaspace adds no "▁" before a leading space (or
+    # "▁") and none after a special token (llama.cpp and Meta's tokenizer.model do both); "<s>" in a text is its
+    # token
+    plain = [t for t in corpus if "<s>" not in t and "</s>" not in t and not (t[:1].isspace() or t[:1] == "\u2581")]
+    assert len(plain) > 300
+    assert [ours.encode(t) for t in plain] == [ref(t)["input_ids"] for t in plain]  # BOS, as transformers adds
+    assert [ours.encode(" Hello"), ref(" Hello")["input_ids"]] == [[1, 29871, 15043], [1, 15043]]
+    assert (ours.bos_id, ours.eos_id, ours.vocab_size) == (ref.bos_token_id, ref.eos_token_id, 32000)
+    assert [ours.decode(ours.encode(t)) for t in corpus] == [original.decode(original.encode(t)) for t in corpus]
+    for messages in ([{"role": "user", "content": "I have a fever."}],
+                     [{"role": "system", "content": "You are a doctor."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello, what brings you here?"},
+                      {"role": "user", "content": "A cough  for two weeks."}]):
+        assert ours.chat_template.render(messages, True) == ref.apply_chat_template(messages, tokenize=False)
+        assert ours.encode_chat(messages) == ours.llama2_chat_ids(messages)  # Meta's format, token for token
+    # `lora merge` writes the GGUF's tokenizer as tokenizer.model + tokenizer_config.json: the same tokenizer
+    from lora import LoraConfig, apply_lora, save_adapter
+    from lora.cli import main as lora_main
+
+    save_adapter(apply_lora(Llama.from_pretrained(path), LoraConfig(r=2, alpha=4)), tmp_path / "adapter",
+                 base_model_name_or_path=str(path))
+    lora_main(["merge", "--base", str(path), "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "m")])
+    merged = load_tokenizer(tmp_path / "m")
+    assert isinstance(merged, Tokenizer) and merged.legacy and merged.add_bos
+    assert [merged.encode(t) for t in corpus] == [ours.encode(t) for t in corpus]
+    assert merged.encode_chat(messages) == ours.encode_chat(messages)
+    # the flags a file may set: no BOS, no dummy prefix
+    bare = tmp_path / "bare" / "llama2-bare.gguf"
+    bare.parent.mkdir()
+    write_gguf(bare, model, Q.F32, vocab=llama2_vocab(llama2_tokenizer_path, add_bos=False, add_space_prefix=False))
+    ours = load_tokenizer(bare)
+    ref = transformers.AutoTokenizer.from_pretrained(str(bare.parent), gguf_file=bare.name)
+    assert ours.chat_template is None and ours.add_bos is False
+    assert [ours.sp.id_to_piece(i) for i in ours.encode("Hello world")] == ["Hello", "▁world"]  # no dummy prefix
+    # (transformers' GGUF loader reads add_space_prefix but its LlamaTokenizer ignores it; llama.cpp honours it)
+    assert ref("Hello world")["input_ids"][0] != ref.bos_token_id  # no BOS on either side
+
+
+@pytest.mark.parametrize("write, expected", [
+    (lambda w: (w.add_token_list(["<unk>", "<s>", "</s>", "a"]), w.add_token_scores([0.0, 0.0, 0.0])),
+     "4 tokens, 3 scores and 4 token types"),
+    (lambda w: (w.add_token_list(["<unk>", "<s>", "</s>", "a"]), w.add_bos_token_id(7)),
+     "tokenizer.ggml.bos_token_id 7 is not a token id"),
+], ids=["scores-short", "bos-outside"])
+def test_sentencepiece_gguf_bad_vocabulary_is_one_line(tmp_path, write, expected):
+    from minillama import load_tokenizer
+
+    path = tmp_path / "bad.gguf"
+    write_gguf(path, tiny_model(tied=True), Q.F32, vocab=lambda w: (w.add_tokenizer_model("llama"), write(w)))
+    message = one_line_error(path, load_tokenizer)
+    assert expected in message and str(path) in message
 
 
 # --- bad input: one line naming the file, nothing allocated ---------------------------------------------------
