@@ -1,10 +1,17 @@
 """Shared test fixtures: the reference data folder and tiny random Hugging Face Llama checkpoints."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 import torch
+
+# A suite started as a background job of a non-interactive shell (`pytest &`) inherits SIGINT ignored, and an
+# ignored signal stays ignored across exec: every command the signal tests start would then shrug off their
+# SIGINT. A handler of our own is reset to the default at exec, so the children get SIGINT back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
