@@ -200,7 +200,7 @@ def _gguf_tokenizer(path: Path, dest: Path) -> list[str]:
         write_bytes_atomic(dest / "tokenizer.model", sentencepiece_proto(gguf))
         write_json_atomic(dest / "tokenizer_config.json", {**sentencepiece_config(gguf), "legacy": True})
         return ["tokenizer.model", "tokenizer_config.json"]
-    spec, config = tokenizer_parts(path)
+    spec, config = tokenizer_parts(gguf)
     write_json_atomic(dest / "tokenizer.json", spec)
     write_json_atomic(dest / "tokenizer_config.json", {k: v for k, v in config.items() if v is not None})
     return ["tokenizer.json", "tokenizer_config.json"]

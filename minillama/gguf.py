@@ -383,8 +383,9 @@ def _byte_alphabet() -> dict[int, str]:
     return bytes_to_unicode()
 
 
-def tokenizer_parts(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The tokenizer a GGUF file describes, as `(tokenizer.json, tokenizer_config.json)` dicts.
+def tokenizer_parts(path: str | Path | GGUFFile) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tokenizer a GGUF file (a path, or one `read_gguf` already read) describes, as `(tokenizer.json,
+    tokenizer_config.json)` dicts.
 
     Only llama.cpp's byte-level BPE (`tokenizer.ggml.model` "gpt2": Llama 3, SmolLM, Qwen ...) is rebuilt,
     the way transformers' GGUF converter builds it (`byte_level_tokenizer`, `add_gguf_special_tokens`,
@@ -397,7 +398,7 @@ def tokenizer_parts(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         MiniLlamaError: Another tokenizer model (SentencePiece "llama": `sentencepiece_proto`), or missing
             vocabulary keys.
     """
-    gguf = read_gguf(path)
+    gguf = path if isinstance(path, GGUFFile) else read_gguf(path)
     meta = gguf.metadata
     model = meta.get("tokenizer.ggml.model")
     if model != "gpt2":

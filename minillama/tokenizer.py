@@ -313,7 +313,7 @@ def gguf_tokenizer(path: str | os.PathLike) -> Tokenizer | BPETokenizer:
     gguf = read_gguf(path)
     if gguf.metadata.get("tokenizer.ggml.model") == "llama":
         return Tokenizer.from_model_proto(sentencepiece_proto(gguf), sentencepiece_config(gguf), str(path))
-    spec, config = tokenizer_parts(path)
+    spec, config = tokenizer_parts(gguf)
     return BPETokenizer.from_spec(spec, config, str(path))
 
 
