@@ -4,8 +4,8 @@ Both sides get the same weights (random, seeded by parameter name, for a `--shap
 for `--model`, e.g. SmolLM2-135M-Instruct), the same LoRA config (`--setting`: paper = r 8, alpha 16,
 dropout 0.05 on q,k,v,o, the paper preset's; preset = r 16, alpha 32, no dropout, on all seven projections,
 the smollm2 preset's), the same batches (GenMedGPT-5k records in the alpaca template, cut at 256 tokens: real
-lengths, right-padded per batch; tokenised by the Llama-2 tokenizer, or by the `--model` folder's own through transformers'
-AutoTokenizer) and the same step: forward, Eq. 3 cross-entropy over response tokens, backward, AdamW on
+lengths, right-padded per batch; tokenised by the Llama-2 tokenizer, or by the `--model` folder's own through
+transformers' AutoTokenizer) and the same step: forward, Eq. 3 cross-entropy over response tokens, backward, AdamW on
 the LoRA weights. On GPU both run bf16 weights + float32 LoRA under bf16 autocast (HF Trainer's
 `bf16=True`); on CPU float32, or bf16 autocast on both sides with `--autocast`.
 
@@ -56,7 +56,7 @@ SHAPES = {  # HF LlamaConfig fields; "7b" is Llama-2-7B (Touvron et al. 2023, Ta
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 SETTINGS = {  # LoRA config and default batches
-    "paper": dict(r=8, alpha=16, dropout=0.05, targets=TARGETS, batches="1x256"),  # the paper preset (TrainConfig defaults)
+    "paper": dict(r=8, alpha=16, dropout=0.05, targets=TARGETS, batches="1x256"),  # the paper preset (TrainConfig)
     "preset": dict(r=16, alpha=32, dropout=0.0, targets=TARGETS + ["gate_proj", "up_proj", "down_proj"],
                    batches="4x256"),  # the smollm2 preset
 }
@@ -174,7 +174,8 @@ def build(side: str, args, device: torch.device, dtype: torch.dtype):
                 model = transformers.LlamaForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype,
                                                                       device_map={"": str(device)})
     model = peft.get_peft_model(model, peft.LoraConfig(r=setting["r"], lora_alpha=setting["alpha"],
-                                                       lora_dropout=setting["dropout"], target_modules=setting["targets"],
+                                                       lora_dropout=setting["dropout"],
+                                                       target_modules=setting["targets"],
                                                        task_type="CAUSAL_LM"))
     if args.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -190,15 +190,14 @@ def _tokenizer_files(base_dir: Path, vocab_size: int) -> list[str]:
 
 def _gguf_tokenizer(path: Path, dest: Path) -> list[str]:
     """Write the tokenizer a .gguf file's metadata describes into `dest`, in Hugging Face's layout: a
-    SentencePiece vocabulary as tokenizer.model (legacy, as the GGUF's tokenizer encodes), a byte-level one as
-    tokenizer.json."""
+    SentencePiece vocabulary as tokenizer.model, a byte-level one as tokenizer.json."""
     from minillama.gguf import read_gguf, sentencepiece_config, sentencepiece_proto, tokenizer_parts
     from plumbing.durable import write_bytes_atomic, write_json_atomic
 
     gguf = read_gguf(path)
     if gguf.metadata.get("tokenizer.ggml.model") == "llama":
         write_bytes_atomic(dest / "tokenizer.model", sentencepiece_proto(gguf))
-        write_json_atomic(dest / "tokenizer_config.json", {**sentencepiece_config(gguf), "legacy": True})
+        write_json_atomic(dest / "tokenizer_config.json", sentencepiece_config(gguf))
         return ["tokenizer.model", "tokenizer_config.json"]
     spec, config = tokenizer_parts(gguf)
     write_json_atomic(dest / "tokenizer.json", spec)

@@ -448,9 +448,12 @@ def tokenizer_parts(path: str | Path | GGUFFile) -> tuple[dict[str, Any], dict[s
 
 def sentencepiece_config(gguf: GGUFFile) -> dict[str, Any]:
     """tokenizer_config.json's keys a SentencePiece GGUF sets: BOS added unless the file says otherwise (llama.cpp's
-    default for this vocabulary, as transformers reads it), EOS only if it says so, the chat template."""
+    default for this vocabulary, as transformers reads it), EOS only if it says so, the chat template, and `legacy`:
+    llama.cpp prefixes "▁" to every text after a special token (`is_prev_special`), as Meta's tokenizer.model and
+    Llama-2's Hub tokenizer do (transformers builds a GGUF's LlamaTokenizer non-legacy; docs/minillama.md)."""
     config: dict[str, Any] = {"add_bos_token": _meta(gguf, "tokenizer.ggml.add_bos_token", True, (bool,)),
-                              "add_eos_token": _meta(gguf, "tokenizer.ggml.add_eos_token", False, (bool,))}
+                              "add_eos_token": _meta(gguf, "tokenizer.ggml.add_eos_token", False, (bool,)),
+                              "legacy": True}
     if "tokenizer.chat_template" in gguf.metadata:
         config["chat_template"] = _meta(gguf, "tokenizer.chat_template", kinds=(str,))
     return config

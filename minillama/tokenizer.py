@@ -59,12 +59,9 @@ class Tokenizer:
     @classmethod
     def from_model_proto(cls, proto: bytes, config: dict, source: str) -> "Tokenizer":
         """A tokenizer from a serialised SentencePiece model (what a GGUF file describes: `gguf.sentencepiece_proto`)
-        and a tokenizer_config.json-shaped `config` (add_bos_token, add_eos_token, chat_template, legacy), `source`
-        naming their origin in errors (and becoming `path`).
-
-        `legacy` defaults to True: llama.cpp prefixes "▁" to every text after a special token, as Meta's
-        tokenizer.model and Llama-2's Hub tokenizer do (transformers builds a GGUF's LlamaTokenizer non-legacy,
-        so its ids differ there and before a leading space; docs/minillama.md)."""
+        and a tokenizer_config.json-shaped `config` (add_bos_token, add_eos_token, chat_template, legacy: default
+        True, as without a template; `gguf.sentencepiece_config` gives a GGUF's), `source` naming their origin in
+        errors (and becoming `path`)."""
         tokenizer = cls.__new__(cls)
         tokenizer.path = Path(source)
         tokenizer._setup({"model_proto": proto}, config, source, find_chat_template(config, source),
