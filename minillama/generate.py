@@ -40,6 +40,10 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
         cuda_graph: Decode with the static-shape step of `static_decode.py`, replayed as one CUDA graph
             per token on a GPU (much less launch overhead at small batch); on a CPU it runs eagerly.
 
+    A row that has produced EOS leaves the batch (once an eighth of the rows still decoding have), so the
+    steps after it compute only the rows still decoding: with answers of very different lengths, most of
+    a static batch's work would go to rows already finished.
+
     Returns:
         Prompt and new tokens, `[B, T + n]` with n <= max_new_tokens (fewer when every row hit EOS).
         Generation never goes past the model's context, `config.max_position_embeddings` positions:
@@ -98,18 +102,32 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
         key_mask = torch.zeros(b, t0 + max_new_tokens, dtype=torch.bool, device=device)  # [B, T + N]
         key_mask[:, :t0] = True if prompt_mask is None else prompt_mask.bool()
         decoder = StaticDecoder(model, cache, key_mask, capture=True)
-    n = 0
+    n, rows = 0, None  # rows: the batch rows still decoding, None = all of them
     for step in range(max_new_tokens):
-        token = sample_next(logits, temperature, top_p, top_k, generator)  # [B]
+        token = sample_next(logits, temperature, top_p, top_k, generator)  # [B']
         if stop_ids is not None:
             token = token.masked_fill(finished, pad_id)
             finished |= torch.isin(token, stop_ids)
-        out[:, t0 + step] = token
+        if rows is None:
+            out[:, t0 + step] = token
+        else:
+            out[rows, t0 + step] = token
         n = step + 1
         if on_token is not None:
-            on_token(token)
-        if step == max_new_tokens - 1 or (stop_ids is not None and bool(finished.all())):
+            on_token(out[:, t0 + step])  # [B]: the finished rows' pad_id included
+        done = 0 if stop_ids is None else int(finished.sum())
+        if step == max_new_tokens - 1 or done == len(finished):
             break
+        if decoder is None and done and done >= len(finished) // 8:
+            # Finished rows leave the batch (and the cache): every later step computes only the rows still
+            # decoding. Waiting for an eighth of them pays the cache copy once for several rows.
+            keep = (~finished).nonzero().squeeze(1)  # [B'']
+            rows = keep if rows is None else rows[keep]
+            token, finished = token[keep], finished[keep]
+            for layer_cache in cache:
+                layer_cache.keep(keep)
+            if full_mask is not None:
+                full_mask, next_pos = full_mask[keep], next_pos[keep]
         pos = t0 + step
         if decoder is not None:
             logits = decoder.step(token, next_pos, pos)

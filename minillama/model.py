@@ -238,6 +238,12 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (rows that finished generating leave the batch).
+        Shapes: rows: [B'] indices -> k, v: [B', Hkv, max_len, hd]"""
+        self.k, self.v = self.k[rows], self.v[rows]
+
+
 def make_cache(config: LlamaConfig, batch_size: int, max_len: int, dtype: torch.dtype,
                device: torch.device | str) -> list[KVCache]:
     """One `KVCache` per layer of a model with `config`."""
@@ -297,9 +303,15 @@ class LlamaAttention(nn.Module):
         q, k = apply_rotary(q, k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v, start_pos)  # [B, Hkv, S, hd]
-        k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)  # [B, H, S, hd]
+        # GQA without copies: SDPA's `enable_gqa` reads each key/value head in place for its `n_rep` query heads,
+        # bit-for-bit the output of `repeat_kv`. Only where no gradient flows (its backward sums the heads'
+        # gradients in another order) and not for a masked CUDA call (no fused kernel takes both, as in HF).
+        gqa = self.n_rep > 1 and not torch.is_grad_enabled() and (mask is None or q.device.type == "cpu")
+        if not gqa:
+            k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)  # [B, H, S, hd]
         causal = mask is None and t > 1
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # Eq. 1, Vaswani et al. 2017
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                             enable_gqa=gqa)  # Eq. 1, Vaswani et al. 2017
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # [B, T, H*hd]
         return self.o_proj(out)
 

@@ -57,6 +57,32 @@ def test_ragged_left_padded_batch_equals_each_prompt_alone():
     assert torch.equal(batch, ref)
 
 
+def test_finished_rows_leave_the_batch_and_answers_stay_those_of_transformers():
+    """Rows that hit EOS at different steps leave the batch (the forward passes shrink), and every row's
+    tokens stay those of transformers' generate on the whole batch and of the prompt alone."""
+    hf, model = _pair(num_key_value_heads=2)
+    g = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(3, 128, (n,), generator=g).tolist() for n in (9, 3, 6, 1, 4, 8, 2, 7, 5, 3)]
+    ids, mask = left_pad(prompts, pad_id=0)
+    free = model.generate(ids, max_new_tokens=16, attention_mask=mask, eos_id=None)[:, ids.shape[1]:]
+    eos = sorted({int(free[0, 2]), int(free[3, 6]), int(free[6, 11])})  # rows stop at several steps
+    widths = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, o: widths.append(o.shape[0]))
+    streamed = []
+    ours = model.generate(ids, max_new_tokens=16, attention_mask=mask, eos_id=eos, pad_id=0,
+                          on_token=streamed.append)
+    hook.remove()
+    ref = hf.generate(ids, attention_mask=mask, max_new_tokens=16, do_sample=False, eos_token_id=eos,
+                      pad_token_id=0)
+    assert torch.equal(ours, ref)
+    stops = {row.index(t) for row in ours[:, ids.shape[1]:].tolist() for t in eos if t in row}
+    assert len(stops) >= 2 and widths[0] == len(prompts) and min(widths) < len(prompts)  # it did shrink
+    assert torch.equal(torch.stack(streamed, 1), ours[:, ids.shape[1]:])  # on_token saw every row, pads included
+    for i, p in enumerate(prompts):
+        alone = model.generate(torch.tensor([p]), max_new_tokens=16, eos_id=eos, pad_id=0)[0, len(p):].tolist()
+        assert ours[i, ids.shape[1]:].tolist()[:len(alone)] == alone
+
+
 def test_padded_forward_logits_equal_unpadded():
     _, model = _pair(num_key_value_heads=2)
     p = torch.randint(3, 128, (1, 6), generator=torch.Generator().manual_seed(3))
