@@ -2,7 +2,8 @@
 transformers' `generate`, same weights (a HF folder, e.g. SmolLM2-135M-Instruct), same prompts.
 
 The prompts are held-out GenMedGPT-5k questions in the alpaca template (tokenised by the folder's own
-tokenizer through transformers' AutoTokenizer), left-padded in batches of `--batch`; each side decodes
+tokenizer through transformers' AutoTokenizer), sorted longest first as the pipeline plans its batches
+(`--no-longest-first`: in file order), left-padded in batches of `--batch`; each side decodes
 greedily up to `--new-tokens` tokens and stops a row at EOS. Each side runs in its own subprocess, the
 sides alternate over `--repeats` and the best of each is kept. Tokens/s counts generated tokens (up to
 and including each row's EOS) per second of `generate`; the outputs of both sides are compared token
@@ -45,6 +46,14 @@ def prompts(model: str, n: int, data_file: Path) -> list[list[int]]:
     return [prompt_ids(r, tok, "alpaca") for r in recs]
 
 
+def batches(ps: list[list[int]], size: int, longest_first: bool) -> list[list[list[int]]]:
+    """The prompts cut into batches of `size`; with `longest_first`, sorted by length first (longest first,
+    stable), as the pipeline plans its batches (`pipeline.generation.plan_batches`), so a batch pads little."""
+    if longest_first:
+        ps = sorted(ps, key=len, reverse=True)
+    return [ps[i:i + size] for i in range(0, len(ps), size)]
+
+
 def worker(args) -> dict:
     """One side: generate every batch; prints a JSON line with the outputs and the time."""
     from minillama.generate import left_pad
@@ -52,12 +61,13 @@ def worker(args) -> dict:
     torch.manual_seed(0)
     ps = prompts(args.model, args.batch * args.batches, Path(args.data))
     tok = AutoTok(args.model)
+    eos = None if args.ignore_eos else tok.eos_id
     if args.worker == "ours":
         from minillama import Llama
         model = Llama.from_pretrained(args.model, dtype=torch.float32).eval()
 
         def run(ids, mask):
-            return model.generate(ids, args.new_tokens, eos_id=tok.eos_id, attention_mask=mask, pad_id=tok.eos_id)
+            return model.generate(ids, args.new_tokens, eos_id=eos, attention_mask=mask, pad_id=tok.eos_id)
     else:
         import transformers
         model = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
@@ -65,12 +75,12 @@ def worker(args) -> dict:
         def run(ids, mask):
             with torch.no_grad():
                 return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens,
-                                      do_sample=False, eos_token_id=tok.eos_id, pad_token_id=tok.eos_id,
+                                      do_sample=False, eos_token_id=eos, pad_token_id=tok.eos_id,
                                       temperature=None, top_p=None, top_k=None)
     outputs, seconds, tokens = [], 0.0, 0
+    planned = batches(ps, args.batch, args.longest_first)
     for i in range(-1, args.batches):  # batch -1: warm-up, untimed
-        batch = ps[max(i, 0) * args.batch:(max(i, 0) + 1) * args.batch]
-        ids, mask = left_pad(batch, pad_id=tok.eos_id)
+        ids, mask = left_pad(planned[max(i, 0)], pad_id=tok.eos_id)
         t0 = time.perf_counter()
         out = run(ids, mask)
         dt = time.perf_counter() - t0
@@ -78,7 +88,7 @@ def worker(args) -> dict:
             continue
         seconds += dt
         for row in out[:, ids.shape[1]:].tolist():
-            new = row[:row.index(tok.eos_id) + 1] if tok.eos_id in row else row
+            new = row[:row.index(eos) + 1] if eos in row else row
             outputs.append(new)
             tokens += len(new)
     return {"side": args.worker, "tokens_per_s": tokens / seconds, "tokens": tokens, "seconds": seconds,
@@ -127,6 +137,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=4, help="prompts per generate call")
     p.add_argument("--batches", type=int, default=2, help="timed generate calls per side")
     p.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens")
+    p.add_argument("--ignore-eos", action="store_true",
+                   help="every row decodes --new-tokens tokens (the cost of a decoding step, no early stops)")
+    p.add_argument("--longest-first", action=argparse.BooleanOptionalAction, default=True,
+                   help="sort the prompts by length before batching, as the pipeline does (default: on)")
     add_run_flags(p, 2, "fresh processes per side; the best is reported", 0, "torch threads (0 = default)")
     p.add_argument("--profile", action="store_true", help="profile ours instead of comparing")
     p.add_argument("--worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
@@ -143,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(worker(args)))
         return {}
     cmd = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--batch", str(args.batch),
-           "--batches", str(args.batches), "--new-tokens", str(args.new_tokens), "--threads", str(args.threads)]
+           "--batches", str(args.batches), "--new-tokens", str(args.new_tokens), "--threads", str(args.threads),
+           "--longest-first" if args.longest_first else "--no-longest-first"] + ["--ignore-eos"] * args.ignore_eos
     res: dict[str, dict] = {}
     for _ in range(args.repeats):
         for side in ("ours", "hf"):
@@ -158,12 +173,14 @@ def main(argv: list[str] | None = None) -> dict:
     ceiling = min(args.batch * bandwidth / weights, peak / (2 * weights / 4))  # memory-bound, compute-bound
     same = sum(a == b for a, b in zip(res["ours"]["outputs"], res["hf"]["outputs"])) / len(res["ours"]["outputs"])
     row = {"model": Path(args.model).name, "batch": args.batch, "new_tokens": args.new_tokens,
+           "longest_first": args.longest_first, "ignore_eos": args.ignore_eos,
            "threads": torch.get_num_threads(), "ours_tokens_per_s": res["ours"]["tokens_per_s"],
            "hf_tokens_per_s": res["hf"]["tokens_per_s"],
            "speed_ratio": res["ours"]["tokens_per_s"] / res["hf"]["tokens_per_s"],
            "tokens": res["ours"]["tokens"], "same_outputs_fraction": same, "read_bytes_per_s": bandwidth,
            "matmul_peak_flops_per_s": peak, "weight_bytes": weights, "ceiling_tokens_per_s": ceiling}
-    print(f"{row['model']} greedy generation, batch {args.batch}, up to {args.new_tokens} new tokens: ours "
+    print(f"{row['model']} greedy generation, batch {args.batch}, {'exactly' if args.ignore_eos else 'up to'} "
+          f"{args.new_tokens} new tokens: ours "
           f"{row['ours_tokens_per_s']:.1f} tok/s, transformers {row['hf_tokens_per_s']:.1f} tok/s, ratio "
           f"{row['speed_ratio']:.2f}x; identical outputs for {same:.0%} of the {len(res['ours']['outputs'])} prompts",
           flush=True)

@@ -56,14 +56,18 @@ def test_bench_train_on_a_model_folder(tiny_folder, tmp_path, flags):
 
 
 @pytest.mark.slow
-def test_bench_generate_real_gives_the_same_tokens_as_transformers(tiny_folder, tmp_path):
+@pytest.mark.parametrize("flags", [[], ["--ignore-eos", "--no-longest-first"]])
+def test_bench_generate_real_gives_the_same_tokens_as_transformers(tiny_folder, tmp_path, flags):
     model, data = tiny_folder
     out = tmp_path / "gen.json"
     proc = run("bench_generate_real.py", "--model", str(model), "--data", str(data), "--batch", "3",
-               "--batches", "2", "--new-tokens", "6", "--repeats", "1", "--threads", "1", "--out", str(out))
+               "--batches", "2", "--new-tokens", "6", "--repeats", "1", "--threads", "1", "--out", str(out), *flags)
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(out.read_text())
     assert row["same_outputs_fraction"] == 1.0 and row["tokens"] > 0 and row["speed_ratio"] > 0
+    assert row["ignore_eos"] == bool(flags) and row["longest_first"] == (not flags)
+    if flags:  # every row decodes all its tokens
+        assert row["tokens"] == 3 * 2 * 6
 
 
 def test_bench_scripts_name_a_missing_model_folder_in_one_line(tmp_path):

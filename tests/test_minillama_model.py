@@ -121,6 +121,35 @@ def test_kv_cache_decode_equals_full_forward():
     torch.testing.assert_close(torch.cat(parts, dim=1), full)
 
 
+def test_inference_gqa_in_place_is_bit_identical_to_repeat_kv():
+    """Without gradients, attention reads each key/value head in place (SDPA `enable_gqa`); with them,
+    `repeat_kv` copies the heads. The logits are the same to the bit: causal, padded, and cached."""
+    from minillama.kv_cache import make_cache
+
+    hf = make_tiny_hf_llama(num_key_value_heads=2)
+    model = Llama(LlamaConfig.from_hf_dict(hf.config.to_dict()))
+    model.load_state_dict(hf.state_dict())
+    ids = torch.randint(0, 128, (3, 10), generator=torch.Generator().manual_seed(6))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    mask[2, :1] = 0
+
+    def logits():
+        cache = make_cache(model.config, 3, 12, torch.float32, "cpu")
+        full = torch.ones(3, 12, dtype=torch.long)
+        full[:, :10] = mask
+        out = [model(ids), model(ids, attention_mask=mask), model(ids, attention_mask=mask, cache=cache)]
+        step = model(ids[:, -1:], attention_mask=full[:, :11], position_ids=mask.sum(-1, keepdim=True),
+                     cache=cache, start_pos=10)
+        return [o.detach() for o in out + [step]]
+
+    with torch.no_grad():
+        in_place = logits()
+    copied = logits()  # gradients enabled: the repeat_kv path
+    for a, b in zip(in_place, copied):
+        assert torch.equal(a, b)
+
+
 def test_rope_table_stays_float32_after_casting_the_model(tmp_path):
     transformers = pytest.importorskip("transformers")
     make_tiny_hf_llama(tmp_path)
