@@ -237,7 +237,6 @@ class KVCache:
         self.v[:, :, start:end] = v
         return self.k[:, :, :end], self.v[:, :, :end]
 
-
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only these batch rows (rows that finished generating leave the batch).
         Shapes: rows: [B'] indices -> k, v: [B', Hkv, max_len, hd]"""
