@@ -102,16 +102,13 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
         key_mask = torch.zeros(b, t0 + max_new_tokens, dtype=torch.bool, device=device)  # [B, T + N]
         key_mask[:, :t0] = True if prompt_mask is None else prompt_mask.bool()
         decoder = StaticDecoder(model, cache, key_mask, capture=True)
-    n, rows = 0, None  # rows: the batch rows still decoding, None = all of them
+    n, rows = 0, torch.arange(b, device=device)  # [B']: the batch rows still decoding
     for step in range(max_new_tokens):
         token = sample_next(logits, temperature, top_p, top_k, generator)  # [B']
         if stop_ids is not None:
             token = token.masked_fill(finished, pad_id)
             finished |= torch.isin(token, stop_ids)
-        if rows is None:
-            out[:, t0 + step] = token
-        else:
-            out[rows, t0 + step] = token
+        out[rows, t0 + step] = token
         n = step + 1
         if on_token is not None:
             on_token(out[:, t0 + step])  # [B]: the finished rows' pad_id included
@@ -122,7 +119,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: f
             # Finished rows leave the batch (and the cache): every later step computes only the rows still
             # decoding. Waiting for an eighth of them pays the cache copy once for several rows.
             keep = (~finished).nonzero().squeeze(1)  # [B'']
-            rows = keep if rows is None else rows[keep]
+            rows = rows[keep]
             token, finished = token[keep], finished[keep]
             for layer_cache in cache:
                 layer_cache.keep(keep)
