@@ -25,15 +25,16 @@ from __future__ import annotations
 import math
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from .config import LlamaConfig, check_values
+from .config import LlamaConfig, RopeScaling, check_values
 from .errors import MiniLlamaError
+from .rope_scaling import scaled_inv_freq
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)  # version 1 (2023, 32-bit counts) is long gone; llama.cpp refuses it too
@@ -302,9 +303,9 @@ def llama_config(gguf: GGUFFile) -> LlamaConfig:
         raise MiniLlamaError(f"{gguf.path}: general.architecture is {arch!r}; minillama reads 'llama' GGUF files")
     p = "llama."
     scaling = _meta(gguf, p + "rope.scaling.type", "none", (str,))
-    if scaling != "none" or "rope_freqs.weight" in gguf.tensors:  # Llama-3.1 stores per-frequency factors
-        raise MiniLlamaError(f"{gguf.path}: rope scaling ({p}rope.scaling.type={scaling!r}, rope_freqs.weight "
-                             f"{'present' if 'rope_freqs.weight' in gguf.tensors else 'absent'}) is not supported")
+    if scaling != "none":  # linear and YaRN; Llama-3.1's scaling has no type key, only rope_freqs.weight
+        raise MiniLlamaError(f"{gguf.path}: rope scaling ({p}rope.scaling.type={scaling!r}) is not supported "
+                             "(only Llama-3.1's per-frequency factors, rope_freqs.weight)")
     if "token_embd.weight" not in gguf.tensors:
         raise MiniLlamaError(f"{gguf.path}: no token_embd.weight tensor")
     heads = _meta(gguf, p + "attention.head_count")
@@ -336,7 +337,47 @@ def llama_config(gguf: GGUFFile) -> LlamaConfig:
         check_values(values)
     except MiniLlamaError as exc:
         raise MiniLlamaError(f"{gguf.path}: {exc}") from None
-    return LlamaConfig(**values)
+    config = LlamaConfig(**values)
+    if "rope_freqs.weight" in gguf.tensors:
+        config = replace(config, rope_scaling=llama3_rope_scaling(gguf, config.head_dim, config.rope_theta))
+    return config
+
+
+# Llama-3's released `rope_scaling` besides its factor (8 for 3.1, 32 for 3.2): low 1, high 4, context 8192.
+_LLAMA3_ROPE = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+
+
+def llama3_rope_scaling(gguf: GGUFFile, head_dim: int, theta: float) -> RopeScaling | None:
+    """The `RopeScaling` of Llama-3.1's `rope_freqs.weight`, or None when every factor is 1.
+
+    llama.cpp's converter (convert_hf_to_gguf.py, `LlamaModel.generate_extra_tensors`) stores config.json's
+    four numbers as one divisor per rotary frequency (`[head_dim / 2]`: 1 for the high frequencies, `factor`
+    for the low ones, `1 / ((1 - s) / factor + s)` between), and llama.cpp rotates by `inv_freq / divisor`.
+    transformers' GGUF loading drops the tensor (its Llama-3.1 logits differ from the checkpoint's); here the
+    four numbers are read back, `factor` the largest divisor and the others Llama-3's released values, and kept
+    only if they give every stored divisor again (relative 1e-5). The model then computes the frequencies as
+    transformers does from the original config.json.
+
+    Raises:
+        MiniLlamaError: A tensor of another shape, or divisors that are not Llama-3's scaling.
+    """
+    tensor = gguf.tensors["rope_freqs.weight"]
+    if tensor.shape != (head_dim // 2,):
+        raise MiniLlamaError(f"{gguf.path}: rope_freqs.weight has shape {list(tensor.shape)}; expected "
+                             f"[{head_dim // 2}] (one factor per rotary frequency)")
+    stored = dequantize(gguf, tensor).astype(np.float64)
+    if not np.isfinite(stored).all() or (stored <= 0).any():
+        raise MiniLlamaError(f"{gguf.path}: rope_freqs.weight holds factors that are not finite and > 0")
+    if (stored == 1).all():
+        return None
+    scaling = RopeScaling(factor=float(stored.max()), **_LLAMA3_ROPE)
+    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2) / head_dim)
+    rebuilt = inv_freq / scaled_inv_freq(torch.from_numpy(inv_freq), scaling).numpy()
+    if not np.allclose(rebuilt, stored, rtol=1e-5, atol=0):
+        raise MiniLlamaError(f"{gguf.path}: rope_freqs.weight is not Llama-3.1's rope scaling (factor "
+                             f"{scaling.factor:g}, low_freq_factor 1, high_freq_factor 4, original context 8192); "
+                             "minillama reads no other per-frequency factors")
+    return scaling
 
 
 def hf_index(gguf: GGUFFile) -> dict[str, GGUFTensor]:
@@ -344,6 +385,8 @@ def hf_index(gguf: GGUFFile) -> dict[str, GGUFTensor]:
     `dequantize` does not read, is refused here, before any tensor is read."""
     index = {}
     for name, tensor in gguf.tensors.items():
+        if name == "rope_freqs.weight":  # read into the config by `llama_config`
+            continue
         key = hf_name(name)
         if key is None:
             raise MiniLlamaError(f"{gguf.path}: tensor {name} is not part of a Llama decoder")

@@ -167,6 +167,94 @@ def test_tiny_gguf_matches_gguf_py_and_transformers(tmp_path, qtype, tied, kv_he
             torch.testing.assert_close(ours_logits, model(ids).logits)
 
 
+LLAMA31_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192}
+
+
+def llama_cpp_rope_freqs(theta: float, dim: int, rope: dict) -> np.ndarray:
+    """rope_freqs.weight as llama.cpp's convert_hf_to_gguf.py writes it (`LlamaModel.generate_extra_tensors`):
+    one divisor per rotary frequency, in float32 scalar arithmetic on torch's float32 frequencies."""
+    import math
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old = rope["original_max_position_embeddings"]
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            factors.append(1)
+        elif wavelen > old / low:
+            factors.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return torch.tensor(factors, dtype=torch.float32).numpy()
+
+
+def tiny_llama31(rope: dict | None = LLAMA31_ROPE):
+    """A random Llama-3.1-shaped transformers model: head width 32, rope_theta 500000, Llama-3.1's scaling."""
+    tokens, _ = vocab_tokens()
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokens), hidden_size=128, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
+        rope_scaling=rope, bos_token_id=1, eos_token_id=2)
+    from conftest import random_hf_model
+    return random_hf_model(transformers.LlamaForCausalLM, config)
+
+
+@pytest.mark.parametrize("qtype", [Q.F32, Q.Q8_0], ids=["F32", "Q8_0"])
+def test_llama31_rope_freqs_become_its_rope_scaling(tmp_path, qtype):
+    """Llama-3.1's GGUF holds its rope scaling only as rope_freqs.weight. Read back, the model's logits equal
+    the original checkpoint's where the scaling matters: tokens 1000 positions apart.
+    transformers' GGUF loading drops the tensor, so the reference is the transformers model itself."""
+    from minillama.config import RopeScaling
+    model = tiny_llama31()
+    factors = llama_cpp_rope_freqs(500000.0, 32, LLAMA31_ROPE)
+    assert 1 < len(set(factors.tolist())) < len(factors)  # high, smoothed and low frequencies all present
+    path = tmp_path / "llama31.gguf"
+    write_gguf(path, model, qtype, extra=lambda w: w.add_tensor("rope_freqs.weight", factors))
+    llama = Llama.from_pretrained(path)
+    assert llama.config.rope_scaling == RopeScaling(8.0, 1.0, 4.0, 8192)
+    ids = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3))
+    positions = (torch.arange(9) * 1000).expand(2, 9)  # relative distances up to 8000: the low frequencies turn
+    with torch.no_grad():
+        ours = llama(ids, position_ids=positions)
+        if qtype == Q.F32:  # lossless: the checkpoint's own logits
+            torch.testing.assert_close(ours, model(ids, position_ids=positions).logits)
+            plain = tiny_llama31(rope=None)  # the same weights without the scaling: visibly other logits
+            assert not torch.allclose(ours, plain(ids, position_ids=positions).logits, atol=1e-3)
+            # saved in Hugging Face's layout (as `lora merge` does), config.json carries the scaling again
+            from minillama.save import save_pretrained
+            save_pretrained(llama, tmp_path / "hf")
+            saved = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), dtype=torch.float32)
+            torch.testing.assert_close(ours, saved(ids, position_ids=positions).logits)
+        else:  # the quantised weights, in transformers with the scaling of config.json
+            ref = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name,
+                                                                   dtype=torch.float32)
+            ref.config.rope_parameters = dict(LLAMA31_ROPE, rope_theta=500000.0)
+            scaled = type(ref)(ref.config).eval()
+            scaled.load_state_dict(ref.state_dict())
+            torch.testing.assert_close(ours, scaled(ids, position_ids=positions).logits)
+
+
+@pytest.mark.parametrize("factors,expected", [
+    (np.linspace(1, 3, 16, dtype=np.float32), "rope_freqs.weight is not Llama-3.1's rope scaling (factor 3"),
+    (np.ones(8, np.float32), "rope_freqs.weight has shape [8]; expected [16]"),
+    (np.full(16, -1.0, np.float32), "rope_freqs.weight holds factors that are not finite and > 0"),
+])
+def test_other_rope_freqs_are_one_line(tmp_path, factors, expected):
+    path = tmp_path / "freqs.gguf"
+    write_gguf(path, tiny_llama31(), Q.F32, extra=lambda w: w.add_tensor("rope_freqs.weight", factors))
+    assert expected in one_line_error(path, Llama.from_pretrained)
+
+
+def test_rope_freqs_of_ones_are_no_scaling(tmp_path):
+    path = tmp_path / "ones.gguf"
+    write_gguf(path, tiny_llama31(rope=None), Q.F32,
+               extra=lambda w: w.add_tensor("rope_freqs.weight", np.ones(16, np.float32)))
+    assert Llama.from_pretrained(path).config.rope_scaling is None
+
+
 def test_unpermute_inverts_llama_cpp_permute():
     from minillama.gguf import unpermute
 
