@@ -54,7 +54,8 @@ GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8:
               18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16",
               26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4"}
 # ggml.c `type_traits`: (elements per block, bytes per block) of the types read here.
-BLOCKS = {"F32": (1, 4), "F16": (1, 2), "BF16": (1, 2), "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20)}
+BLOCKS = {"F32": (1, 4), "F16": (1, 2), "BF16": (1, 2), "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20),
+          "Q5_0": (32, 22), "Q5_1": (32, 24), "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210)}
 SUPPORTED = ", ".join(BLOCKS)
 
 
@@ -194,7 +195,7 @@ def read_gguf(path: str | Path) -> GGUFFile:
         type_name = GGML_TYPES.get(kind, f"type {kind}")
         per_block, block_bytes = BLOCKS.get(type_name, (1, 0))  # unsupported types: refused when read
         count = math.prod(ne)
-        if count % per_block or offset % alignment:
+        if ne[0] % per_block or offset % alignment:  # each row is whole blocks (ggml.c `ggml_row_size`)
             raise MiniLlamaError(f"{path}: tensor {name} ({type_name}, ne {ne}) is not whole blocks of "
                                  f"{per_block} or not aligned to {alignment}")
         start = base + offset
@@ -212,7 +213,7 @@ def dequantize(gguf: GGUFFile, tensor: GGUFTensor) -> np.ndarray:
     """The values of `tensor` as a float32 array of its shape, computed exactly as ggml does.
 
     Raises:
-        MiniLlamaError: A type other than F32, F16, BF16, Q8_0, Q4_0, Q4_1.
+        MiniLlamaError: A type other than F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
     """
     if tensor.type_name not in BLOCKS:
         raise MiniLlamaError(f"{gguf.path}: tensor {tensor.name} has type {tensor.type_name}; supported: "
@@ -225,22 +226,57 @@ def dequantize(gguf: GGUFFile, tensor: GGUFTensor) -> np.ndarray:
         values = raw.view("<f2").astype(np.float32)
     elif kind == "BF16":  # ggml-impl.h: ggml_compute_bf16_to_fp32, the 16 high bits of a float32
         values = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+    elif kind.endswith("_K"):
+        values = _dequantize_k(kind, raw.reshape(-1, BLOCKS[kind][1]))
     else:
         blocks = raw.reshape(-1, BLOCKS[kind][1])
         d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)  # every block starts with its fp16 scale d
         if kind == "Q8_0":  # ggml-quants.c: dequantize_row_q8_0, y = d * qs[j] (qs int8)
             values = blocks[:, 2:].copy().view(np.int8).astype(np.float32) * d
         else:
-            # ggml-quants.c dequantize_row_q4_0 / _q4_1: byte j holds element j in its low nibble and
-            # element j + 16 in its high nibble.
+            # ggml-quants.c dequantize_row_q4_0 / _q4_1 / _q5_0 / _q5_1: byte j holds element j in its low
+            # nibble and element j + 16 in its high nibble; Q5's fifth bit of element j is bit j of uint32 qh.
             qs = blocks[:, -16:]
             q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32)
-            if kind == "Q4_0":  # y = (q - 8) * d
-                values = (q - 8) * d
-            else:  # Q4_1: y = q * d + m, m the block's fp16 minimum after d
+            if kind.startswith("Q5"):
+                qh = blocks[:, -20:-16].copy().view("<u4")  # [n, 1]
+                q = q + 16 * ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.float32)
+            if kind in ("Q4_0", "Q5_0"):  # y = (q - 8) * d, or (q - 16) * d
+                values = (q - (8 if kind == "Q4_0" else 16)) * d
+            else:  # Q4_1, Q5_1: y = q * d + m, m the block's fp16 minimum after d
                 m = blocks[:, 2:4].copy().view("<f2").astype(np.float32)
                 values = q * d + m
     return values.reshape(tensor.shape)
+
+
+def _dequantize_k(kind: str, blocks: np.ndarray) -> np.ndarray:
+    """The "k-quants" of llama.cpp's Q4_K_M / Q5_K_M files: super-blocks of 256 values in 16 or 8 sub-blocks,
+    each with its own scale quantised against the block's fp16 `d` (ggml-common.h `block_q4_K`, `block_q5_K`,
+    `block_q6_K`; ggml-quants.c `dequantize_row_q4_K`, `_q5_K`, `_q6_K`), in ggml's float32 operation order.
+
+    Shapes: blocks [n, bytes per block] uint8 -> [n, 256] float32
+    """
+    n = blocks.shape[0]
+    f16 = lambda b: b.copy().view("<f2").astype(np.float32)  # noqa: E731  [n, 1]
+    if kind == "Q6_K":  # ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16], fp16 d
+        ql, qh = blocks[:, :128].reshape(n, 2, 64), blocks[:, 128:192].reshape(n, 2, 32)  # two halves of 128
+        low = np.concatenate([ql[..., :32] & 0xF, ql[..., 32:] & 0xF, ql[..., :32] >> 4, ql[..., 32:] >> 4], axis=2)
+        high = np.concatenate([qh & 3, (qh >> 2) & 3, (qh >> 4) & 3, (qh >> 6) & 3], axis=2)  # [n, 2, 128]
+        q = (low | (high << 4)).astype(np.float32) - 32  # 6-bit values in [-32, 31]
+        scales = np.repeat(blocks[:, 192:208].copy().view(np.int8), 16, axis=1).reshape(n, 2, 128)  # one per 16
+        return ((f16(blocks[:, 208:210])[:, :, None] * scales) * q).reshape(n, 256)  # y = d * sc * q
+    # Q4_K and Q5_K: fp16 d, fp16 dmin, scales[12] (8 six-bit scales and 8 six-bit mins), [Q5_K: qh[32]], qs[128]
+    s = blocks[:, 4:16]
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 0xF) | ((s[:, 0:4] >> 6) << 4)], axis=1)  # [n, 8]
+    mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)  # get_scale_min_k4
+    qs = blocks[:, -128:].reshape(n, 4, 1, 32)  # 4 x 32 bytes: sub-block 2c in the low nibbles, 2c+1 in the high
+    q = np.concatenate([qs & 0xF, qs >> 4], axis=2).reshape(n, 8, 32)
+    if kind == "Q5_K":  # the fifth bit of sub-block j's values is bit j of qh[l]
+        qh = blocks[:, 16:48]
+        q = q + 16 * ((qh[:, None, :] >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1)
+    d_sub = f16(blocks[:, 0:2]) * sc  # [n, 8]
+    m_sub = f16(blocks[:, 2:4]) * mn
+    return (d_sub[:, :, None] * q.astype(np.float32) - m_sub[:, :, None]).reshape(n, 256)  # y = d sc q - dmin m
 
 
 # --- a Llama decoder in Hugging Face's names ---------------------------------------------------------------

@@ -161,7 +161,8 @@ def load_pretrained(cls, path_or_id: str | Path, dtype: torch.dtype | str | None
     Args:
         cls: The model class to build (`Llama`; passed in so that this module never imports model.py).
         path_or_id: A local folder (config.json + model.safetensors or shards + index), a llama.cpp `.gguf`
-            file (llama architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors, dequantised) or a Hub repo id.
+            file (llama architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
+            Q5_1, Q4_K, Q5_K, Q6_K tensors, dequantised) or a Hub repo id.
         dtype: float32 / bfloat16 / float16 (a torch dtype or its name); None keeps the stored dtype
             (float32 for a GGUF file: every type it reads is exact in float32).
             With `quantize`, the compute dtype (None: bfloat16 on CUDA, float32 elsewhere).

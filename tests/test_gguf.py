@@ -255,6 +255,74 @@ def test_rope_freqs_of_ones_are_no_scaling(tmp_path):
     assert Llama.from_pretrained(path).config.rope_scaling is None
 
 
+K_QUANTS = (Q.Q4_K, Q.Q5_K, Q.Q6_K)
+
+
+def random_blocks(rows: int, cols: int, qtype, seed: int = 0) -> np.ndarray:
+    """Random bytes of a `qtype` tensor [rows, cols] (gguf-py quantises no k-quant): any bytes are valid blocks
+    once the fp16 scales are set to small finite values, giving weights of about +-0.05."""
+    per_block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (rows * cols // per_block, block_bytes), dtype=np.uint8)
+    scales = {Q.Q4_K: [(0, 2e-5), (2, 2e-5)], Q.Q5_K: [(0, 1e-5), (2, 1e-5)], Q.Q6_K: [(208, 1e-5)],
+              Q.Q5_0: [(0, 2e-3)], Q.Q5_1: [(0, 2e-3), (2, 2e-2)]}[qtype]  # (byte offset, largest |value|)
+    for at, size in scales:
+        blocks[:, at:at + 2] = rng.uniform(-size, size, (len(blocks), 1)).astype(np.float16).view(np.uint8)
+    return blocks.reshape(rows, cols // per_block * block_bytes)
+
+
+@pytest.mark.parametrize("qtype", (Q.Q5_0, Q.Q5_1) + K_QUANTS, ids=lambda q: q.name)
+def test_k_quants_and_q5_dequantise_as_gguf_py(tmp_path, qtype):
+    """Q4_K, Q5_K, Q6_K (llama.cpp's Q4_K_M / Q5_K_M / Q6_K files) and Q5_0 / Q5_1 (their fallbacks for widths that
+    are not a multiple of 256): every value equal to gguf-py's dequantisation of the same random blocks."""
+    path = tmp_path / "k.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    tensors = {f"t{i}": random_blocks(rows, cols, qtype, seed=i) for i, (rows, cols) in enumerate([(3, 512), (64, 256)])}
+    for name, data in tensors.items():
+        w.add_tensor(name, data, raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    ours = read_gguf(path)
+    for t in gguf.GGUFReader(str(path)).tensors:
+        got = dequantize(ours, ours.tensors[t.name])
+        want = gguf.quants.dequantize(t.data, t.tensor_type).reshape(got.shape)
+        assert got.shape == (tensors[t.name].shape[0], 512 if t.name == "t0" else 256) and np.isfinite(got).all()
+        np.testing.assert_array_equal(got, want)
+
+
+def test_q4_k_m_like_file_matches_transformers(tmp_path):
+    """A file laid out as llama.cpp's Q4_K_M (Q4_K, with Q6_K for the v and down projections and the output,
+    Q5_K and Q5_0 besides): its logits equal transformers' GGUF loading of the same file."""
+    tokens, _ = vocab_tokens()
+    model = make_tiny_hf_llama(vocab_size=len(tokens), hidden_size=256, intermediate_size=512, num_attention_heads=4,
+                               num_key_value_heads=2)
+    kinds = {"attn_v": Q.Q6_K, "ffn_down": Q.Q6_K, "output": Q.Q6_K, "attn_q": Q.Q5_K, "ffn_up": Q.Q5_0}
+
+    class Quantised(torch.nn.Module):  # the model's 1-D norms; its 2-D weights replaced by random blocks below
+        config = model.config
+
+        def state_dict(self):
+            return {k: v for k, v in model.state_dict().items() if v.ndim == 1}
+
+    def blocks(w):
+        for i, (hf, t) in enumerate(model.state_dict().items()):
+            if t.ndim == 2:
+                name = gguf_name(hf)
+                qtype = next((q for key, q in kinds.items() if f"{key}." in name), Q.Q4_K)
+                w.add_tensor(name, random_blocks(*t.shape, qtype, seed=i), raw_dtype=qtype)
+
+    path = tmp_path / "q4km.gguf"
+    write_gguf(path, Quantised(), Q.F32, extra=blocks)
+    types = {t.type_name for t in read_gguf(path).tensors.values()}
+    assert types == {"F32", "Q4_K", "Q5_K", "Q6_K", "Q5_0"}
+    ids = torch.randint(0, len(tokens), (2, 13), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ours = Llama.from_pretrained(path)(ids)
+    torch.testing.assert_close(ours, transformers_logits(tmp_path, path.name, ids))
+
+
 def test_unpermute_inverts_llama_cpp_permute():
     from minillama.gguf import unpermute
 
@@ -577,10 +645,10 @@ def test_other_architecture_and_unsupported_type(tmp_path):
     write_gguf(scaled, model, Q.F32, extra=lambda w: w.add_rope_scaling_type(gguf.RopeScalingType.YARN))
     assert "rope scaling (llama.rope.scaling.type='yarn'" in one_line_error(scaled, Llama.from_pretrained)
 
-    path = tmp_path / "q5.gguf"
+    path = tmp_path / "iq4.gguf"
 
-    def q5_tensor(w):  # one extra tensor in a type we do not read, as llama.cpp's Q5_0
-        w.add_tensor("blk.0.ffn_down.weight", np.zeros((64, 96 // 32 * 22), np.uint8), raw_dtype=Q.Q5_0)
+    def iq4_tensor(w):  # one extra tensor in a type we do not read, llama.cpp's IQ4_NL
+        w.add_tensor("blk.0.ffn_down.weight", np.zeros((64, 96 // 32 * 18), np.uint8), raw_dtype=Q.IQ4_NL)
 
     sd = {k: v for k, v in model.state_dict().items() if k != "model.layers.0.mlp.down_proj.weight"}
 
@@ -590,9 +658,10 @@ def test_other_architecture_and_unsupported_type(tmp_path):
         def state_dict(self):
             return sd
 
-    write_gguf(path, Partial(), Q.F16, extra=q5_tensor)
+    write_gguf(path, Partial(), Q.F16, extra=iq4_tensor)
     message = one_line_error(path, Llama.from_pretrained)
-    assert "tensor blk.0.ffn_down.weight has type Q5_0; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1" in message
+    assert ("tensor blk.0.ffn_down.weight has type IQ4_NL; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+            "Q4_K, Q5_K, Q6_K") in message
 
 
 def test_hf_names():
