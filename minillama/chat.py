@@ -77,7 +77,8 @@ def resolve_session(model: str, adapter: str | None = None, template: str | None
                              f"registers one under the entry-point group {SESSION_GROUP}: pip install -e .)")
     chosen = template or ("llama2-chat" if chat else "none")
     q = None if quantize in (None, "none") else quantize
-    note = f"base {model}; adapter none; template {chosen}" + (" (--template)" if template else " (default)")
+    how = " (--template)" if template else " (--chat)" if chat else " (default)"
+    note = f"base {model}; adapter none; template {chosen}{how}"
     return Session(base=model, template=chosen, note=note + (f"; base in {q}" if q else ""), quantize=q)
 
 

@@ -69,7 +69,8 @@ def llama3_chat_ids(tokenizer, messages: Sequence[dict[str, str]]) -> list[int]:
     missing = [t for t in (START_HEADER, END_HEADER, END_OF_TURN) if t not in specials]
     if missing:
         raise MiniLlamaError(f"{getattr(tokenizer, 'path', 'tokenizer')}: no special token {missing[0]} (the llama3 "
-                             "chat format needs a Llama-3 tokenizer.json)")
+                             "chat format needs a Llama-3 tokenizer.json); use --template model for the model's own "
+                             "format")
     _refuse_markers(dialog, list(specials), "llama3 chat format")
     start, end, eot = (specials[t] for t in (START_HEADER, END_HEADER, END_OF_TURN))
 

@@ -219,6 +219,7 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
     configure_threads(0)
     model, tokenizer = load(session, args.dtype, args.device, args.tokenizer)
     session = own_template(session, tokenizer, args)
+    conversation_ids(session, tokenizer, [], "?", args.system)  # a template that does not fit fails before any output
     err.write(f"[minillama] {session.note}\n")
     history: list[tuple[str, str]] = []
     said: set = set()

@@ -100,7 +100,8 @@ def chat_ids(messages: list[dict[str, str]], tokenizer, template: str) -> list[i
     if own != template:
         kind = "SentencePiece tokenizer.model" if own == "llama2-chat" else "byte-level BPE tokenizer.json"
         raise MiniLlamaError(f"template {template}: {getattr(tokenizer, 'path', 'the tokenizer')} is a {kind}; "
-                             "llama2-chat needs a SentencePiece tokenizer.model, llama3 a Llama-3 tokenizer.json")
+                             "llama2-chat needs a SentencePiece tokenizer.model, llama3 a Llama-3 tokenizer.json; "
+                             "use --template model for the model's own format")
     return llama3_chat_ids(tokenizer, messages) if template == "llama3" else tokenizer.llama2_chat_ids(messages)
 
 

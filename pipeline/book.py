@@ -80,10 +80,11 @@ class StageBook:
             except CommandError:  # a folder of settings this version cannot read: "made with other settings"
                 saved = {}
             changed = [k for k in keys if saved.get(k) != self.state["config"][k]]
-            if changed:
+            if changed and self.has_results():
                 raise ConfigError(f"{self.state_path}: this run folder was made with other settings "
                                   f"({', '.join(changed)}); pass --force to redo it or choose another --run-dir")
-            self.state["stages"] = old.get("stages", {})
+            # settings refused before any stage wrote a result (a missing dataset ...) may be corrected freely
+            self.state["stages"] = {} if changed else old.get("stages", {})
             self.state["commands"] = old.get("commands", [])
             for entry in self.state["stages"].values():
                 for attempt in entry.get("attempts", []):
@@ -92,6 +93,12 @@ class StageBook:
         self.run.mkdir(parents=True, exist_ok=True)
         self.state.setdefault("commands", []).append({"command": self.state.get("command"), "at": now()})
         self.save()
+
+    def has_results(self) -> bool:
+        """Whether any stage has written into the run folder (a training folder, a stage's folder, a report)."""
+        folders = ["train", "figures", *STAGE_DIRS.values()]
+        return any((self.run / d).is_dir() and any((self.run / d).iterdir()) for d in folders) or any(
+            (self.run / f).exists() for f in ("report.md", "report.json", "report.html"))
 
     def save(self) -> None:
         """Write `pipeline.json` atomically (rank 0 only; the heartbeat thread shares the lock)."""

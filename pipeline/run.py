@@ -51,7 +51,7 @@ def reproduce(cfg: ReproduceConfig, force: bool = False, command: str | None = N
             pipe.state["command"] = command
             pipe.prepare()
             log(f"reproduce: preset {cfg.preset}, run folder {pipe.run}")
-            log(f"reproduce: {work_plan(pipe.plan.train, cfg)}")
+            log(f"reproduce: {work_plan(pipe.plan.train if not (pipe.run / 'train' / 'DONE').exists() else None, cfg)}")
             train_run = pipe.stage_train()
             pipe.stage_generate(train_run)
             if not info.is_main:
@@ -60,6 +60,7 @@ def reproduce(cfg: ReproduceConfig, force: bool = False, command: str | None = N
             pipe.stage_grounding()
             pipe.stage_track_b()
             report = pipe.stage_report()
+            log(headline(report))
             log(f"reproduce: report written to {report}")
             return report
         finally:
@@ -68,9 +69,25 @@ def reproduce(cfg: ReproduceConfig, force: bool = False, command: str | None = N
             distributed.teardown(info)
 
 
+def headline(report: Path) -> str:
+    """What the run found, for the terminal: the report's Summary and Table 1 (the rest is in the report)."""
+    text = Path(report).read_text(encoding="utf-8")
+    parts = []
+    for title in ("## Summary", "## Table 1:"):
+        start = text.find(title)
+        if start >= 0:
+            end = text.find("\n## ", start + 1)
+            section = text[start:end if end >= 0 else len(text)].strip()
+            parts.append(section.split("\n\n**N =")[0])  # Table 1 without its notes
+    return "\n\n".join(parts) + "\n"
+
+
 def work_plan(train, cfg: ReproduceConfig) -> str:
-    """One line on the work ahead (training and generation then show progress bars with an ETA)."""
-    if train is None:
+    """One line on the work ahead (training and generation then show progress bars with an ETA); `train` is None
+    when the training is given (`--train-run`) or already done in the run folder."""
+    if train is None and not cfg.train_run:
+        steps = f"the finished training run {Path(cfg.run_dir) / 'train'}"
+    elif train is None:
         steps = f"the finished training run {cfg.train_run}"
     else:
         length = (f"{train.max_steps} optimiser steps" if train.max_steps > 0 else

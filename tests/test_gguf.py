@@ -681,6 +681,20 @@ def test_cli_bad_gguf_is_one_line(tmp_path):
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--template", "mistral"], "is not a SentencePiece tokenizer.model with <s> and </s>"),
+    (["--chat"], "llama2-chat needs a SentencePiece tokenizer.model"),
+])
+def test_cli_format_that_does_not_fit_the_real_model_is_one_line(flags, words):
+    """A hand-written format on SmolLM2's ChatML tokenizer: one error line, before the session's note, no answer."""
+    proc = subprocess.run([sys.executable, "-m", "minillama", "generate", "--model", str(smollm2_gguf()), "--prompt",
+                           "hi", *flags], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.stderr
+    assert proc.stdout == ""
+
+
 # --- the commands that take a base: lora merge / count ----------------------------------------------------------
 
 def test_lora_merge_and_count_take_a_gguf_base(tmp_path, capsys):

@@ -125,9 +125,28 @@ def test_run_folder_made_with_other_settings_is_refused(tmp_path, capsys):
     cfg.run_dir = str(tmp_path / "run")
     pipeline(cfg).prepare()
     cfg.generation.max_new_tokens = 7
+    pipeline(cfg).prepare()  # no stage has written anything yet: the settings may still change
+    (tmp_path / "run" / "generations").mkdir()
+    (tmp_path / "run" / "generations" / "base.jsonl").write_text("")
+    cfg.generation.max_new_tokens = 8
     with pytest.raises(ConfigError, match="made with other settings \\(generation\\); pass --force"):
         pipeline(cfg).prepare()
     pipeline(cfg, force=True).prepare()  # --force starts over
+
+
+def test_settings_refused_by_the_training_stage_can_be_corrected_in_the_same_folder(tmp_path, capsys):
+    """A dataset that is not there is refused when training starts, after `pipeline.json` is written; the
+    corrected command on the same folder then runs (it used to be refused as "made with other settings")."""
+    run = tmp_path / "run"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"preset": "demo", "train": {"data": str(tmp_path / "nope.json")}}))
+    assert reproduce.main(["--config", str(bad), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "nope.json" in err[-1] and not (run / "train").exists()
+    cfg = preset("demo")
+    cfg.run_dir = str(run)
+    pipeline(cfg).prepare()
+    assert json.loads((run / "pipeline.json").read_text())["config"]["train"]["data"] == cfg.train.data
 
 
 def _rec(i: int) -> str:

@@ -104,7 +104,8 @@ def test_failed_start_writes_nothing(tiny, tmp_path, capsys):
     base, data_file = tiny
     out = tmp_path / "run"
     assert train.main(["--out", str(out), "--base", str(tmp_path / "missing"), "--data", str(data_file)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: --base {tmp_path / 'missing'}: base model folder not found"
+    assert capsys.readouterr().err.strip() == (f"error: --base {tmp_path / 'missing'}: no such model folder or .gguf "
+                                               "file (nor a Hugging Face Hub id)")
     assert not out.exists()  # not even an empty folder
     bad = tmp_path / "other.jsonl"
     bad.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")

@@ -56,7 +56,7 @@ class TrainConfig:
                               choices=("skip", "stop"))
     out: str = knob("runs/demo", "the run folder (never overwritten without --resume or --force)")
     # --- data processing ---
-    cutoff_len: int = knob(256, "tokens per sequence at most; alpaca-lora's default and the paper's cutoff_len")
+    cutoff_len: int = knob(256, "tokens per sequence at most (alpaca-lora's and the paper's cutoff_len: 256)")
     train_on_inputs: bool = knob(False, "also train on prompt tokens (the paper's Sec. 3.3: response only; "
                                         "ChatDoctor: on)")
     val_size: int = knob(120, "held-out pairs; the paper holds out 120 (alpaca-lora/ChatDoctor: 2000)")

@@ -121,7 +121,8 @@ def preflight(cfg: TrainConfig, out: Path, resume: bool, force: bool, world_size
             llama_config(read_gguf(Path(cfg.base).expanduser()))
             load_tokenizer(Path(cfg.base).expanduser())
         elif not is_hub_id(cfg.base):
-            raise TrainError(f"--base {cfg.base}: base model folder not found")
+            raise TrainError(f"--base {cfg.base}: no such model folder or .gguf file (nor a Hugging Face "
+                             "Hub id)")
         else:
             check_access(cfg.base, "pass --base DIR with a local copy")
     if cfg.data != "demo":

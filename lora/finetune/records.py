@@ -110,7 +110,8 @@ def resolve_dataset(name_or_path: str) -> Path:
         return download(GENMEDGPT_URL, GENMEDGPT_SHA256, "genmedgpt-5k.json", "--data")
     path = Path(name_or_path).expanduser()
     if not path.is_file():
-        raise DataError(f"{path}: no such dataset file")
+        raise DataError(f"{path}: no such dataset file (the named datasets: genmedgpt-5k, the embedded copy, "
+                        "or genmedgpt-5k@download)")
     return path
 
 

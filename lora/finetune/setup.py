@@ -96,7 +96,8 @@ def finish(cfg: TrainConfig, out: Path, tok, state: dict) -> None:
         print(f"demo, {result['n']} held-out pairs: unigram F1 base {b['mean_f1']:.3f} -> fine-tuned "
               f"{f['mean_f1']:.3f}; right condition named {b['condition_accuracy']:.0%} -> "
               f"{f['condition_accuracy']:.0%}", file=sys.stderr)
-    print(f"best validation loss {state['best_val_loss']} at step {state['best_step']}; run folder {out}",
-          file=sys.stderr)
+    best = state["best_val_loss"]
+    print(f"best validation loss {'none' if best is None else f'{best:.4f}'} at step {state['best_step']}; run "
+          f"folder {out}", file=sys.stderr)
     write_json_atomic(out / "DONE", {"step": state["step"], "best_val_loss": state["best_val_loss"],
                                      "best_step": state["best_step"]})
