@@ -56,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: one warning line)")
     count = sub.add_parser("count", help="trainable / total parameters of LoRA on a model (no weights loaded)")
     models = ("llama-2-7b, llama-2-13b, llama-2-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, mistral-7b, a "
-              "config.json, a model folder, or a Hub id (only its config.json is downloaded)")
+              "config.json, a model folder, a llama.cpp .gguf file (its header is read), or a Hub id (only its "
+              "config.json is downloaded)")
     which = count.add_mutually_exclusive_group()
     which.add_argument("--model", default=None, help=models + " (default: llama-2-7b)")
-    which.add_argument("--config", default=None, help="a model's config.json, or a folder holding one (as --model)")
+    which.add_argument("--config", default=None, help="a model's config.json, a folder holding one, or a .gguf file (as --model)")
     count.add_argument("--r", type=int, default=8, help="LoRA rank (default 8)")
     count.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")
