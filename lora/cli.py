@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
               "config.json is downloaded)")
     which = count.add_mutually_exclusive_group()
     which.add_argument("--model", default=None, help=models + " (default: llama-2-7b)")
-    which.add_argument("--config", default=None, help="a model's config.json, a folder holding one, or a .gguf file (as --model)")
+    which.add_argument("--config", default=None,
+                       help="a model's config.json, a folder holding one, or a .gguf file (as --model)")
     count.add_argument("--r", type=int, default=8, help="LoRA rank (default 8)")
     count.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")

@@ -51,7 +51,8 @@ def reproduce(cfg: ReproduceConfig, force: bool = False, command: str | None = N
             pipe.state["command"] = command
             pipe.prepare()
             log(f"reproduce: preset {cfg.preset}, run folder {pipe.run}")
-            log(f"reproduce: {work_plan(pipe.plan.train if not (pipe.run / 'train' / 'DONE').exists() else None, cfg)}")
+            trained = not force and (pipe.run / "train" / "DONE").exists()  # stage 1 will be skipped
+            log(f"reproduce: {work_plan(None if trained else pipe.plan.train, cfg)}")
             train_run = pipe.stage_train()
             pipe.stage_generate(train_run)
             if not info.is_main:

@@ -277,7 +277,8 @@ def test_k_quants_and_q5_dequantise_as_gguf_py(tmp_path, qtype):
     are not a multiple of 256): every value equal to gguf-py's dequantisation of the same random blocks."""
     path = tmp_path / "k.gguf"
     w = gguf.GGUFWriter(str(path), "llama")
-    tensors = {f"t{i}": random_blocks(rows, cols, qtype, seed=i) for i, (rows, cols) in enumerate([(3, 512), (64, 256)])}
+    shapes = [(3, 512), (64, 256)]
+    tensors = {f"t{i}": random_blocks(rows, cols, qtype, seed=i) for i, (rows, cols) in enumerate(shapes)}
     for name, data in tensors.items():
         w.add_tensor(name, data, raw_dtype=qtype)
     w.write_header_to_file()
