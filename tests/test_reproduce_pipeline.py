@@ -178,6 +178,13 @@ def test_rerun_skips_every_stage_and_changes_nothing(resumed, capsys):
     for stage in ("train", "generate", "track_a", "track_b"):
         assert f"[{stage}] complete" in out, out
     assert {f: (run / f).read_bytes() for f in files} == before
+    # the plan line knows training is done; the terminal gets the report's Summary and Table 1 verbatim
+    assert f"reproduce: the finished training run {run / 'train'}; then" in out
+    report = (run / "report.md").read_text(encoding="utf-8")
+    for title in ("## Summary", "## Table 1:"):
+        section = report[report.index(title):].split("\n## ")[0].split("\n\n**N =")[0].strip()
+        assert section in out and "| Fine-tuned model |" in report, title
+    assert out.rstrip().endswith(f"reproduce: report written to {run / 'report.md'}")
 
 
 def test_track_b_without_endpoint_is_skipped_with_one_line(resumed, tmp_path, capsys, monkeypatch):
